@@ -1,0 +1,167 @@
+//! Commands that read workflow files and need no server.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use weft_shared::analysis::{self, Weights, format_length};
+use weft_shared::catalogue::Catalogue;
+use weft_shared::definition::{DurationDef, LoadError, WorkflowDef};
+use weft_shared::export::{self, Format};
+use weft_shared::plan::Plan;
+use weft_shared::validate::{self, Problems};
+
+/// Why a file gave no plan.
+enum Failure {
+    Load(LoadError),
+    Invalid(Problems),
+}
+
+fn plan_of(file: &Path, catalogue: Option<&Catalogue>) -> Result<Plan, Failure> {
+    let def = WorkflowDef::load(file).map_err(Failure::Load)?;
+    validate::compile(&def, catalogue).map_err(Failure::Invalid)
+}
+
+fn report(file: &Path, failure: &Failure) {
+    match failure {
+        Failure::Load(e) => eprintln!("{e}"),
+        Failure::Invalid(problems) => {
+            for p in &problems.0 {
+                eprintln!("{}: {p}", file.display());
+            }
+        }
+    }
+}
+
+/// `weft validate`.
+pub fn validate(
+    files: &[std::path::PathBuf],
+    tools: Option<&Path>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let catalogue = tools.map(Catalogue::load).transpose()?;
+    let mut all_valid = true;
+    let mut reports = Vec::new();
+    for file in files {
+        let result = plan_of(file, catalogue.as_ref());
+        all_valid &= result.is_ok();
+        if as_json {
+            reports.push(match &result {
+                Ok(plan) => json!({"file": file, "valid": true, "name": plan.name, "version": plan.version,
+                                   "steps": plan.all_steps().len()}),
+                Err(Failure::Load(LoadError::Parse { source, .. })) => json!({"file": file, "valid": false,
+                    "parse_error": {"path": source.path, "line": source.line, "column": source.column,
+                                    "message": source.message}}),
+                Err(Failure::Load(e)) => json!({"file": file, "valid": false, "error": e.to_string()}),
+                Err(Failure::Invalid(problems)) => json!({"file": file, "valid": false, "problems": problems.0}),
+            });
+            continue;
+        }
+        match &result {
+            Ok(plan) => println!(
+                "{}: ok ({} v{}, {} steps)",
+                file.display(),
+                plan.name,
+                plan.version,
+                plan.all_steps().len()
+            ),
+            Err(failure) => report(file, failure),
+        }
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else if files.len() > 1 {
+        let bad = reports.len();
+        let _ = bad;
+    }
+    Ok(if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `weft graph`.
+pub fn graph(file: &Path, format: Format) -> anyhow::Result<ExitCode> {
+    match plan_of(file, None) {
+        Ok(plan) => {
+            print!("{}", export::render(&plan, format));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            report(file, &failure);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn load_weights(file: &Path) -> anyhow::Result<Weights> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let raw: BTreeMap<String, DurationDef> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a JSON object of tool durations", file.display()))?;
+    let mut weights = Weights::default();
+    for (tool, d) in raw {
+        let d = d
+            .to_duration()
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("{}: tool `{tool}`", file.display()))?;
+        weights.per_tool.insert(tool, d);
+    }
+    Ok(weights)
+}
+
+/// `weft analyze`.
+pub fn analyze(file: &Path, durations: Option<&Path>, as_json: bool) -> anyhow::Result<ExitCode> {
+    let weights = durations.map(load_weights).transpose()?.unwrap_or_default();
+    let plan = match plan_of(file, None) {
+        Ok(plan) => plan,
+        Err(failure) => {
+            report(file, &failure);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let a = analysis::analyze(&plan, &weights);
+    if as_json {
+        let mut value = serde_json::to_value(&a)?;
+        if let Value::Object(m) = &mut value {
+            m.insert("critical_path_steps".into(), json!(a.critical_path.len()));
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let list = |ids: &[String]| ids.join(", ");
+    println!(
+        "{} v{}: {} steps ({} in all, nested included)",
+        a.name, plan.version, a.steps, a.total_steps
+    );
+    let levels: Vec<String> = a.levels.iter().map(|l| format!("[{}]", list(l))).collect();
+    println!("levels ({}): {}", a.levels.len(), levels.join(" "));
+    println!(
+        "max parallelism: {} ({})",
+        a.max_parallelism,
+        list(&a.widest)
+    );
+    println!(
+        "critical path: {} ({} steps, {})",
+        a.critical_path.join(" -> "),
+        a.critical_path.len(),
+        format_length(a.critical_length, a.unit)
+    );
+    if a.critical_length > 0.0 {
+        println!(
+            "one after another: {}; parallel speed-up at most {:.2}x",
+            format_length(a.sequential_length, a.unit),
+            a.sequential_length / a.critical_length
+        );
+    }
+    if !a.unestimated.is_empty() {
+        println!(
+            "no duration known for: {} (counted as 0)",
+            list(&a.unestimated)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

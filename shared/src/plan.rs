@@ -1,0 +1,373 @@
+//! Plans: validated workflows, in the form the coordinator executes and analysis reads.
+//!
+//! A [`Plan`] is only made by [`crate::validate::compile`], so holding one means every
+//! reference, condition, duration and dependency in it was checked. Templates and
+//! conditions are parsed; durations are [`Duration`]s; each step knows its dependencies
+//! by kind, which is what the skip rule needs:
+//!
+//! - `needs`: steps whose output the step reads in its params or construct inputs
+//!   (a *data* dependency). If one of them was skipped, the step is skipped too.
+//! - `watches`: steps read only by its `when` condition. A skipped one reads as absent
+//!   (`exists` false), so a step can run *because* another was skipped (an else-branch).
+//! - `after`: explicit `depends_on`. Pure ordering: any terminal state will do.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::condition::Condition;
+use crate::definition::{FailurePolicy, Winner, WorkflowDef};
+use crate::reference::Template;
+
+/// A validated workflow.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Workflow name.
+    pub name: String,
+    /// Definition version.
+    pub version: u32,
+    /// JSON Schema of the input, if any.
+    pub input_schema: Option<Value>,
+    /// Top-level steps, in document order.
+    pub steps: Vec<Step>,
+    /// Template of the run's result.
+    pub output: Option<Template>,
+    /// Run time limit.
+    pub timeout: Option<Duration>,
+    /// Concurrency limit of the run.
+    pub max_parallel: Option<u32>,
+    /// What a failure does.
+    pub on_failure: FailurePolicy,
+    /// The definition this plan was compiled from (what is stored and sent).
+    pub source: WorkflowDef,
+}
+
+/// A validated step.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Unique id.
+    pub id: String,
+    /// What it does.
+    pub kind: Kind,
+    /// Sibling steps whose output it reads (data dependencies).
+    pub needs: BTreeSet<String>,
+    /// Sibling steps read only by its condition.
+    pub watches: BTreeSet<String>,
+    /// Sibling steps it was told to follow (`depends_on`).
+    pub after: BTreeSet<String>,
+    /// Run only if this holds.
+    pub when: Option<Condition>,
+    /// Retry policy of each attempt.
+    pub retry: RetryPolicy,
+    /// Time limit of one attempt.
+    pub timeout: Option<Duration>,
+    /// Undo action for the saga.
+    pub compensate: Option<Compensation>,
+    /// Failure does not fail the run.
+    pub continue_on_error: bool,
+    /// Resource pools held while running.
+    pub resources: BTreeMap<String, u32>,
+    /// Dispatch priority among ready steps.
+    pub priority: i32,
+    /// Declared expected duration.
+    pub estimate: Option<Duration>,
+}
+
+impl Step {
+    /// Every sibling this step waits for, of any kind, sorted and without repeats.
+    pub fn dependencies(&self) -> BTreeSet<&str> {
+        self.needs
+            .iter()
+            .chain(&self.watches)
+            .chain(&self.after)
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The tool this step calls, if it is a task.
+    pub fn tool(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Task { tool, .. } => Some(tool),
+            _ => None,
+        }
+    }
+
+    /// Nested step lists (bodies, branches...), for walking the whole tree.
+    pub fn children(&self) -> Vec<&[Step]> {
+        match &self.kind {
+            Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } => {
+                Vec::new()
+            }
+            Kind::ForEach { body, .. } | Kind::Loop { body, .. } => vec![body],
+            Kind::Switch { cases, default, .. } => cases
+                .iter()
+                .map(|c| c.body.as_slice())
+                .chain(default.as_deref())
+                .collect(),
+            Kind::Race {
+                branches: steps, ..
+            }
+            | Kind::Fallback {
+                alternatives: steps,
+            }
+            | Kind::Parallel { steps, .. }
+            | Kind::Pipeline { stages: steps, .. } => vec![steps],
+        }
+    }
+}
+
+/// What a validated step does.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// Call a tool.
+    Task {
+        /// Tool name.
+        tool: String,
+        /// Params template.
+        params: Template,
+    },
+    /// Map a body over a list.
+    ForEach {
+        /// The list.
+        items: Template,
+        /// Name of the bound item.
+        bind: String,
+        /// Name of the bound index.
+        index_bind: String,
+        /// Items at once.
+        concurrency: Option<u32>,
+        /// Failures tolerated.
+        max_failures: u32,
+        /// Per-item body.
+        body: Vec<Step>,
+        /// Per-item result template.
+        output: Option<Template>,
+    },
+    /// First matching case runs.
+    Switch {
+        /// Value compared by `value` cases.
+        on: Option<Template>,
+        /// Cases in order.
+        cases: Vec<Case>,
+        /// Runs when none matches.
+        default: Option<Vec<Step>>,
+    },
+    /// Repeat until.
+    Loop {
+        /// Per-iteration body.
+        body: Vec<Step>,
+        /// Stop condition, checked after each iteration.
+        until: Condition,
+        /// Iteration bound.
+        max_iterations: u32,
+        /// Per-iteration result template.
+        output: Option<Template>,
+    },
+    /// Pause.
+    Wait(WaitFor),
+    /// Wait for an external signal.
+    Signal {
+        /// Signal name.
+        name: String,
+        /// How long to wait.
+        timeout: Option<Duration>,
+        /// Output on timeout.
+        default: Option<Value>,
+        /// Schema of the signal's data.
+        schema: Option<Value>,
+    },
+    /// Child workflow.
+    SubWorkflow {
+        /// Registered name.
+        name: String,
+        /// Version, latest if none.
+        version: Option<u32>,
+        /// Input template.
+        input: Template,
+    },
+    /// First (or best) success wins.
+    Race {
+        /// Competing branches.
+        branches: Vec<Step>,
+        /// Winner rule.
+        winner: Winner,
+    },
+    /// Alternatives in order.
+    Fallback {
+        /// The alternatives.
+        alternatives: Vec<Step>,
+    },
+    /// Group with a success threshold.
+    Parallel {
+        /// The group's steps.
+        steps: Vec<Step>,
+        /// Successes needed.
+        min_successes: u32,
+    },
+    /// Stages fed one into the next.
+    Pipeline {
+        /// First stage's `{previous}`.
+        input: Option<Template>,
+        /// The stages.
+        stages: Vec<Step>,
+    },
+}
+
+impl Kind {
+    /// The JSON keyword of this kind.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Kind::Task { .. } => "tool",
+            Kind::ForEach { .. } => "for_each",
+            Kind::Switch { .. } => "switch",
+            Kind::Loop { .. } => "loop",
+            Kind::Wait(_) => "wait",
+            Kind::Signal { .. } => "signal",
+            Kind::SubWorkflow { .. } => "workflow",
+            Kind::Race { .. } => "race",
+            Kind::Fallback { .. } => "fallback",
+            Kind::Parallel { .. } => "parallel",
+            Kind::Pipeline { .. } => "pipeline",
+        }
+    }
+}
+
+/// A switch case.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// How the case matches.
+    pub matcher: CaseMatch,
+    /// Steps it runs.
+    pub body: Vec<Step>,
+}
+
+/// How a switch case matches.
+#[derive(Debug, Clone)]
+pub enum CaseMatch {
+    /// `on` equals this value.
+    Value(Value),
+    /// This condition holds.
+    When(Condition),
+}
+
+/// What a wait waits for.
+#[derive(Debug, Clone)]
+pub enum WaitFor {
+    /// A fixed duration.
+    Duration(Duration),
+    /// A time (RFC 3339), possibly from a reference.
+    Until(Template),
+}
+
+/// A compensating call.
+#[derive(Debug, Clone)]
+pub struct Compensation {
+    /// Tool name.
+    pub tool: String,
+    /// Params template (may reference the compensated step's output).
+    pub params: Template,
+    /// Its own retry policy.
+    pub retry: RetryPolicy,
+    /// Time limit of one attempt.
+    pub timeout: Option<Duration>,
+}
+
+/// A resolved retry policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 means no retry).
+    pub max_attempts: u32,
+    /// First delay.
+    pub backoff: Duration,
+    /// Growth per retry.
+    pub multiplier: f64,
+    /// Cap on the delay.
+    pub max_backoff: Duration,
+    /// Fraction of the delay randomised away (0..=1).
+    pub jitter: f64,
+    /// Codes never retried.
+    pub non_retryable: BTreeSet<String>,
+}
+
+impl RetryPolicy {
+    /// One attempt, no retry.
+    pub fn none() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::standard()
+        }
+    }
+
+    /// The policy a bare `"retry": {}` means: 3 attempts, 200ms doubling to 30s, 20% jitter.
+    pub fn standard() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            backoff: Duration::from_millis(200),
+            multiplier: 2.0,
+            max_backoff: Duration::from_secs(30),
+            jitter: 0.2,
+            non_retryable: BTreeSet::new(),
+        }
+    }
+
+    /// Whether a failure with `code` on attempt `attempt` (1-based) gets another attempt.
+    pub fn should_retry(&self, attempt: u32, code: Option<&str>) -> bool {
+        attempt < self.max_attempts && !code.is_some_and(|c| self.non_retryable.contains(c))
+    }
+
+    /// Delay after failed attempt `attempt` (1-based); `unit` in `[0, 1)` draws the jitter.
+    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(64) as i32;
+        let raw = self.backoff.as_secs_f64() * self.multiplier.powi(exponent);
+        let capped = raw.min(self.max_backoff.as_secs_f64());
+        let jittered = capped * (1.0 - self.jitter * unit.clamp(0.0, 1.0));
+        Duration::from_secs_f64(jittered.max(0.0))
+    }
+}
+
+impl Plan {
+    /// Every step at every depth, parents before their children.
+    pub fn all_steps(&self) -> Vec<&Step> {
+        fn walk<'a>(steps: &'a [Step], out: &mut Vec<&'a Step>) {
+            for s in steps {
+                out.push(s);
+                for child in s.children() {
+                    walk(child, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.steps, &mut out);
+        out
+    }
+
+    /// The top-level step called `id`.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let p = RetryPolicy {
+            max_backoff: Duration::from_secs(1),
+            ..RetryPolicy::standard()
+        };
+        assert_eq!(p.delay(1, 0.0), Duration::from_millis(200));
+        assert_eq!(p.delay(2, 0.0), Duration::from_millis(400));
+        assert_eq!(p.delay(10, 0.0), Duration::from_secs(1));
+        assert_eq!(p.delay(1, 1.0), Duration::from_millis(160));
+        assert!(p.should_retry(1, None));
+        assert!(!p.should_retry(3, None));
+        let strict = RetryPolicy {
+            non_retryable: ["INVALID".to_owned()].into(),
+            ..p
+        };
+        assert!(!strict.should_retry(1, Some("INVALID")));
+    }
+}

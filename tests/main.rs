@@ -1,0 +1,1 @@
+//! Weft's integration tests, compiled into one binary.
