@@ -69,18 +69,10 @@ const EXACT_ANTICHAIN_LIMIT: usize = 2_000;
 
 /// Analyses a plan's top level.
 pub fn analyze(plan: &Plan, weights: &Weights) -> Analysis {
-    let unit = if plan.all_steps().iter().any(|s| known(s, weights).is_some()) {
-        Unit::Ms
-    } else {
-        Unit::Steps
-    };
+    let unit = if plan.all_steps().iter().any(|s| known(s, weights).is_some()) { Unit::Ms } else { Unit::Steps };
     let mut unestimated = Vec::new();
     let (deps, order) = shape(&plan.steps);
-    let weight: Vec<f64> = plan
-        .steps
-        .iter()
-        .map(|s| step_weight(s, weights, unit, &mut unestimated))
-        .collect();
+    let weight: Vec<f64> = plan.steps.iter().map(|s| step_weight(s, weights, unit, &mut unestimated)).collect();
     let (levels, path, length, widest) = match &order {
         Some(order) => {
             let level = graph::levels(&deps, order);
@@ -93,23 +85,15 @@ pub fn analyze(plan: &Plan, weights: &Weights) -> Analysis {
             let widest = if plan.steps.len() <= EXACT_ANTICHAIN_LIMIT {
                 graph::max_antichain(&deps, order)
             } else {
-                let wide = (0..depth)
-                    .max_by_key(|l| level.iter().filter(|x| **x == *l).count())
-                    .unwrap_or(0);
-                (0..plan.steps.len())
-                    .filter(|i| level[*i] == wide)
-                    .collect()
+                let wide = (0..depth).max_by_key(|l| level.iter().filter(|x| **x == *l).count()).unwrap_or(0);
+                (0..plan.steps.len()).filter(|i| level[*i] == wide).collect()
             };
             (levels, path, length, widest)
         }
         // Plans are acyclic by construction; an empty analysis is the safe answer.
         None => (Vec::new(), Vec::new(), 0.0, Vec::new()),
     };
-    let ids = |ix: Vec<usize>| {
-        ix.into_iter()
-            .map(|i| plan.steps[i].id.clone())
-            .collect::<Vec<_>>()
-    };
+    let ids = |ix: Vec<usize>| ix.into_iter().map(|i| plan.steps[i].id.clone()).collect::<Vec<_>>();
     unestimated.sort();
     unestimated.dedup();
     Analysis {
@@ -123,87 +107,61 @@ pub fn analyze(plan: &Plan, weights: &Weights) -> Analysis {
         critical_length: length,
         sequential_length: weight.iter().sum(),
         unit,
-        unestimated: if unit == Unit::Ms {
-            unestimated
-        } else {
-            Vec::new()
-        },
+        unestimated: if unit == Unit::Ms { unestimated } else { Vec::new() },
     }
 }
 
 /// Dependencies as indices, and a topological order if acyclic.
 fn shape(steps: &[Step]) -> (Vec<Vec<usize>>, Option<Vec<usize>>) {
     let pos = |id: &str| steps.iter().position(|s| s.id == id);
-    let deps: Vec<Vec<usize>> = steps
-        .iter()
-        .map(|s| s.dependencies().into_iter().filter_map(pos).collect())
-        .collect();
+    let deps: Vec<Vec<usize>> = steps.iter().map(|s| s.dependencies().into_iter().filter_map(pos).collect()).collect();
     let order = graph::topological(&deps);
     (deps, order)
 }
 
 /// A leaf's own known duration.
 fn known(step: &Step, weights: &Weights) -> Option<Duration> {
-    step.estimate
-        .or_else(|| step.tool().and_then(|t| weights.per_tool.get(t).copied()))
-        .or(match &step.kind {
-            Kind::Wait(WaitFor::Duration(d)) => Some(*d),
-            _ => None,
-        })
+    step.estimate.or_else(|| step.tool().and_then(|t| weights.per_tool.get(t).copied())).or(match &step.kind {
+        Kind::Wait(WaitFor::Duration(d)) => Some(*d),
+        _ => None,
+    })
 }
 
 fn step_weight(step: &Step, weights: &Weights, unit: Unit, unestimated: &mut Vec<String>) -> f64 {
-    if unit == Unit::Ms {
-        if let Some(d) = known(step, weights) {
-            return d.as_secs_f64() * 1000.0;
-        }
+    if unit == Unit::Ms
+        && let Some(d) = known(step, weights)
+    {
+        return d.as_secs_f64() * 1000.0;
     }
     let mut block = |steps: &[Step]| block_length(steps, weights, unit, unestimated);
     match &step.kind {
         Kind::ForEach { body, .. } | Kind::Loop { body, .. } => block(body),
         Kind::Parallel { steps, .. } => block(steps),
         Kind::Pipeline { stages, .. } => block(stages),
-        Kind::Fallback { alternatives } => alternatives
-            .first()
-            .map_or(0.0, |a| block(std::slice::from_ref(a))),
-        Kind::Switch { cases, default, .. } => cases
-            .iter()
-            .map(|c| c.body.as_slice())
-            .chain(default.as_deref())
-            .map(&mut block)
-            .fold(0.0, f64::max),
+        Kind::Fallback { alternatives } => alternatives.first().map_or(0.0, |a| block(std::slice::from_ref(a))),
+        Kind::Switch { cases, default, .. } => {
+            cases.iter().map(|c| c.body.as_slice()).chain(default.as_deref()).map(&mut block).fold(0.0, f64::max)
+        }
         Kind::Race { branches, winner } => {
             let each = branches.iter().map(|b| block(std::slice::from_ref(b)));
             match winner {
-                Winner::First => Some(each.fold(f64::INFINITY, f64::min))
-                    .filter(|l| l.is_finite())
-                    .unwrap_or(0.0),
+                Winner::First => Some(each.fold(f64::INFINITY, f64::min)).filter(|l| l.is_finite()).unwrap_or(0.0),
                 Winner::Max(_) | Winner::Min(_) => each.fold(0.0, f64::max),
             }
         }
-        Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } => {
-            match unit {
-                Unit::Steps => 1.0,
-                Unit::Ms => {
-                    unestimated.push(step.id.clone());
-                    0.0
-                }
+        Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } => match unit {
+            Unit::Steps => 1.0,
+            Unit::Ms => {
+                unestimated.push(step.id.clone());
+                0.0
             }
-        }
+        },
     }
 }
 
-fn block_length(
-    steps: &[Step],
-    weights: &Weights,
-    unit: Unit,
-    unestimated: &mut Vec<String>,
-) -> f64 {
+fn block_length(steps: &[Step], weights: &Weights, unit: Unit, unestimated: &mut Vec<String>) -> f64 {
     let (deps, order) = shape(steps);
-    let weight: Vec<f64> = steps
-        .iter()
-        .map(|s| step_weight(s, weights, unit, unestimated))
-        .collect();
+    let weight: Vec<f64> = steps.iter().map(|s| step_weight(s, weights, unit, unestimated)).collect();
     order.map_or(0.0, |o| graph::longest_path(&deps, &o, &weight).1)
 }
 
@@ -251,8 +209,7 @@ mod tests {
     #[test]
     fn per_tool_durations_move_the_critical_path() {
         let mut w = Weights::default();
-        w.per_tool
-            .insert("step_b".into(), Duration::from_millis(2000));
+        w.per_tool.insert("step_b".into(), Duration::from_millis(2000));
         for t in ["step_a", "step_c", "step_d", "step_e"] {
             w.per_tool.insert(t.into(), Duration::from_millis(500));
         }

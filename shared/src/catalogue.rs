@@ -62,9 +62,7 @@ pub enum CatalogueError {
         source: std::io::Error,
     },
     /// Not a catalogue.
-    #[error(
-        "{file} is not a tool catalogue (expected [{{\"name\": ..., \"params\": {{schema}}}}, ...]): {source}"
-    )]
+    #[error("{file} is not a tool catalogue (expected [{{\"name\": ..., \"params\": {{schema}}}}, ...]): {source}")]
     Parse {
         /// The file.
         file: String,
@@ -83,20 +81,15 @@ enum CatalogueFile {
 impl Catalogue {
     /// A catalogue of these tools (a later spec of the same name replaces an earlier one).
     pub fn new(specs: impl IntoIterator<Item = ToolSpec>) -> Catalogue {
-        Catalogue {
-            tools: specs.into_iter().map(|s| (s.name.clone(), s)).collect(),
-        }
+        Catalogue { tools: specs.into_iter().map(|s| (s.name.clone(), s)).collect() }
     }
 
     /// Reads a catalogue file.
     pub fn load(file: &FsPath) -> Result<Catalogue, CatalogueError> {
         let name = file.display().to_string();
-        let text = std::fs::read_to_string(file).map_err(|source| CatalogueError::Io {
-            file: name.clone(),
-            source,
-        })?;
-        let parsed: CatalogueFile = serde_json::from_str(&text)
-            .map_err(|source| CatalogueError::Parse { file: name, source })?;
+        let text = std::fs::read_to_string(file).map_err(|source| CatalogueError::Io { file: name.clone(), source })?;
+        let parsed: CatalogueFile =
+            serde_json::from_str(&text).map_err(|source| CatalogueError::Parse { file: name, source })?;
         Ok(Catalogue::new(match parsed {
             CatalogueFile::List(v) | CatalogueFile::Wrapped { tools: v } => v,
         }))
@@ -139,11 +132,7 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(row[j]).min(cur)
-            };
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(cur) };
             prev = cur;
         }
     }

@@ -150,19 +150,14 @@ pub enum EvalError {
     NotAString(String),
 }
 
-const LEAVES: &str =
-    "eq, ne, gt, gte, lt, lte, in, contains, exists, is_null, matches, all, any, not";
+const LEAVES: &str = "eq, ne, gt, gte, lt, lte, in, contains, exists, is_null, matches, all, any, not";
 
 impl Condition {
     /// Parses a condition; reports every problem found.
     pub fn parse(value: &Value) -> Result<Condition, Vec<ConditionError>> {
         let mut errors = Vec::new();
         let c = parse(value, "", &mut errors);
-        if errors.is_empty() {
-            Ok(c)
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(c) } else { Err(errors) }
     }
 
     /// Every reference the condition reads.
@@ -209,9 +204,7 @@ impl Condition {
             Condition::Not(c) => !c.eval(scope)?,
             Condition::Exists(path) => lookup(path, scope)?.is_some(),
             Condition::IsNull(path) => lookup(path, scope)?.is_none_or(Value::is_null),
-            Condition::Compare { op, left, right } => {
-                compare(*op, &operand(left, scope)?, &operand(right, scope)?)?
-            }
+            Condition::Compare { op, left, right } => compare(*op, &operand(left, scope)?, &operand(right, scope)?)?,
             Condition::Matches { value, pattern } => match operand(value, scope)? {
                 Value::String(s) => pattern.is_match(&s),
                 Value::Null => false,
@@ -225,11 +218,9 @@ impl Condition {
 fn lookup<'s>(path: &Path, scope: &'s dyn Scope) -> Result<Option<&'s Value>, EvalError> {
     match resolve_path(path, scope) {
         Ok(v) => Ok(Some(v)),
-        Err(
-            ResolveError::Skipped { .. }
-            | ResolveError::MissingKey { .. }
-            | ResolveError::OutOfRange { .. },
-        ) => Ok(None),
+        Err(ResolveError::Skipped { .. } | ResolveError::MissingKey { .. } | ResolveError::OutOfRange { .. }) => {
+            Ok(None)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -245,24 +236,16 @@ fn operand(t: &Template, scope: &dyn Scope) -> Result<Value, EvalError> {
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
 }
 
 fn compare(op: Op, left: &Value, right: &Value) -> Result<bool, EvalError> {
-    let mismatch = || EvalError::Mismatch {
-        op,
-        left: describe(left),
-        right: describe(right),
-    };
+    let mismatch = || EvalError::Mismatch { op, left: describe(left), right: describe(right) };
     let member = |container: &Value, item: &Value| -> Result<bool, EvalError> {
         match (container, item) {
             (Value::Array(items), _) => Ok(items.iter().any(|x| json_eq(x, item))),
@@ -306,31 +289,21 @@ fn parse(value: &Value, pointer: &str, errors: &mut Vec<ConditionError>) -> Cond
         Value::Bool(b) => return Condition::Const(*b),
         Value::Object(map) if map.len() == 1 => map,
         Value::Object(map) if map.is_empty() => {
-            return fail(
-                errors,
-                pointer.to_owned(),
-                format!("empty condition; use one of: {LEAVES}"),
-            );
+            return fail(errors, pointer.to_owned(), format!("empty condition; use one of: {LEAVES}"));
         }
         Value::Object(map) => {
             let keys: Vec<&str> = map.keys().map(String::as_str).collect();
             return fail(
                 errors,
                 pointer.to_owned(),
-                format!(
-                    "a condition has exactly one operator, found {}; combine them with `all`",
-                    keys.join(", ")
-                ),
+                format!("a condition has exactly one operator, found {}; combine them with `all`", keys.join(", ")),
             );
         }
         other => {
             return fail(
                 errors,
                 pointer.to_owned(),
-                format!(
-                    "a condition is an object or a boolean, found {}",
-                    describe(other)
-                ),
+                format!("a condition is an object or a boolean, found {}", describe(other)),
             );
         }
     };
@@ -341,25 +314,10 @@ fn parse(value: &Value, pointer: &str, errors: &mut Vec<ConditionError>) -> Cond
     match key.as_str() {
         "all" | "any" => {
             let Value::Array(items) = arg else {
-                return fail(
-                    errors,
-                    here,
-                    format!(
-                        "`{key}` takes an array of conditions, found {}",
-                        describe(arg)
-                    ),
-                );
+                return fail(errors, here, format!("`{key}` takes an array of conditions, found {}", describe(arg)));
             };
-            let cs = items
-                .iter()
-                .enumerate()
-                .map(|(i, c)| parse(c, &format!("{here}/{i}"), errors))
-                .collect();
-            if key == "all" {
-                Condition::All(cs)
-            } else {
-                Condition::Any(cs)
-            }
+            let cs = items.iter().enumerate().map(|(i, c)| parse(c, &format!("{here}/{i}"), errors)).collect();
+            if key == "all" { Condition::All(cs) } else { Condition::Any(cs) }
         }
         "not" => Condition::Not(Box::new(parse(arg, &here, errors))),
         "exists" | "is_null" => match single_reference(arg) {
@@ -369,21 +327,13 @@ fn parse(value: &Value, pointer: &str, errors: &mut Vec<ConditionError>) -> Cond
         },
         "matches" => {
             let Some([value, pattern]) = pair(arg) else {
-                return fail(
-                    errors,
-                    here,
-                    "`matches` takes [value, \"regex\"]".to_owned(),
-                );
+                return fail(errors, here, "`matches` takes [value, \"regex\"]".to_owned());
             };
             let value = template(value, &format!("{here}/0"), errors);
             match pattern {
                 Value::String(p) => match Regex::new(p) {
                     Ok(pattern) => Condition::Matches { value, pattern },
-                    Err(e) => fail(
-                        errors,
-                        format!("{here}/1"),
-                        format!("invalid regular expression: {e}"),
-                    ),
+                    Err(e) => fail(errors, format!("{here}/1"), format!("invalid regular expression: {e}")),
                 },
                 other => fail(
                     errors,
@@ -398,10 +348,7 @@ fn parse(value: &Value, pointer: &str, errors: &mut Vec<ConditionError>) -> Cond
                     return fail(
                         errors,
                         here,
-                        format!(
-                            "`{name}` takes two operands: [left, right], found {}",
-                            describe(arg)
-                        ),
+                        format!("`{name}` takes two operands: [left, right], found {}", describe(arg)),
                     );
                 };
                 Condition::Compare {
@@ -410,11 +357,7 @@ fn parse(value: &Value, pointer: &str, errors: &mut Vec<ConditionError>) -> Cond
                     right: template(right, &format!("{here}/1"), errors),
                 }
             }
-            None => fail(
-                errors,
-                here,
-                format!("unknown operator `{name}`; expected one of: {LEAVES}"),
-            ),
+            None => fail(errors, here, format!("unknown operator `{name}`; expected one of: {LEAVES}")),
         },
     }
 }
@@ -428,10 +371,10 @@ fn pair(arg: &Value) -> Option<&[Value; 2]> {
 
 fn template(value: &Value, pointer: &str, errors: &mut Vec<ConditionError>) -> Template {
     Template::parse(value).unwrap_or_else(|es| {
-        errors.extend(es.into_iter().map(|e| ConditionError {
-            pointer: format!("{pointer}{}", e.pointer),
-            message: e.to_string(),
-        }));
+        errors.extend(
+            es.into_iter()
+                .map(|e| ConditionError { pointer: format!("{pointer}{}", e.pointer), message: e.to_string() }),
+        );
         Template::Literal(Value::Null)
     })
 }
@@ -439,15 +382,11 @@ fn template(value: &Value, pointer: &str, errors: &mut Vec<ConditionError>) -> T
 /// `"{a.b}"`, `"$a.b"` or plain `"a.b"`: the one path it names.
 fn single_reference(arg: &Value) -> Result<Path, String> {
     let Value::String(text) = arg else {
-        return Err(format!(
-            "takes a reference such as \"{{order.coupon}}\", found {}",
-            describe(arg)
-        ));
+        return Err(format!("takes a reference such as \"{{order.coupon}}\", found {}", describe(arg)));
     };
     match Template::parse_str(text) {
         Ok(Template::Ref(path)) => Ok(path),
-        _ => Path::parse(text)
-            .map_err(|e| format!("takes one reference such as \"{{order.coupon}}\": {e}")),
+        _ => Path::parse(text).map_err(|e| format!("takes one reference such as \"{{order.coupon}}\": {e}")),
     }
 }
 
@@ -510,10 +449,7 @@ mod tests {
     #[test]
     fn mismatched_kinds_are_errors() {
         let e = check(json!({"gt": ["{order.country}", 3]})).expect_err("string vs number");
-        assert_eq!(
-            e.to_string(),
-            "`gt` cannot compare the string \"FR\" with the number 3"
-        );
+        assert_eq!(e.to_string(), "`gt` cannot compare the string \"FR\" with the number 3");
         assert!(check(json!({"matches": ["{order.total}", "1"]})).is_err());
         assert!(check(json!({"eq": ["{order.total.x}", 1]})).is_err());
     }
@@ -529,22 +465,12 @@ mod tests {
         ]}))
         .expect_err("five problems");
         let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
-        assert_eq!(
-            pointers,
-            [
-                "/all/0/gt",
-                "/all/1/bogus",
-                "/all/2/matches/1",
-                "/all/3/eq/0",
-                "/all/4"
-            ]
-        );
+        assert_eq!(pointers, ["/all/0/gt", "/all/1/bogus", "/all/2/matches/1", "/all/3/eq/0", "/all/4"]);
     }
 
     #[test]
     fn lists_references() {
-        let c = Condition::parse(&json!({"any": [{"exists": "{a.x}"}, {"eq": ["{b}", "{c.d}"]}]}))
-            .expect("parses");
+        let c = Condition::parse(&json!({"any": [{"exists": "{a.x}"}, {"eq": ["{b}", "{c.d}"]}]})).expect("parses");
         let roots: Vec<&str> = c.references().iter().map(|p| p.root.as_str()).collect();
         assert_eq!(roots, ["a", "b", "c"]);
     }

@@ -29,8 +29,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 pub use constructs::{
-    CaseDef, FallbackDef, ForEachDef, LoopDef, ParallelDef, PipelineDef, RaceDef, SignalDef,
-    SubWorkflowDef, SwitchDef, WaitDef, Winner,
+    CaseDef, FallbackDef, ForEachDef, LoopDef, ParallelDef, PipelineDef, RaceDef, SignalDef, SubWorkflowDef, SwitchDef,
+    WaitDef, Winner,
 };
 pub use step::{CompensateDef, StepDef, StepKindDef};
 
@@ -154,14 +154,10 @@ impl DurationDef {
     /// Parses the duration; the error says what was expected.
     pub fn to_duration(&self) -> Result<std::time::Duration, String> {
         match self {
-            DurationDef::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
-                format!(
-                    "invalid duration {text:?}: {e} (write e.g. \"250ms\", \"30s\", \"1h 30m\")"
-                )
-            }),
-            DurationDef::Seconds(s) => std::time::Duration::try_from_secs_f64(*s).map_err(|_| {
-                format!("invalid duration {s}: seconds must be a finite number, 0 or more")
-            }),
+            DurationDef::Text(text) => humantime::parse_duration(text.trim())
+                .map_err(|e| format!("invalid duration {text:?}: {e} (write e.g. \"250ms\", \"30s\", \"1h 30m\")")),
+            DurationDef::Seconds(s) => std::time::Duration::try_from_secs_f64(*s)
+                .map_err(|_| format!("invalid duration {s}: seconds must be a finite number, 0 or more")),
         }
     }
 }
@@ -215,11 +211,7 @@ pub struct ParseError {
 }
 
 fn location(path: &str) -> String {
-    if path.is_empty() || path == "." {
-        String::new()
-    } else {
-        format!("at {path}, ")
-    }
+    if path.is_empty() || path == "." { String::new() } else { format!("at {path}, ") }
 }
 
 /// Reading a definition from a file failed.
@@ -264,10 +256,7 @@ impl WorkflowDef {
     /// Reads and parses a JSON file.
     pub fn load(file: &FsPath) -> Result<WorkflowDef, LoadError> {
         let name = file.display().to_string();
-        let text = std::fs::read_to_string(file).map_err(|source| LoadError::Io {
-            file: name.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(file).map_err(|source| LoadError::Io { file: name.clone(), source })?;
         WorkflowDef::from_json(&text).map_err(|source| LoadError::Parse { file: name, source })
     }
 
@@ -296,19 +285,13 @@ mod tests {
         assert_eq!(e.path, "steps[0].retry.max_attempts");
         assert_eq!(e.line, 4);
         assert!(e.message.contains("expected u32"), "{e}");
-        assert!(
-            e.to_string()
-                .starts_with("at steps[0].retry.max_attempts, line 4, column"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("at steps[0].retry.max_attempts, line 4, column"), "{e}");
     }
 
     #[test]
     fn typos_are_caught() {
-        let e = WorkflowDef::from_json(
-            r#"{"name": "x", "steps": [{"id": "a", "tool": "echo", "depend_on": ["b"]}]}"#,
-        )
-        .expect_err("unknown field");
+        let e = WorkflowDef::from_json(r#"{"name": "x", "steps": [{"id": "a", "tool": "echo", "depend_on": ["b"]}]}"#)
+            .expect_err("unknown field");
         assert!(e.message.contains("unknown field `depend_on`"), "{e}");
         assert_eq!(e.path, "steps[0].depend_on");
     }
@@ -341,14 +324,8 @@ mod tests {
              "when": {"exists": "{a.id}"}, "continue_on_error": true}
           ]}"#;
         let def = WorkflowDef::from_json(text).expect("parses");
-        let StepKindDef::Switch(sw) = &def.steps[2].kind else {
-            panic!("switch")
-        };
-        assert_eq!(
-            sw.cases[0].value,
-            Some(Value::Null),
-            "an explicit null is kept"
-        );
+        let StepKindDef::Switch(sw) = &def.steps[2].kind else { panic!("switch") };
+        assert_eq!(sw.cases[0].value, Some(Value::Null), "an explicit null is kept");
         let again = WorkflowDef::from_json(&def.to_json_pretty()).expect("reparses");
         assert_eq!(def, again);
     }

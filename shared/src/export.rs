@@ -44,11 +44,7 @@ fn edges(steps: &[Step]) -> Vec<(&str, &str, Edge)> {
         for d in &s.watches {
             out.push((d.as_str(), s.id.as_str(), Edge::When));
         }
-        for d in s
-            .after
-            .iter()
-            .filter(|d| !s.needs.contains(*d) && !s.watches.contains(*d))
-        {
+        for d in s.after.iter().filter(|d| !s.needs.contains(*d) && !s.watches.contains(*d)) {
             out.push((d.as_str(), s.id.as_str(), Edge::Order));
         }
     }
@@ -67,10 +63,7 @@ struct Ids(Vec<String>);
 
 impl Ids {
     fn of(&self, id: &str) -> String {
-        self.0
-            .iter()
-            .position(|x| x == id)
-            .map_or_else(|| "unknown".to_owned(), |i| format!("s{i}"))
+        self.0.iter().position(|x| x == id).map_or_else(|| "unknown".to_owned(), |i| format!("s{i}"))
     }
 }
 
@@ -96,11 +89,7 @@ fn mermaid_block(steps: &[Step], ids: &Ids, depth: usize, out: &mut String) {
             (None, false) => writeln!(out, "{pad}{n}[[\"{text}\"]]"),
         };
         for (i, child) in s.children().into_iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{pad}subgraph {n}_body{i} [\"{} body\"]",
-                mermaid_text(&s.id)
-            );
+            let _ = writeln!(out, "{pad}subgraph {n}_body{i} [\"{} body\"]", mermaid_text(&s.id));
             mermaid_block(child, ids, depth + 1, out);
             let _ = writeln!(out, "{pad}end");
             let _ = writeln!(out, "{pad}{n} -.- {n}_body{i}");
@@ -117,16 +106,12 @@ fn mermaid_block(steps: &[Step], ids: &Ids, depth: usize, out: &mut String) {
 }
 
 fn dot_text(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 fn dot(plan: &Plan) -> String {
-    let mut out = format!(
-        "digraph \"{}\" {{\n    rankdir=TB;\n    node [shape=box, style=rounded];\n",
-        dot_text(&plan.name)
-    );
+    let mut out =
+        format!("digraph \"{}\" {{\n    rankdir=TB;\n    node [shape=box, style=rounded];\n", dot_text(&plan.name));
     dot_block(&plan.steps, 1, &mut out);
     out.push_str("}\n");
     out
@@ -140,17 +125,9 @@ fn dot_block(steps: &[Step], depth: usize, out: &mut String) {
             (None, true) => "",
             (None, false) => ", shape=box3d",
         };
-        let _ = writeln!(
-            out,
-            "{pad}\"{}\" [label=\"{}\"{shape}];",
-            dot_text(&s.id),
-            dot_text(&label(s))
-        );
+        let _ = writeln!(out, "{pad}\"{}\" [label=\"{}\"{shape}];", dot_text(&s.id), dot_text(&label(s)));
         for (i, child) in s.children().into_iter().enumerate() {
-            let cluster = format!(
-                "cluster_{}_{i}",
-                s.id.replace(|c: char| !c.is_alphanumeric(), "_")
-            );
+            let cluster = format!("cluster_{}_{i}", s.id.replace(|c: char| !c.is_alphanumeric(), "_"));
             let _ = writeln!(
                 out,
                 "{pad}subgraph \"{cluster}\" {{\n{pad}    label=\"{} body\"; style=dashed;",
@@ -174,12 +151,7 @@ fn dot_block(steps: &[Step], depth: usize, out: &mut String) {
             Edge::When => " [style=dotted, label=\"when\"]",
             Edge::Order => " [style=dashed]",
         };
-        let _ = writeln!(
-            out,
-            "{pad}\"{}\" -> \"{}\"{style};",
-            dot_text(from),
-            dot_text(to)
-        );
+        let _ = writeln!(out, "{pad}\"{}\" -> \"{}\"{style};", dot_text(from), dot_text(to));
     }
 }
 
@@ -216,10 +188,7 @@ mod tests {
         let d = render(&plan(), Format::Dot);
         assert!(d.starts_with("digraph \"x\" {"));
         assert!(d.contains("\"a\" -> \"c\";"), "{d}");
-        assert!(
-            d.contains("\"a\" -> \"b\" [style=dotted, label=\"when\"];"),
-            "{d}"
-        );
+        assert!(d.contains("\"a\" -> \"b\" [style=dotted, label=\"when\"];"), "{d}");
         assert!(d.contains("\"b\" -> \"c\" [style=dashed];"), "{d}");
         assert!(d.contains("subgraph \"cluster_m_0\""), "{d}");
         assert!(d.trim_end().ends_with('}'));

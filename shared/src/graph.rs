@@ -14,10 +14,7 @@ where
     F: Fn(&str) -> BTreeSet<&'a str>,
 {
     let index = |id: &str| nodes.iter().position(|n| *n == id);
-    let deps: Vec<Vec<usize>> = nodes
-        .iter()
-        .map(|n| deps_of(n).into_iter().filter_map(index).collect())
-        .collect();
+    let deps: Vec<Vec<usize>> = nodes.iter().map(|n| deps_of(n).into_iter().filter_map(index).collect()).collect();
     let mut out = Vec::new();
     for component in strongly_connected(&deps) {
         let Some(&start) = component.iter().min() else {
@@ -46,11 +43,7 @@ where
 /// Breadth-first search from `start` along dependencies within `members` back to
 /// `start`; returns `[start, x1, ..., xk]` where each waits for the next and `xk` waits
 /// for `start`.
-fn path_back_to(
-    start: usize,
-    deps: &[Vec<usize>],
-    members: &BTreeSet<usize>,
-) -> Option<Vec<usize>> {
+fn path_back_to(start: usize, deps: &[Vec<usize>], members: &BTreeSet<usize>) -> Option<Vec<usize>> {
     let mut parent: Vec<Option<usize>> = vec![None; deps.len()];
     let mut queue = std::collections::VecDeque::from([start]);
     let mut seen = BTreeSet::from([start]);
@@ -171,16 +164,10 @@ pub fn longest_path(deps: &[Vec<usize>], order: &[usize], weight: &[f64]) -> (Ve
     let mut via: Vec<Option<usize>> = vec![None; n];
     // Ties go to the path with more steps, then to the earlier node.
     let better = |best: &[f64], hops: &[usize], a: usize, b: usize| {
-        best[a]
-            .total_cmp(&best[b])
-            .then(hops[a].cmp(&hops[b]))
-            .then(b.cmp(&a))
+        best[a].total_cmp(&best[b]).then(hops[a].cmp(&hops[b])).then(b.cmp(&a))
     };
     for &i in order {
-        let from = deps[i]
-            .iter()
-            .copied()
-            .max_by(|&a, &b| better(&best, &hops, a, b));
+        let from = deps[i].iter().copied().max_by(|&a, &b| better(&best, &hops, a, b));
         best[i] = weight[i] + from.map_or(0.0, |d| best[d]);
         hops[i] = 1 + from.map_or(0, |d| hops[d]);
         via[i] = from;
@@ -243,11 +230,11 @@ pub fn max_antichain(deps: &[Vec<usize>], order: &[usize]) -> Vec<usize> {
         for &v in &succ[u] {
             if !right_seen[v] {
                 right_seen[v] = true;
-                if let Some(w) = match_right[v] {
-                    if !left_seen[w] {
-                        left_seen[w] = true;
-                        stack.push(w);
-                    }
+                if let Some(w) = match_right[v]
+                    && !left_seen[w]
+                {
+                    left_seen[w] = true;
+                    stack.push(w);
                 }
             }
         }
@@ -255,12 +242,7 @@ pub fn max_antichain(deps: &[Vec<usize>], order: &[usize]) -> Vec<usize> {
     (0..n).filter(|&i| left_seen[i] && !right_seen[i]).collect()
 }
 
-fn augment(
-    u: usize,
-    succ: &[Vec<usize>],
-    match_right: &mut [Option<usize>],
-    seen: &mut [bool],
-) -> bool {
+fn augment(u: usize, succ: &[Vec<usize>], match_right: &mut [Option<usize>], seen: &mut [bool]) -> bool {
     for &v in &succ[u] {
         if seen[v] {
             continue;
@@ -279,13 +261,7 @@ mod tests {
     use super::*;
 
     fn deps_map<'a>(edges: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> BTreeSet<&'a str> {
-        move |id| {
-            edges
-                .iter()
-                .filter(|(to, _)| *to == id)
-                .map(|(_, from)| *from)
-                .collect()
-        }
+        move |id| edges.iter().filter(|(to, _)| *to == id).map(|(_, from)| *from).collect()
     }
 
     #[test]
@@ -295,15 +271,9 @@ mod tests {
         let cycles = find_cycles(&["a", "b", "c"], deps_map(&edges));
         assert_eq!(cycles, vec![vec!["a", "c", "a"]]);
         let self_loop = [("x", "x")];
-        assert_eq!(
-            find_cycles(&["x"], deps_map(&self_loop)),
-            vec![vec!["x", "x"]]
-        );
+        assert_eq!(find_cycles(&["x"], deps_map(&self_loop)), vec![vec!["x", "x"]]);
         let two = [("b", "a"), ("a", "b"), ("d", "c"), ("c", "d"), ("e", "e")];
-        assert_eq!(
-            find_cycles(&["a", "b", "c", "d", "e"], deps_map(&two)).len(),
-            3
-        );
+        assert_eq!(find_cycles(&["a", "b", "c", "d", "e"], deps_map(&two)).len(), 3);
     }
 
     #[test]
@@ -325,9 +295,7 @@ mod tests {
 
     #[test]
     fn deep_chains_do_not_overflow() {
-        let deps: Vec<Vec<usize>> = (0..50_000)
-            .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
-            .collect();
+        let deps: Vec<Vec<usize>> = (0..50_000).map(|i| if i == 0 { vec![] } else { vec![i - 1] }).collect();
         let nodes: Vec<String> = (0..50_000).map(|i| format!("s{i}")).collect();
         let refs: Vec<&str> = nodes.iter().map(String::as_str).collect();
         assert!(find_cycles(&refs, |_| BTreeSet::new()).is_empty());

@@ -77,12 +77,7 @@ pub struct Step {
 impl Step {
     /// Every sibling this step waits for, of any kind, sorted and without repeats.
     pub fn dependencies(&self) -> BTreeSet<&str> {
-        self.needs
-            .iter()
-            .chain(&self.watches)
-            .chain(&self.after)
-            .map(String::as_str)
-            .collect()
+        self.needs.iter().chain(&self.watches).chain(&self.after).map(String::as_str).collect()
     }
 
     /// The tool this step calls, if it is a task.
@@ -96,21 +91,13 @@ impl Step {
     /// Nested step lists (bodies, branches...), for walking the whole tree.
     pub fn children(&self) -> Vec<&[Step]> {
         match &self.kind {
-            Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } => {
-                Vec::new()
-            }
+            Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } => Vec::new(),
             Kind::ForEach { body, .. } | Kind::Loop { body, .. } => vec![body],
-            Kind::Switch { cases, default, .. } => cases
-                .iter()
-                .map(|c| c.body.as_slice())
-                .chain(default.as_deref())
-                .collect(),
-            Kind::Race {
-                branches: steps, ..
+            Kind::Switch { cases, default, .. } => {
+                cases.iter().map(|c| c.body.as_slice()).chain(default.as_deref()).collect()
             }
-            | Kind::Fallback {
-                alternatives: steps,
-            }
+            Kind::Race { branches: steps, .. }
+            | Kind::Fallback { alternatives: steps }
             | Kind::Parallel { steps, .. }
             | Kind::Pipeline { stages: steps, .. } => vec![steps],
         }
@@ -293,10 +280,7 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// One attempt, no retry.
     pub fn none() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::standard()
-        }
+        RetryPolicy { max_attempts: 1, ..RetryPolicy::standard() }
     }
 
     /// The policy a bare `"retry": {}` means: 3 attempts, 200ms doubling to 30s, 20% jitter.
@@ -354,20 +338,14 @@ mod tests {
 
     #[test]
     fn backoff_grows_caps_and_jitters() {
-        let p = RetryPolicy {
-            max_backoff: Duration::from_secs(1),
-            ..RetryPolicy::standard()
-        };
+        let p = RetryPolicy { max_backoff: Duration::from_secs(1), ..RetryPolicy::standard() };
         assert_eq!(p.delay(1, 0.0), Duration::from_millis(200));
         assert_eq!(p.delay(2, 0.0), Duration::from_millis(400));
         assert_eq!(p.delay(10, 0.0), Duration::from_secs(1));
         assert_eq!(p.delay(1, 1.0), Duration::from_millis(160));
         assert!(p.should_retry(1, None));
         assert!(!p.should_retry(3, None));
-        let strict = RetryPolicy {
-            non_retryable: ["INVALID".to_owned()].into(),
-            ..p
-        };
+        let strict = RetryPolicy { non_retryable: ["INVALID".to_owned()].into(), ..p };
         assert!(!strict.should_retry(1, Some("INVALID")));
     }
 }

@@ -110,10 +110,7 @@ fn natural_path_order(a: &str, b: &str) -> std::cmp::Ordering {
                 digits.push(c);
             } else {
                 if !digits.is_empty() {
-                    out.push((
-                        std::mem::take(&mut text),
-                        digits.parse().unwrap_or(u64::MAX),
-                    ));
+                    out.push((std::mem::take(&mut text), digits.parse().unwrap_or(u64::MAX)));
                     digits.clear();
                 }
                 text.push(c);
@@ -128,13 +125,8 @@ fn natural_path_order(a: &str, b: &str) -> std::cmp::Ordering {
 /// Reports each dependency cycle among `steps` (one per strongly connected component).
 fn cycles(steps: &[Step], path_of: impl Fn(&str) -> String) -> Vec<Problem> {
     let nodes: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
-    let edges = |id: &str| -> BTreeSet<&str> {
-        steps
-            .iter()
-            .find(|s| s.id == id)
-            .map(Step::dependencies)
-            .unwrap_or_default()
-    };
+    let edges =
+        |id: &str| -> BTreeSet<&str> { steps.iter().find(|s| s.id == id).map(Step::dependencies).unwrap_or_default() };
     graph::find_cycles(&nodes, edges)
         .into_iter()
         .map(|cycle| {

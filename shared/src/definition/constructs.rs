@@ -65,11 +65,7 @@ pub struct SwitchDef {
 #[serde(deny_unknown_fields)]
 pub struct CaseDef {
     /// Matches when `on` equals this value.
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
     /// Matches when this condition holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,11 +119,7 @@ pub struct SignalDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationDef>,
     /// Output on timeout (the default path).
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
     /// JSON Schema the signal's data must satisfy.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,8 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::constructs::{
-    FallbackDef, ForEachDef, LoopDef, ParallelDef, PipelineDef, RaceDef, SignalDef, SubWorkflowDef,
-    SwitchDef, WaitDef,
+    FallbackDef, ForEachDef, LoopDef, ParallelDef, PipelineDef, RaceDef, SignalDef, SubWorkflowDef, SwitchDef, WaitDef,
 };
 use super::{DurationDef, RetryDef};
 
@@ -187,8 +186,7 @@ fn is_zero(n: &i32) -> bool {
     *n == 0
 }
 
-const KINDS: &str =
-    "tool, for_each, switch, loop, wait, signal, workflow, race, fallback, parallel, pipeline";
+const KINDS: &str = "tool, for_each, switch, loop, wait, signal, workflow, race, fallback, parallel, pipeline";
 
 impl TryFrom<RawStep> for StepDef {
     type Error = String;
@@ -197,10 +195,7 @@ impl TryFrom<RawStep> for StepDef {
         let id = raw.id;
         let mut kinds: Vec<StepKindDef> = Vec::new();
         if let Some(tool) = raw.tool {
-            kinds.push(StepKindDef::Task {
-                tool,
-                params: raw.params.clone().unwrap_or_else(empty_object),
-            });
+            kinds.push(StepKindDef::Task { tool, params: raw.params.clone().unwrap_or_else(empty_object) });
         }
         kinds.extend(raw.for_each.map(StepKindDef::ForEach));
         kinds.extend(raw.switch.map(StepKindDef::Switch));
@@ -305,13 +300,7 @@ mod tests {
     #[test]
     fn kind_comes_from_its_key() {
         let s = parse(r#"{"id": "a", "tool": "echo", "depends_on": "b"}"#).expect("task");
-        assert_eq!(
-            s.kind,
-            StepKindDef::Task {
-                tool: "echo".into(),
-                params: empty_object()
-            }
-        );
+        assert_eq!(s.kind, StepKindDef::Task { tool: "echo".into(), params: empty_object() });
         assert_eq!(s.depends_on, ["b"]);
         let s = parse(r#"{"id": "w", "wait": {"duration": "5s"}}"#).expect("wait");
         assert_eq!(s.kind.keyword(), "wait");
@@ -319,13 +308,11 @@ mod tests {
 
     #[test]
     fn exactly_one_kind() {
-        let e = parse(r#"{"id": "a", "tool": "echo", "wait": {"duration": "1s"}}"#)
-            .expect_err("two kinds");
+        let e = parse(r#"{"id": "a", "tool": "echo", "wait": {"duration": "1s"}}"#).expect_err("two kinds");
         assert!(e.contains("step `a` has both tool and wait"), "{e}");
         let e = parse(r#"{"id": "a"}"#).expect_err("no kind");
         assert!(e.contains("does nothing"), "{e}");
-        let e = parse(r#"{"id": "a", "params": {}, "loop": {"do": []}}"#)
-            .expect_err("params without tool");
+        let e = parse(r#"{"id": "a", "params": {}, "loop": {"do": []}}"#).expect_err("params without tool");
         assert!(e.contains("`params` but no `tool`"), "{e}");
     }
 }

@@ -39,11 +39,8 @@ impl Path {
     /// Parses a whole string as a path (no braces).
     pub fn parse(text: &str) -> Result<Path, PathError> {
         let chars: Vec<char> = text.chars().collect();
-        let (path, end) = parse_at(&chars, 0).map_err(|(offset, message)| PathError {
-            text: text.to_owned(),
-            offset,
-            message,
-        })?;
+        let (path, end) =
+            parse_at(&chars, 0).map_err(|(offset, message)| PathError { text: text.to_owned(), offset, message })?;
         if end != chars.len() {
             return Err(PathError {
                 text: text.to_owned(),
@@ -56,22 +53,15 @@ impl Path {
 
     /// A path with no segments.
     pub fn root(root: impl Into<String>) -> Path {
-        Path {
-            root: root.into(),
-            segments: Vec::new(),
-        }
+        Path { root: root.into(), segments: Vec::new() }
     }
 }
 
 /// Parses a path starting at `start`; returns it and the index just past its end.
 /// The path ends at the first character that cannot continue it.
 pub(crate) fn parse_at(chars: &[char], start: usize) -> Result<(Path, usize), (usize, String)> {
-    let (root, mut i) = ident(chars, start).ok_or_else(|| {
-        (
-            start,
-            "expected a name (a step id, `input`, ...)".to_owned(),
-        )
-    })?;
+    let (root, mut i) =
+        ident(chars, start).ok_or_else(|| (start, "expected a name (a step id, `input`, ...)".to_owned()))?;
     let mut segments = Vec::new();
     loop {
         match chars.get(i) {
@@ -81,8 +71,8 @@ pub(crate) fn parse_at(chars: &[char], start: usize) -> Result<(Path, usize), (u
                     segments.push(Segment::Index(digits));
                     i = end;
                 } else {
-                    let (key, end) = ident(chars, at)
-                        .ok_or_else(|| (at, "expected a field name after `.`".to_owned()))?;
+                    let (key, end) =
+                        ident(chars, at).ok_or_else(|| (at, "expected a field name after `.`".to_owned()))?;
                     segments.push(Segment::Key(key));
                     i = end;
                 }
@@ -97,10 +87,7 @@ pub(crate) fn parse_at(chars: &[char], start: usize) -> Result<(Path, usize), (u
                         } else if let Some((key, end)) = ident(chars, at) {
                             (Segment::Key(key), end)
                         } else {
-                            return Err((
-                                at,
-                                "expected an index, a name or a quoted key after `[`".to_owned(),
-                            ));
+                            return Err((at, "expected an index, a name or a quoted key after `[`".to_owned()));
                         }
                     }
                 };
@@ -136,19 +123,12 @@ fn ident(chars: &[char], start: usize) -> Option<(String, usize)> {
     if !is_ident_start(first) {
         return None;
     }
-    let end = chars[start..]
-        .iter()
-        .position(|c| !is_ident_continue(*c))
-        .map_or(chars.len(), |n| start + n);
+    let end = chars[start..].iter().position(|c| !is_ident_continue(*c)).map_or(chars.len(), |n| start + n);
     Some((chars[start..end].iter().collect(), end))
 }
 
 fn number(chars: &[char], start: usize) -> Option<(i64, usize)> {
-    let digits_from = if chars.get(start) == Some(&'-') {
-        start + 1
-    } else {
-        start
-    };
+    let digits_from = if chars.get(start) == Some(&'-') { start + 1 } else { start };
     let end = chars[digits_from.min(chars.len())..]
         .iter()
         .position(|c| !c.is_ascii_digit())
@@ -226,28 +206,11 @@ mod tests {
         let p = Path::parse("items[0].name").expect("parses");
         assert_eq!(p.root, "items");
         assert_eq!(p.segments, vec![Segment::Index(0), key("name")]);
-        assert_eq!(
-            Path::parse("weather[temp]").expect("parses").segments,
-            vec![key("temp")]
-        );
-        assert_eq!(
-            Path::parse("a.0.b").expect("parses").segments,
-            vec![Segment::Index(0), key("b")]
-        );
-        assert_eq!(
-            Path::parse("a[-1]").expect("parses").segments,
-            vec![Segment::Index(-1)]
-        );
-        assert_eq!(
-            Path::parse(r#"row["a \"key\""]['x']"#)
-                .expect("parses")
-                .segments,
-            vec![key("a \"key\""), key("x")]
-        );
-        assert_eq!(
-            Path::parse("città.nome").expect("parses").segments,
-            vec![key("nome")]
-        );
+        assert_eq!(Path::parse("weather[temp]").expect("parses").segments, vec![key("temp")]);
+        assert_eq!(Path::parse("a.0.b").expect("parses").segments, vec![Segment::Index(0), key("b")]);
+        assert_eq!(Path::parse("a[-1]").expect("parses").segments, vec![Segment::Index(-1)]);
+        assert_eq!(Path::parse(r#"row["a \"key\""]['x']"#).expect("parses").segments, vec![key("a \"key\""), key("x")]);
+        assert_eq!(Path::parse("città.nome").expect("parses").segments, vec![key("nome")]);
     }
 
     #[test]

@@ -55,10 +55,7 @@ impl Context {
     pub fn with_input(input: Value) -> Context {
         let mut values = BTreeMap::new();
         values.insert("input".to_owned(), input);
-        Context {
-            values,
-            skipped: BTreeSet::new(),
-        }
+        Context { values, skipped: BTreeSet::new() }
     }
 
     /// Records a step's output.
@@ -122,10 +119,7 @@ pub enum ResolveError {
         root: String,
     },
     /// An object lacks the key.
-    #[error(
-        "`{{{reference}}}`: `{at}` has no field `{key}` (its fields: {})",
-        list(available)
-    )]
+    #[error("`{{{reference}}}`: `{at}` has no field `{key}` (its fields: {})", list(available))]
     MissingKey {
         /// The whole reference.
         reference: String,
@@ -166,10 +160,7 @@ fn list(keys: &[String]) -> String {
     if keys.is_empty() {
         "none".to_owned()
     } else {
-        keys.iter()
-            .map(|k| format!("`{k}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -192,44 +183,31 @@ pub fn resolve_path<'s>(path: &Path, scope: &'s dyn Scope) -> Result<&'s Value, 
     let mut value = match scope.lookup(&path.root) {
         Lookup::Value(v) => v,
         Lookup::Skipped => {
-            return Err(ResolveError::Skipped {
-                reference: reference(),
-                root: path.root.clone(),
-            });
+            return Err(ResolveError::Skipped { reference: reference(), root: path.root.clone() });
         }
         Lookup::Missing => {
-            return Err(ResolveError::UnknownRoot {
-                reference: reference(),
-                root: path.root.clone(),
-            });
+            return Err(ResolveError::UnknownRoot { reference: reference(), root: path.root.clone() });
         }
     };
     let mut at = Path::root(path.root.clone());
     for segment in &path.segments {
         let next = match (segment, value) {
-            (Segment::Key(key), Value::Object(map)) => {
-                map.get(key).ok_or_else(|| ResolveError::MissingKey {
-                    reference: reference(),
-                    at: at.to_string(),
-                    key: key.clone(),
-                    available: map.keys().cloned().collect(),
-                })?
-            }
+            (Segment::Key(key), Value::Object(map)) => map.get(key).ok_or_else(|| ResolveError::MissingKey {
+                reference: reference(),
+                at: at.to_string(),
+                key: key.clone(),
+                available: map.keys().cloned().collect(),
+            })?,
             (Segment::Index(index), Value::Array(items)) => {
                 let len = items.len();
-                let position = if *index < 0 {
-                    len.checked_sub(index.unsigned_abs() as usize)
-                } else {
-                    Some(*index as usize)
-                };
-                position
-                    .and_then(|p| items.get(p))
-                    .ok_or_else(|| ResolveError::OutOfRange {
-                        reference: reference(),
-                        at: at.to_string(),
-                        index: *index,
-                        len,
-                    })?
+                let position =
+                    if *index < 0 { len.checked_sub(index.unsigned_abs() as usize) } else { Some(*index as usize) };
+                position.and_then(|p| items.get(p)).ok_or_else(|| ResolveError::OutOfRange {
+                    reference: reference(),
+                    at: at.to_string(),
+                    index: *index,
+                    len,
+                })?
             }
             // `[0]` on an object reads the key "0": JSON keys are strings.
             (Segment::Index(index), Value::Object(map)) if map.contains_key(&index.to_string()) => {

@@ -4,7 +4,7 @@
 //!   referenced value with its JSON type kept.
 //! - `"Weather in {weather.location}: {weather.temp}°C"` interpolates each reference as
 //!   text (strings as themselves, everything else as compact JSON).
-//! - `{{` and `}}` are literal braces; `$$x` as a whole string is the literal text `$x`.
+//! - `{{` and `}}` are literal braces; `"$$user"` is the literal text `$user`.
 //!
 //! Object keys are never templated; only values are.
 
@@ -55,11 +55,7 @@ impl Template {
     /// Parses every string inside `value`; reports each malformed string.
     pub fn parse(value: &Value) -> Result<Template, Vec<TemplateError>> {
         let (template, errors) = Template::parse_lenient(value);
-        if errors.is_empty() {
-            Ok(template)
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(template) } else { Err(errors) }
     }
 
     /// Parses what parses; malformed strings become `null` and are reported.
@@ -119,12 +115,7 @@ impl Template {
                 }
                 Value::String(text)
             }
-            Template::Array(items) => Value::Array(
-                items
-                    .iter()
-                    .map(|t| t.resolve(scope))
-                    .collect::<Result<_, _>>()?,
-            ),
+            Template::Array(items) => Value::Array(items.iter().map(|t| t.resolve(scope)).collect::<Result<_, _>>()?),
             Template::Object(members) => Value::Object(
                 members
                     .iter()
@@ -149,12 +140,7 @@ impl Template {
                     .collect(),
             ),
             Template::Array(items) => Value::Array(items.iter().map(Template::to_json).collect()),
-            Template::Object(members) => Value::Object(
-                members
-                    .iter()
-                    .map(|(k, t)| (k.clone(), t.to_json()))
-                    .collect(),
-            ),
+            Template::Object(members) => Value::Object(members.iter().map(|(k, t)| (k.clone(), t.to_json())).collect()),
         }
     }
 }
@@ -174,15 +160,12 @@ pub fn escape_text(text: &str) -> String {
 
 fn escape_value(value: &Value) -> Value {
     match value {
-        // A whole-string `$name` would read as a reference: double the dollar.
-        Value::String(s) if parse_dollar(s).is_some() => Value::String(format!("${s}")),
+        // A whole-string `$name` would read as a reference, and a leading `$$` as an
+        // escape: double the dollar.
+        Value::String(s) if dollars_then_path(s) => Value::String(format!("${s}")),
         Value::String(s) => Value::String(escape_text(s)),
         Value::Array(items) => Value::Array(items.iter().map(escape_value).collect()),
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.clone(), escape_value(v)))
-                .collect(),
-        ),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), escape_value(v))).collect()),
         other => other.clone(),
     }
 }
@@ -192,21 +175,13 @@ fn parse_value(value: &Value, pointer: String, errors: &mut Vec<TemplateError>) 
         Value::String(text) => match parse_string(text) {
             Ok(t) => t,
             Err((offset, message)) => {
-                errors.push(TemplateError {
-                    pointer,
-                    text: text.clone(),
-                    offset,
-                    message,
-                });
+                errors.push(TemplateError { pointer, text: text.clone(), offset, message });
                 Template::Literal(Value::Null)
             }
         },
         Value::Array(items) => {
-            let parts: Vec<Template> = items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| parse_value(v, format!("{pointer}/{i}"), errors))
-                .collect();
+            let parts: Vec<Template> =
+                items.iter().enumerate().map(|(i, v)| parse_value(v, format!("{pointer}/{i}"), errors)).collect();
             if parts.iter().all(Template::is_literal) {
                 Template::Literal(Value::Array(parts.into_iter().map(into_literal).collect()))
             } else {
@@ -222,12 +197,7 @@ fn parse_value(value: &Value, pointer: String, errors: &mut Vec<TemplateError>) 
                 })
                 .collect();
             if parts.iter().all(|(_, t)| t.is_literal()) {
-                Template::Literal(Value::Object(
-                    parts
-                        .into_iter()
-                        .map(|(k, t)| (k, into_literal(t)))
-                        .collect(),
-                ))
+                Template::Literal(Value::Object(parts.into_iter().map(|(k, t)| (k, into_literal(t))).collect()))
             } else {
                 Template::Object(parts)
             }
@@ -244,6 +214,12 @@ fn into_literal(t: Template) -> Value {
     }
 }
 
+/// One or more `$` followed by exactly one path.
+fn dollars_then_path(text: &str) -> bool {
+    let rest = text.trim_start_matches('$');
+    rest.len() < text.len() && Path::parse(rest).is_ok()
+}
+
 /// `$a.b` as a whole string: the path, if the rest is exactly one path.
 fn parse_dollar(text: &str) -> Option<Path> {
     let rest = text.strip_prefix('$')?;
@@ -251,11 +227,9 @@ fn parse_dollar(text: &str) -> Option<Path> {
 }
 
 fn parse_string(text: &str) -> Result<Template, (usize, String)> {
-    // `$$x` is the literal `$x` wherever `$x` alone would be a reference.
-    if let Some(rest) = text.strip_prefix('$') {
-        if parse_dollar(rest).is_some() {
-            return Ok(Template::Literal(Value::String(rest.to_owned())));
-        }
+    // `$$name` (or `$$$name`...) escapes the dollar: one `$` less, taken literally.
+    if let Some(rest) = text.strip_prefix('$').filter(|rest| dollars_then_path(rest)) {
+        return Ok(Template::Literal(Value::String(rest.to_owned())));
     }
     if let Some(path) = parse_dollar(text) {
         return Ok(Template::Ref(path));
@@ -275,17 +249,10 @@ fn parse_string(text: &str) -> Result<Template, (usize, String)> {
                 i += 2;
             }
             '}' => {
-                return Err((
-                    i,
-                    "unmatched `}`; write `}}` for a literal brace".to_owned(),
-                ));
+                return Err((i, "unmatched `}`; write `}}` for a literal brace".to_owned()));
             }
             '{' if !chars[i..].contains(&'}') => {
-                return Err((
-                    i,
-                    "unclosed reference: `{` without `}`; write `{{` for a literal brace"
-                        .to_owned(),
-                ));
+                return Err((i, "unclosed reference: `{` without `}`; write `{{` for a literal brace".to_owned()));
             }
             '{' => {
                 let inner = i + 1;
@@ -298,10 +265,7 @@ fn parse_string(text: &str) -> Result<Template, (usize, String)> {
                 let start = skip_ws(inner);
                 let (path, end) = parse_at(&chars, start).map_err(|(at, msg)| {
                     if chars.get(start) == Some(&'}') {
-                        (
-                            i,
-                            "empty reference `{}`; write `{{}}` for literal braces".to_owned(),
-                        )
+                        (i, "empty reference `{}`; write `{{}}` for literal braces".to_owned())
                     } else {
                         (at, format!("{msg}; write `{{{{` for a literal brace"))
                     }
@@ -309,17 +273,8 @@ fn parse_string(text: &str) -> Result<Template, (usize, String)> {
                 let end = skip_ws(end);
                 if chars.get(end) != Some(&'}') {
                     return Err(match chars.get(end) {
-                        None => (
-                            i,
-                            "unclosed reference: `{` without `}`; write `{{` for a literal brace"
-                                .to_owned(),
-                        ),
-                        Some(c) => (
-                            end,
-                            format!(
-                                "unexpected `{c}` in reference; write `{{{{` for a literal brace"
-                            ),
-                        ),
+                        None => (i, "unclosed reference: `{` without `}`; write `{{` for a literal brace".to_owned()),
+                        Some(c) => (end, format!("unexpected `{c}` in reference; write `{{{{` for a literal brace")),
                     });
                 }
                 if !literal.is_empty() {

@@ -21,19 +21,8 @@ pub struct Sink {
 
 impl Sink {
     /// Records a problem.
-    pub fn push(
-        &mut self,
-        path: impl Into<String>,
-        step: Option<&str>,
-        code: Code,
-        message: impl Into<String>,
-    ) {
-        self.problems.push(Problem {
-            path: path.into(),
-            step: step.map(str::to_owned),
-            code,
-            message: message.into(),
-        });
+    pub fn push(&mut self, path: impl Into<String>, step: Option<&str>, code: Code, message: impl Into<String>) {
+        self.problems.push(Problem { path: path.into(), step: step.map(str::to_owned), code, message: message.into() });
     }
 
     /// Parses a duration; `positive` rejects zero.
@@ -58,13 +47,7 @@ impl Sink {
     }
 
     /// Resolves a retry policy written over `base`.
-    pub fn retry(
-        &mut self,
-        def: &RetryDef,
-        base: &RetryPolicy,
-        path: &str,
-        step: Option<&str>,
-    ) -> RetryPolicy {
+    pub fn retry(&mut self, def: &RetryDef, base: &RetryPolicy, path: &str, step: Option<&str>) -> RetryPolicy {
         let mut p = base.clone();
         if let Some(n) = def.max_attempts {
             if n == 0 {
@@ -81,16 +64,10 @@ impl Sink {
             // `retry: {...}` without a count means "do retry": the standard count.
             p.max_attempts = RetryPolicy::standard().max_attempts;
         }
-        if let Some(d) = self.duration(def.backoff.as_ref(), format!("{path}.backoff"), step, false)
-        {
+        if let Some(d) = self.duration(def.backoff.as_ref(), format!("{path}.backoff"), step, false) {
             p.backoff = d;
         }
-        if let Some(d) = self.duration(
-            def.max_backoff.as_ref(),
-            format!("{path}.max_backoff"),
-            step,
-            false,
-        ) {
+        if let Some(d) = self.duration(def.max_backoff.as_ref(), format!("{path}.max_backoff"), step, false) {
             p.max_backoff = d;
         }
         if let Some(m) = def.multiplier {
@@ -122,10 +99,7 @@ impl Sink {
                 format!("{path}.backoff"),
                 step,
                 Code::InvalidValue,
-                format!(
-                    "backoff {:?} exceeds max_backoff {:?}",
-                    p.backoff, p.max_backoff
-                ),
+                format!("backoff {:?} exceeds max_backoff {:?}", p.backoff, p.max_backoff),
             );
         }
         p.non_retryable.extend(def.non_retryable.iter().cloned());
@@ -136,12 +110,7 @@ impl Sink {
     pub fn template(&mut self, value: &Value, path: &str, step: Option<&str>) -> Template {
         let (template, errors) = Template::parse_lenient(value);
         for e in errors {
-            self.push(
-                format!("{path}{}", pointer_to_path(&e.pointer)),
-                step,
-                Code::BadTemplate,
-                e.to_string(),
-            );
+            self.push(format!("{path}{}", pointer_to_path(&e.pointer)), step, Code::BadTemplate, e.to_string());
         }
         template
     }
@@ -150,12 +119,7 @@ impl Sink {
     pub fn condition(&mut self, value: &Value, path: &str, step: Option<&str>) -> Condition {
         Condition::parse(value).unwrap_or_else(|errors| {
             for e in errors {
-                self.push(
-                    format!("{path}{}", pointer_to_path(&e.pointer)),
-                    step,
-                    Code::BadCondition,
-                    e.message,
-                );
+                self.push(format!("{path}{}", pointer_to_path(&e.pointer)), step, Code::BadCondition, e.message);
             }
             Condition::Const(false)
         })
@@ -164,12 +128,7 @@ impl Sink {
     /// Checks that `schema` is a usable JSON Schema.
     pub fn schema(&mut self, schema: &Value, path: String, step: Option<&str>) {
         if let Err(e) = jsonschema::validator_for(schema) {
-            self.push(
-                path,
-                step,
-                Code::InvalidValue,
-                format!("not a valid JSON Schema: {e}"),
-            );
+            self.push(path, step, Code::InvalidValue, format!("not a valid JSON Schema: {e}"));
         }
     }
 
@@ -190,9 +149,7 @@ impl Sink {
         };
         for error in validator.iter_errors(params) {
             let pointer = error.instance_path().as_str().to_owned();
-            let dynamic = params
-                .pointer(&pointer)
-                .is_some_and(|v| matches!(Template::parse(v), Ok(Template::Ref(_))));
+            let dynamic = params.pointer(&pointer).is_some_and(|v| matches!(Template::parse(v), Ok(Template::Ref(_))));
             if dynamic {
                 continue;
             }

@@ -70,20 +70,15 @@ impl Frames {
             }
             if frame.siblings.contains(root) {
                 // The step of `level` that contains us is the owner of the next frame.
-                if let Some(owner) = self.stack.get(level + 1).and_then(|f| f.owner.as_deref()) {
-                    if owner == root {
-                        return Err((
-                            super::Code::Cycle,
-                            format!(
-                                "a step inside `{root}` cannot read `{root}` itself, which finishes only after it"
-                            ),
-                        ));
-                    }
+                if let Some(owner) = self.stack.get(level + 1).and_then(|f| f.owner.as_deref())
+                    && owner == root
+                {
+                    return Err((
+                        super::Code::Cycle,
+                        format!("a step inside `{root}` cannot read `{root}` itself, which finishes only after it"),
+                    ));
                 }
-                return Ok(Target::Step {
-                    level,
-                    id: root.to_owned(),
-                });
+                return Ok(Target::Step { level, id: root.to_owned() });
             }
         }
         if let Some(enclosing) = index.enclosing.get(root) {
@@ -110,9 +105,6 @@ impl Frames {
             Some((_, k)) => format!("; did you mean `{k}`?"),
             None => String::new(),
         };
-        Err((
-            super::Code::UnknownReference,
-            format!("`{root}` is not a step, `input` or a bound name{hint}"),
-        ))
+        Err((super::Code::UnknownReference, format!("`{root}` is not a step, `input` or a bound name{hint}")))
     }
 }

@@ -91,61 +91,29 @@ impl<'a> Compiler<'a> {
     pub(super) fn workflow(&mut self) -> Plan {
         let def = self.def;
         if def.name.trim().is_empty() {
-            self.sink.push(
-                "name",
-                None,
-                Code::InvalidValue,
-                "the workflow needs a name",
-            );
-        } else if !def
-            .name
-            .chars()
-            .all(|c| c.is_alphanumeric() || "_-.".contains(c))
-        {
-            self.sink.push(
-                "name",
-                None,
-                Code::InvalidValue,
-                "use letters, digits, `_`, `-` and `.` only",
-            );
+            self.sink.push("name", None, Code::InvalidValue, "the workflow needs a name");
+        } else if !def.name.chars().all(|c| c.is_alphanumeric() || "_-.".contains(c)) {
+            self.sink.push("name", None, Code::InvalidValue, "use letters, digits, `_`, `-` and `.` only");
         }
         if def.version == 0 {
-            self.sink
-                .push("version", None, Code::InvalidValue, "versions start at 1");
+            self.sink.push("version", None, Code::InvalidValue, "versions start at 1");
         }
         if def.steps.is_empty() {
-            self.sink.push(
-                "steps",
-                None,
-                Code::MissingPart,
-                "a workflow needs at least one step",
-            );
+            self.sink.push("steps", None, Code::MissingPart, "a workflow needs at least one step");
         }
         if def.max_parallel == Some(0) {
-            self.sink.push(
-                "max_parallel",
-                None,
-                Code::InvalidValue,
-                "must be at least 1",
-            );
+            self.sink.push("max_parallel", None, Code::InvalidValue, "must be at least 1");
         }
         if let Some(schema) = &def.input_schema {
             self.sink.schema(schema, "input_schema".into(), None);
         }
-        let timeout = self
-            .sink
-            .duration(def.timeout.as_ref(), "timeout".into(), None, true);
+        let timeout = self.sink.duration(def.timeout.as_ref(), "timeout".into(), None, true);
         if let Some(r) = &def.defaults.retry {
             let base = RetryPolicy::standard();
             self.retry_default = self.sink.retry(r, &base, "defaults.retry", None);
             self.retry_base = self.retry_default.clone();
         }
-        self.timeout_default = self.sink.duration(
-            def.defaults.timeout.as_ref(),
-            "defaults.timeout".into(),
-            None,
-            true,
-        );
+        self.timeout_default = self.sink.duration(def.defaults.timeout.as_ref(), "defaults.timeout".into(), None, true);
 
         self.index_steps(&def.steps, "steps", &mut Vec::new());
         let (steps, lifted) = self.block(&def.steps, "steps", None, Vec::new());
@@ -155,8 +123,7 @@ impl<'a> Compiler<'a> {
             let t = self.sink.template(o, "output", None);
             for path in t.references() {
                 if let Err((code, message)) = self.frames_top().resolve(&path.root, &self.index) {
-                    self.sink
-                        .push("output", None, code, format!("{{{path}}}: {message}"));
+                    self.sink.push("output", None, code, format!("{{{path}}}: {message}"));
                 }
             }
             t
@@ -177,13 +144,7 @@ impl<'a> Compiler<'a> {
     /// The top-level frame alone, for the workflow's output template.
     fn frames_top(&self) -> Frames {
         let siblings = self.def.steps.iter().map(|s| s.id.clone()).collect();
-        Frames {
-            stack: vec![Frame {
-                siblings,
-                bindings: Vec::new(),
-                owner: None,
-            }],
-        }
+        Frames { stack: vec![Frame { siblings, bindings: Vec::new(), owner: None }] }
     }
 
     /// First pass: every id, where it lives, and whether it is usable.
@@ -198,22 +159,14 @@ impl<'a> Compiler<'a> {
                     "ids start with a letter or `_` and go on with letters, digits, `_` or `-`",
                 );
             } else if BUILTINS.contains(&s.id.as_str()) {
-                self.sink.push(
-                    format!("{here}.id"),
-                    Some(&s.id),
-                    Code::InvalidId,
-                    format!("`{}` is reserved", s.id),
-                );
+                self.sink.push(format!("{here}.id"), Some(&s.id), Code::InvalidId, format!("`{}` is reserved", s.id));
             }
             if self.index.enclosing.contains_key(&s.id) {
                 self.sink.push(
                     format!("{here}.id"),
                     Some(&s.id),
                     Code::DuplicateId,
-                    format!(
-                        "another step is already called `{}`; ids are unique across the workflow",
-                        s.id
-                    ),
+                    format!("another step is already called `{}`; ids are unique across the workflow", s.id),
                 );
             } else {
                 self.index.enclosing.insert(s.id.clone(), enclosing.clone());
@@ -259,11 +212,8 @@ impl<'a> Compiler<'a> {
             outward.extend(lifted);
         }
         self.frames.stack.pop();
-        let path_of = |id: &str| {
-            defs.iter()
-                .position(|s| s.id == id)
-                .map_or_else(|| path.to_owned(), |i| format!("{path}[{i}]"))
-        };
+        let path_of =
+            |id: &str| defs.iter().position(|s| s.id == id).map_or_else(|| path.to_owned(), |i| format!("{path}[{i}]"));
         self.sink.problems.extend(cycles(&steps, path_of));
         self.check_compensations(&steps);
         debug_assert!(outward.iter().all(|l| l.level < level));
@@ -299,15 +249,10 @@ impl<'a> Compiler<'a> {
             match self.frames.resolve(&path.root, &self.index) {
                 Ok(Target::Free) => {}
                 Ok(Target::Step { level: l, id }) if l == level => deps.add(kind, id),
-                Ok(Target::Step { level: l, id }) => {
-                    deps.lifted.push(Lifted { level: l, id, kind })
+                Ok(Target::Step { level: l, id }) => deps.lifted.push(Lifted { level: l, id, kind }),
+                Err((code, message)) => {
+                    self.sink.push(at.path, Some(at.step), code, format!("`{{{path}}}`: {message}"))
                 }
-                Err((code, message)) => self.sink.push(
-                    at.path,
-                    Some(at.step),
-                    code,
-                    format!("`{{{path}}}`: {message}"),
-                ),
             }
         }
     }
@@ -320,27 +265,11 @@ impl<'a> Compiler<'a> {
     }
 
     /// Compiles a body owned by step `owner` at `path`, folding its outward reads into `deps`.
-    fn body(
-        &mut self,
-        defs: &[StepDef],
-        path: &str,
-        owner: &str,
-        bindings: &[&str],
-        deps: &mut Deps,
-    ) -> Vec<Step> {
+    fn body(&mut self, defs: &[StepDef], path: &str, owner: &str, bindings: &[&str], deps: &mut Deps) -> Vec<Step> {
         let level = self.frames.level();
-        let (steps, lifted) = self.block(
-            defs,
-            path,
-            Some(owner),
-            bindings.iter().map(|b| (*b).to_owned()).collect(),
-        );
+        let (steps, lifted) = self.block(defs, path, Some(owner), bindings.iter().map(|b| (*b).to_owned()).collect());
         for l in lifted {
-            if l.level == level {
-                deps.add(l.kind, l.id)
-            } else {
-                deps.lifted.push(l)
-            }
+            if l.level == level { deps.add(l.kind, l.id) } else { deps.lifted.push(l) }
         }
         steps
     }
@@ -365,16 +294,11 @@ impl<'a> Compiler<'a> {
         for p in &refs {
             match self.frames.resolve(&p.root, &self.index) {
                 Ok(Target::Step { level: l, id }) if l == level => deps.add(DepKind::Need, id),
-                Ok(Target::Step { level: l, id }) if l < level => deps.lifted.push(Lifted {
-                    level: l,
-                    id,
-                    kind: DepKind::Need,
-                }),
-                Ok(_) => {}
-                Err((code, message)) => {
-                    self.sink
-                        .push(&path, Some(owner), code, format!("`{{{p}}}`: {message}"))
+                Ok(Target::Step { level: l, id }) if l < level => {
+                    deps.lifted.push(Lifted { level: l, id, kind: DepKind::Need })
                 }
+                Ok(_) => {}
+                Err((code, message)) => self.sink.push(&path, Some(owner), code, format!("`{{{p}}}`: {message}")),
             }
         }
         self.frames.stack.pop();
@@ -388,26 +312,13 @@ impl<'a> Compiler<'a> {
         for (i, dep) in def.depends_on.iter().enumerate() {
             let at = format!("{path}.depends_on[{i}]");
             match self.frames.resolve(dep, &self.index) {
-                Ok(Target::Step { level, id: d }) if level == self.frames.level() => {
-                    deps.add(DepKind::After, d)
+                Ok(Target::Step { level, id: d }) if level == self.frames.level() => deps.add(DepKind::After, d),
+                Ok(Target::Step { level, id: d }) => deps.lifted.push(Lifted { level, id: d, kind: DepKind::After }),
+                Ok(Target::Free) => {
+                    self.sink.push(at, Some(id), Code::UnknownDependency, format!("`{dep}` is not a step"))
                 }
-                Ok(Target::Step { level, id: d }) => deps.lifted.push(Lifted {
-                    level,
-                    id: d,
-                    kind: DepKind::After,
-                }),
-                Ok(Target::Free) => self.sink.push(
-                    at,
-                    Some(id),
-                    Code::UnknownDependency,
-                    format!("`{dep}` is not a step"),
-                ),
                 Err((code, message)) => {
-                    let code = if code == Code::UnknownReference {
-                        Code::UnknownDependency
-                    } else {
-                        code
-                    };
+                    let code = if code == Code::UnknownReference { Code::UnknownDependency } else { code };
                     self.sink.push(at, Some(id), code, message);
                 }
             }
@@ -416,44 +327,21 @@ impl<'a> Compiler<'a> {
         let when = def.when.as_ref().map(|w| {
             let at = format!("{path}.when");
             let c = self.sink.condition(w, &at, Some(id));
-            self.place(
-                c.references(),
-                At {
-                    path: &at,
-                    step: id,
-                },
-                DepKind::Watch,
-                &mut deps,
-            );
+            self.place(c.references(), At { path: &at, step: id }, DepKind::Watch, &mut deps);
             c
         });
 
         let kind = self.kind(def, path, &mut deps);
 
         let retry = match &def.retry {
-            Some(r) => self.sink.retry(
-                r,
-                &self.retry_base.clone(),
-                &format!("{path}.retry"),
-                Some(id),
-            ),
+            Some(r) => self.sink.retry(r, &self.retry_base.clone(), &format!("{path}.retry"), Some(id)),
             None => self.retry_default.clone(),
         };
         let timeout = self
             .sink
-            .duration(
-                def.timeout.as_ref(),
-                format!("{path}.timeout"),
-                Some(id),
-                true,
-            )
+            .duration(def.timeout.as_ref(), format!("{path}.timeout"), Some(id), true)
             .or(self.timeout_default);
-        let estimate = self.sink.duration(
-            def.estimate.as_ref(),
-            format!("{path}.estimate"),
-            Some(id),
-            false,
-        );
+        let estimate = self.sink.duration(def.estimate.as_ref(), format!("{path}.estimate"), Some(id), false);
         for (name, amount) in &def.resources {
             if *amount == 0 {
                 self.sink.push(
@@ -464,10 +352,7 @@ impl<'a> Compiler<'a> {
                 );
             }
         }
-        let compensate = def
-            .compensate
-            .as_ref()
-            .map(|c| self.compensation(c, path, id));
+        let compensate = def.compensate.as_ref().map(|c| self.compensation(c, path, id));
 
         // A step read both by its params and its condition needs it.
         let watches: BTreeSet<String> = deps.watches.difference(&deps.needs).cloned().collect();
@@ -489,80 +374,45 @@ impl<'a> Compiler<'a> {
         (step, deps.lifted)
     }
 
-    fn compensation(
-        &mut self,
-        c: &crate::definition::CompensateDef,
-        path: &str,
-        id: &str,
-    ) -> Compensation {
+    fn compensation(&mut self, c: &crate::definition::CompensateDef, path: &str, id: &str) -> Compensation {
         let at = format!("{path}.compensate");
         self.tool(&c.tool, &c.params, &at, id);
-        let params = self
-            .sink
-            .template(&c.params, &format!("{at}.params"), Some(id));
+        let params = self.sink.template(&c.params, &format!("{at}.params"), Some(id));
         let level = self.frames.level();
         for p in params.references() {
             match self.frames.resolve(&p.root, &self.index) {
                 Ok(Target::Step { level: l, id: read }) if l == level => {
-                    self.pending_compensations
-                        .push((id.to_owned(), read, format!("{at}.params")));
+                    self.pending_compensations.push((id.to_owned(), read, format!("{at}.params")));
                 }
                 Ok(_) => {}
-                Err((code, message)) => self.sink.push(
-                    format!("{at}.params"),
-                    Some(id),
-                    code,
-                    format!("`{{{p}}}`: {message}"),
-                ),
+                Err((code, message)) => {
+                    self.sink.push(format!("{at}.params"), Some(id), code, format!("`{{{p}}}`: {message}"))
+                }
             }
         }
         let retry = match &c.retry {
-            Some(r) => self.sink.retry(
-                r,
-                &RetryPolicy::standard(),
-                &format!("{at}.retry"),
-                Some(id),
-            ),
+            Some(r) => self.sink.retry(r, &RetryPolicy::standard(), &format!("{at}.retry"), Some(id)),
             None => RetryPolicy::standard(),
         };
-        let timeout =
-            self.sink
-                .duration(c.timeout.as_ref(), format!("{at}.timeout"), Some(id), true);
-        Compensation {
-            tool: c.tool.clone(),
-            params,
-            retry,
-            timeout,
-        }
+        let timeout = self.sink.duration(c.timeout.as_ref(), format!("{at}.timeout"), Some(id), true);
+        Compensation { tool: c.tool.clone(), params, retry, timeout }
     }
 
     /// Checks a tool name and its literal params against the catalogue.
     fn tool(&mut self, tool: &str, params: &Value, path: &str, id: &str) {
         if tool.trim().is_empty() {
-            self.sink.push(
-                format!("{path}.tool"),
-                Some(id),
-                Code::MissingPart,
-                "the tool name is empty",
-            );
+            self.sink.push(format!("{path}.tool"), Some(id), Code::MissingPart, "the tool name is empty");
             return;
         }
         if !params.is_object() {
-            self.sink.push(
-                format!("{path}.params"),
-                Some(id),
-                Code::InvalidValue,
-                "params must be a JSON object",
-            );
+            self.sink.push(format!("{path}.params"), Some(id), Code::InvalidValue, "params must be a JSON object");
             return;
         }
         let Some(catalogue) = self.catalogue else {
             return;
         };
         match catalogue.get(tool) {
-            Some(spec) => self
-                .sink
-                .params(spec, params, &format!("{path}.params"), Some(id)),
+            Some(spec) => self.sink.params(spec, params, &format!("{path}.params"), Some(id)),
             None => {
                 let similar = catalogue.similar(tool);
                 let hint = if similar.is_empty() {
@@ -570,11 +420,7 @@ impl<'a> Compiler<'a> {
                 } else {
                     format!(
                         "; did you mean {}?",
-                        similar
-                            .iter()
-                            .map(|s| format!("`{s}`"))
-                            .collect::<Vec<_>>()
-                            .join(" or ")
+                        similar.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" or ")
                     )
                 };
                 self.sink.push(
@@ -598,32 +444,13 @@ impl<'a> Compiler<'a> {
             StepKindDef::Task { tool, params } => {
                 self.tool(tool, params, path, id);
                 let at = format!("{path}.params");
-                let params = self.template(
-                    params,
-                    At {
-                        path: &at,
-                        step: id,
-                    },
-                    need,
-                    deps,
-                );
-                Kind::Task {
-                    tool: tool.clone(),
-                    params,
-                }
+                let params = self.template(params, At { path: &at, step: id }, need, deps);
+                Kind::Task { tool: tool.clone(), params }
             }
             StepKindDef::ForEach(f) => {
                 let at = format!("{path}.for_each");
                 let items_at = format!("{at}.items");
-                let items = self.template(
-                    &f.items,
-                    At {
-                        path: &items_at,
-                        step: id,
-                    },
-                    need,
-                    deps,
-                );
+                let items = self.template(&f.items, At { path: &items_at, step: id }, need, deps);
                 match &items {
                     Template::Ref(_) | Template::Literal(Value::Array(_)) | Template::Array(_) => {}
                     _ => self.sink.push(
@@ -644,19 +471,10 @@ impl<'a> Compiler<'a> {
                     }
                 }
                 if f.concurrency == Some(0) {
-                    self.sink.push(
-                        format!("{at}.concurrency"),
-                        Some(id),
-                        Code::InvalidValue,
-                        "must be at least 1",
-                    );
+                    self.sink.push(format!("{at}.concurrency"), Some(id), Code::InvalidValue, "must be at least 1");
                 }
                 if f.body.is_empty() {
-                    self.missing(
-                        format!("{at}.do"),
-                        id,
-                        "`for_each` needs a `do` with at least one step",
-                    );
+                    self.missing(format!("{at}.do"), id, "`for_each` needs a `do` with at least one step");
                 }
                 let binds = [f.bind.as_str(), f.index_as.as_str()];
                 let body = self.body(&f.body, &format!("{at}.do"), id, &binds, deps);
@@ -682,22 +500,10 @@ impl<'a> Compiler<'a> {
                 let at = format!("{path}.switch");
                 let on = s.on.as_ref().map(|o| {
                     let on_at = format!("{at}.on");
-                    self.template(
-                        o,
-                        At {
-                            path: &on_at,
-                            step: id,
-                        },
-                        need,
-                        deps,
-                    )
+                    self.template(o, At { path: &on_at, step: id }, need, deps)
                 });
                 if s.cases.is_empty() {
-                    self.missing(
-                        format!("{at}.cases"),
-                        id,
-                        "`switch` needs at least one case",
-                    );
+                    self.missing(format!("{at}.cases"), id, "`switch` needs at least one case");
                 }
                 let cases = s
                     .cases
@@ -705,20 +511,13 @@ impl<'a> Compiler<'a> {
                     .enumerate()
                     .map(|(i, c)| self.case(c, &format!("{at}.cases[{i}]"), id, on.is_some(), deps))
                     .collect();
-                let default = s
-                    .default
-                    .as_ref()
-                    .map(|d| self.body(d, &format!("{at}.default"), id, &[], deps));
+                let default = s.default.as_ref().map(|d| self.body(d, &format!("{at}.default"), id, &[], deps));
                 Kind::Switch { on, cases, default }
             }
             StepKindDef::Loop(l) => {
                 let at = format!("{path}.loop");
                 if l.body.is_empty() {
-                    self.missing(
-                        format!("{at}.do"),
-                        id,
-                        "`loop` needs a `do` with at least one step",
-                    );
+                    self.missing(format!("{at}.do"), id, "`loop` needs a `do` with at least one step");
                 }
                 let max_iterations = match l.max_iterations {
                     Some(0) => {
@@ -750,11 +549,7 @@ impl<'a> Compiler<'a> {
                         (c, refs, at)
                     }),
                     None => {
-                        self.missing(
-                            format!("{at}.until"),
-                            id,
-                            "a `loop` needs an `until` condition",
-                        );
+                        self.missing(format!("{at}.until"), id, "a `loop` needs an `until` condition");
                         crate::condition::Condition::Const(true)
                     }
                 };
@@ -766,52 +561,32 @@ impl<'a> Compiler<'a> {
                         (t, refs, at)
                     })
                 });
-                Kind::Loop {
-                    body,
-                    until,
-                    max_iterations,
-                    output,
-                }
+                Kind::Loop { body, until, max_iterations, output }
             }
             StepKindDef::Wait(w) => {
                 let at = format!("{path}.wait");
                 match (&w.duration, &w.until) {
                     (Some(d), None) => {
-                        let d =
-                            self.sink
-                                .duration(Some(d), format!("{at}.duration"), Some(id), false);
+                        let d = self.sink.duration(Some(d), format!("{at}.duration"), Some(id), false);
                         Kind::Wait(WaitFor::Duration(d.unwrap_or_default()))
                     }
                     (None, Some(u)) => {
                         let until_at = format!("{at}.until");
-                        let t = self.template(
-                            &Value::String(u.clone()),
-                            At {
-                                path: &until_at,
-                                step: id,
-                            },
-                            need,
-                            deps,
-                        );
-                        if let Template::Literal(Value::String(text)) = &t {
-                            if let Err(e) = humantime::parse_rfc3339_weak(text) {
-                                self.sink.push(
-                                    until_at,
-                                    Some(id),
-                                    Code::BadDuration,
-                                    format!("invalid time {text:?}: {e} (write e.g. \"2026-12-01T09:00:00Z\")"),
-                                );
-                            }
+                        let t = self.template(&Value::String(u.clone()), At { path: &until_at, step: id }, need, deps);
+                        if let Template::Literal(Value::String(text)) = &t
+                            && let Err(e) = humantime::parse_rfc3339_weak(text)
+                        {
+                            self.sink.push(
+                                until_at,
+                                Some(id),
+                                Code::BadDuration,
+                                format!("invalid time {text:?}: {e} (write e.g. \"2026-12-01T09:00:00Z\")"),
+                            );
                         }
                         Kind::Wait(WaitFor::Until(t))
                     }
                     (Some(_), Some(_)) => {
-                        self.sink.push(
-                            at,
-                            Some(id),
-                            Code::InvalidValue,
-                            "give `duration` or `until`, not both",
-                        );
+                        self.sink.push(at, Some(id), Code::InvalidValue, "give `duration` or `until`, not both");
                         Kind::Wait(WaitFor::Duration(Duration::ZERO))
                     }
                     (None, None) => {
@@ -823,33 +598,18 @@ impl<'a> Compiler<'a> {
             StepKindDef::Signal(s) => {
                 let at = format!("{path}.signal");
                 if s.name.trim().is_empty() {
-                    self.missing(
-                        format!("{at}.name"),
-                        id,
-                        "`signal` needs the `name` it waits for",
-                    );
+                    self.missing(format!("{at}.name"), id, "`signal` needs the `name` it waits for");
                 }
-                let timeout =
-                    self.sink
-                        .duration(s.timeout.as_ref(), format!("{at}.timeout"), Some(id), true);
+                let timeout = self.sink.duration(s.timeout.as_ref(), format!("{at}.timeout"), Some(id), true);
                 if let Some(schema) = &s.schema {
                     self.sink.schema(schema, format!("{at}.schema"), Some(id));
                 }
-                Kind::Signal {
-                    name: s.name.clone(),
-                    timeout,
-                    default: s.default.clone(),
-                    schema: s.schema.clone(),
-                }
+                Kind::Signal { name: s.name.clone(), timeout, default: s.default.clone(), schema: s.schema.clone() }
             }
             StepKindDef::Workflow(w) => {
                 let at = format!("{path}.workflow");
                 if w.name.trim().is_empty() {
-                    self.missing(
-                        format!("{at}.name"),
-                        id,
-                        "`workflow` needs the `name` of a registered workflow",
-                    );
+                    self.missing(format!("{at}.name"), id, "`workflow` needs the `name` of a registered workflow");
                 }
                 if w.name == self.def.name && w.version.is_none_or(|v| v == self.def.version) {
                     self.sink.push(
@@ -860,47 +620,27 @@ impl<'a> Compiler<'a> {
                     );
                 }
                 let input_at = format!("{at}.input");
-                let input = w.input.as_ref().map_or(
-                    Template::Literal(Value::Object(Default::default())),
-                    |i| {
-                        self.template(
-                            i,
-                            At {
-                                path: &input_at,
-                                step: id,
-                            },
-                            need,
-                            deps,
-                        )
-                    },
-                );
-                Kind::SubWorkflow {
-                    name: w.name.clone(),
-                    version: w.version,
-                    input,
-                }
+                let input = w.input.as_ref().map_or(Template::Literal(Value::Object(Default::default())), |i| {
+                    self.template(i, At { path: &input_at, step: id }, need, deps)
+                });
+                Kind::SubWorkflow { name: w.name.clone(), version: w.version, input }
             }
             StepKindDef::Race(r) => {
                 let at = format!("{path}.race");
                 if r.branches.len() < 2 {
-                    self.missing(
-                        format!("{at}.branches"),
-                        id,
-                        "a `race` needs at least two branches",
-                    );
+                    self.missing(format!("{at}.branches"), id, "a `race` needs at least two branches");
                 }
                 let winner = r.winner.clone().unwrap_or(Winner::First);
-                if let Winner::Max(field) | Winner::Min(field) = &winner {
-                    if Path::parse(&format!("x.{field}")).is_err()
-                        && Path::parse(&format!("x{field}")).is_err()
-                    {
-                        self.sink.push(
-                            format!("{at}.winner"),
-                            Some(id),
-                            Code::InvalidValue,
-                            format!("`{field}` is not a field path"),
-                        );
-                    }
+                if let Winner::Max(field) | Winner::Min(field) = &winner
+                    && Path::parse(&format!("x.{field}")).is_err()
+                    && Path::parse(&format!("x{field}")).is_err()
+                {
+                    self.sink.push(
+                        format!("{at}.winner"),
+                        Some(id),
+                        Code::InvalidValue,
+                        format!("`{field}` is not a field path"),
+                    );
                 }
                 let branches = self.body(&r.branches, &format!("{at}.branches"), id, &[], deps);
                 self.independent(&branches, &format!("{at}.branches"), id, "race branches");
@@ -909,35 +649,16 @@ impl<'a> Compiler<'a> {
             StepKindDef::Fallback(f) => {
                 let at = format!("{path}.fallback");
                 if f.alternatives.len() < 2 {
-                    self.missing(
-                        format!("{at}.alternatives"),
-                        id,
-                        "a `fallback` needs at least two alternatives",
-                    );
+                    self.missing(format!("{at}.alternatives"), id, "a `fallback` needs at least two alternatives");
                 }
-                let alternatives = self.body(
-                    &f.alternatives,
-                    &format!("{at}.alternatives"),
-                    id,
-                    &[],
-                    deps,
-                );
-                self.independent(
-                    &alternatives,
-                    &format!("{at}.alternatives"),
-                    id,
-                    "fallback alternatives",
-                );
+                let alternatives = self.body(&f.alternatives, &format!("{at}.alternatives"), id, &[], deps);
+                self.independent(&alternatives, &format!("{at}.alternatives"), id, "fallback alternatives");
                 Kind::Fallback { alternatives }
             }
             StepKindDef::Parallel(p) => {
                 let at = format!("{path}.parallel");
                 if p.steps.is_empty() {
-                    self.missing(
-                        format!("{at}.steps"),
-                        id,
-                        "`parallel` needs at least one step",
-                    );
+                    self.missing(format!("{at}.steps"), id, "`parallel` needs at least one step");
                 }
                 let n = p.steps.len() as u32;
                 let min_successes = match p.min_successes {
@@ -954,34 +675,18 @@ impl<'a> Compiler<'a> {
                     None => n,
                 };
                 let steps = self.body(&p.steps, &format!("{at}.steps"), id, &[], deps);
-                Kind::Parallel {
-                    steps,
-                    min_successes,
-                }
+                Kind::Parallel { steps, min_successes }
             }
             StepKindDef::Pipeline(p) => {
                 let at = format!("{path}.pipeline");
                 if p.stages.is_empty() {
-                    self.missing(
-                        format!("{at}.stages"),
-                        id,
-                        "a `pipeline` needs at least one stage",
-                    );
+                    self.missing(format!("{at}.stages"), id, "a `pipeline` needs at least one stage");
                 }
                 let input = p.input.as_ref().map(|i| {
                     let input_at = format!("{at}.input");
-                    self.template(
-                        i,
-                        At {
-                            path: &input_at,
-                            step: id,
-                        },
-                        need,
-                        deps,
-                    )
+                    self.template(i, At { path: &input_at, step: id }, need, deps)
                 });
-                let mut stages =
-                    self.body(&p.stages, &format!("{at}.stages"), id, &["previous"], deps);
+                let mut stages = self.body(&p.stages, &format!("{at}.stages"), id, &["previous"], deps);
                 // Each stage reads the one before it.
                 let ids: Vec<String> = stages.iter().map(|s| s.id.clone()).collect();
                 for (stage, prev) in stages.iter_mut().skip(1).zip(ids) {
@@ -1008,24 +713,11 @@ impl<'a> Compiler<'a> {
             (None, Some(w)) => {
                 let when_at = format!("{at}.when");
                 let cond = self.sink.condition(w, &when_at, Some(owner));
-                self.place(
-                    cond.references(),
-                    At {
-                        path: &when_at,
-                        step: owner,
-                    },
-                    DepKind::Watch,
-                    deps,
-                );
+                self.place(cond.references(), At { path: &when_at, step: owner }, DepKind::Watch, deps);
                 CaseMatch::When(cond)
             }
             (Some(_), Some(_)) => {
-                self.sink.push(
-                    at,
-                    Some(owner),
-                    Code::InvalidValue,
-                    "a case has `value` or `when`, not both",
-                );
+                self.sink.push(at, Some(owner), Code::InvalidValue, "a case has `value` or `when`, not both");
                 CaseMatch::Value(Value::Null)
             }
             (None, None) => {
@@ -1034,11 +726,7 @@ impl<'a> Compiler<'a> {
             }
         };
         if c.body.is_empty() {
-            self.missing(
-                format!("{at}.do"),
-                owner,
-                "a case needs a `do` with at least one step",
-            );
+            self.missing(format!("{at}.do"), owner, "a case needs a `do` with at least one step");
         }
         let body = self.body(&c.body, &format!("{at}.do"), owner, &[], deps);
         Case { matcher, body }
@@ -1053,10 +741,7 @@ impl<'a> Compiler<'a> {
                     format!("{path}[{i}]"),
                     Some(&s.id),
                     Code::InvalidValue,
-                    format!(
-                        "{what} of `{owner}` are independent: `{}` cannot depend on `{other}`",
-                        s.id
-                    ),
+                    format!("{what} of `{owner}` are independent: `{}` cannot depend on `{other}`", s.id),
                 );
             }
         }
@@ -1066,10 +751,9 @@ impl<'a> Compiler<'a> {
 /// The nested step lists of a step definition, with their paths.
 fn bodies<'d>(s: &'d StepDef, here: &str) -> Vec<(String, &'d [StepDef])> {
     match &s.kind {
-        StepKindDef::Task { .. }
-        | StepKindDef::Wait(_)
-        | StepKindDef::Signal(_)
-        | StepKindDef::Workflow(_) => Vec::new(),
+        StepKindDef::Task { .. } | StepKindDef::Wait(_) | StepKindDef::Signal(_) | StepKindDef::Workflow(_) => {
+            Vec::new()
+        }
         StepKindDef::ForEach(f) => vec![(format!("{here}.for_each.do"), &f.body)],
         StepKindDef::Loop(l) => vec![(format!("{here}.loop.do"), &l.body)],
         StepKindDef::Switch(sw) => {
@@ -1096,16 +780,13 @@ fn bodies<'d>(s: &'d StepDef, here: &str) -> Vec<(String, &'d [StepDef])> {
 /// Every step `id` transitively depends on within `steps`.
 fn upstream<'s>(steps: &'s [Step], id: &str) -> BTreeSet<&'s str> {
     let mut seen = BTreeSet::new();
-    let mut todo: Vec<&str> = steps
-        .iter()
-        .find(|s| s.id == id)
-        .map(|s| s.dependencies().into_iter().collect())
-        .unwrap_or_default();
+    let mut todo: Vec<&str> =
+        steps.iter().find(|s| s.id == id).map(|s| s.dependencies().into_iter().collect()).unwrap_or_default();
     while let Some(d) = todo.pop() {
-        if let Some(step) = steps.iter().find(|s| s.id == d) {
-            if seen.insert(step.id.as_str()) {
-                todo.extend(step.dependencies());
-            }
+        if let Some(step) = steps.iter().find(|s| s.id == d)
+            && seen.insert(step.id.as_str())
+        {
+            todo.extend(step.dependencies());
         }
     }
     seen

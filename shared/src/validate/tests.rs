@@ -16,9 +16,7 @@ fn problems(value: serde_json::Value) -> Vec<Problem> {
 
 fn has(problems: &[Problem], code: Code, path: &str, text: &str) {
     assert!(
-        problems
-            .iter()
-            .any(|p| p.code == code && p.path == path && p.message.contains(text)),
+        problems.iter().any(|p| p.code == code && p.path == path && p.message.contains(text)),
         "no {code:?} at {path} containing {text:?} in:\n{}",
         Problems(problems.to_vec())
     );
@@ -35,38 +33,13 @@ fn reports_everything_at_once() {
         {"id": "r", "tool": "t", "params": {"v": "{inner.x}", "w": "oops {"}}
     ]}));
     has(&ps, Code::DuplicateId, "steps[1].id", "already called `a`");
-    has(
-        &ps,
-        Code::UnknownDependency,
-        "steps[2].depends_on[0]",
-        "`nope`",
-    );
+    has(&ps, Code::UnknownDependency, "steps[2].depends_on[0]", "`nope`");
     has(&ps, Code::BadDuration, "steps[2].timeout", "5 parsecs");
-    has(
-        &ps,
-        Code::Cycle,
-        "steps[0]",
-        "dependency cycle: a -> c -> a",
-    );
-    has(
-        &ps,
-        Code::UnknownReference,
-        "steps[3].params",
-        "`ghost` is not a step",
-    );
-    has(
-        &ps,
-        Code::MissingPart,
-        "steps[4].loop.max_iterations",
-        "max_iterations",
-    );
+    has(&ps, Code::Cycle, "steps[0]", "dependency cycle: a -> c -> a");
+    has(&ps, Code::UnknownReference, "steps[3].params", "`ghost` is not a step");
+    has(&ps, Code::MissingPart, "steps[4].loop.max_iterations", "max_iterations");
     has(&ps, Code::MissingPart, "steps[4].loop.until", "until");
-    has(
-        &ps,
-        Code::NotUpstream,
-        "steps[5].params",
-        "`inner` is inside `l`",
-    );
+    has(&ps, Code::NotUpstream, "steps[5].params", "`inner` is inside `l`");
     has(&ps, Code::BadTemplate, "steps[5].params.w", "unclosed");
     // Sorted by place.
     let paths: Vec<&str> = ps.iter().map(|p| p.path.as_str()).collect();
@@ -137,9 +110,7 @@ fn bodies_lift_outer_reads_to_their_construct() {
     .expect("valid");
     let each = &plan.steps[2];
     assert_eq!(each.needs.iter().collect::<Vec<_>>(), ["cfg", "src"]);
-    let Kind::ForEach { body, .. } = &each.kind else {
-        panic!("for_each")
-    };
+    let Kind::ForEach { body, .. } = &each.kind else { panic!("for_each") };
     assert!(body[0].needs.is_empty(), "outer reads are the construct's");
     assert_eq!(body[1].needs.iter().collect::<Vec<_>>(), ["one"]);
 }
@@ -151,12 +122,7 @@ fn a_body_cannot_read_its_own_construct() {
             {"id": "x", "tool": "t", "params": {"v": "{l.result}"}}
         ]}}
     ]}));
-    has(
-        &ps,
-        Code::Cycle,
-        "steps[0].loop.do[0].params",
-        "cannot read `l` itself",
-    );
+    has(&ps, Code::Cycle, "steps[0].loop.do[0].params", "cannot read `l` itself");
 }
 
 #[test]
@@ -189,91 +155,21 @@ fn construct_mistakes() {
         {"id": "pl", "pipeline": {"stages": []}},
         {"id": "sub", "workflow": {"name": "n"}}
     ]}));
-    has(
-        &ps,
-        Code::MissingPart,
-        "steps[0].switch.cases",
-        "at least one case",
-    );
-    has(
-        &ps,
-        Code::MissingPart,
-        "steps[1].switch.cases[0].value",
-        "needs the switch's `on`",
-    );
-    has(
-        &ps,
-        Code::MissingPart,
-        "steps[1].switch.cases[1]",
-        "`value` or a `when`",
-    );
-    has(
-        &ps,
-        Code::MissingPart,
-        "steps[1].switch.cases[1].do",
-        "at least one step",
-    );
-    has(
-        &ps,
-        Code::MissingPart,
-        "steps[2].race.branches",
-        "at least two branches",
-    );
-    has(
-        &ps,
-        Code::MissingPart,
-        "steps[3].fallback.alternatives",
-        "at least two",
-    );
-    has(
-        &ps,
-        Code::InvalidValue,
-        "steps[4].parallel.min_successes",
-        "between 1 and the number of steps (1)",
-    );
-    has(
-        &ps,
-        Code::MissingPart,
-        "steps[5].wait",
-        "`duration` or an `until`",
-    );
-    has(
-        &ps,
-        Code::BadDuration,
-        "steps[6].wait.until",
-        "invalid time",
-    );
+    has(&ps, Code::MissingPart, "steps[0].switch.cases", "at least one case");
+    has(&ps, Code::MissingPart, "steps[1].switch.cases[0].value", "needs the switch's `on`");
+    has(&ps, Code::MissingPart, "steps[1].switch.cases[1]", "`value` or a `when`");
+    has(&ps, Code::MissingPart, "steps[1].switch.cases[1].do", "at least one step");
+    has(&ps, Code::MissingPart, "steps[2].race.branches", "at least two branches");
+    has(&ps, Code::MissingPart, "steps[3].fallback.alternatives", "at least two");
+    has(&ps, Code::InvalidValue, "steps[4].parallel.min_successes", "between 1 and the number of steps (1)");
+    has(&ps, Code::MissingPart, "steps[5].wait", "`duration` or an `until`");
+    has(&ps, Code::BadDuration, "steps[6].wait.until", "invalid time");
     has(&ps, Code::MissingPart, "steps[7].signal.name", "name");
-    has(
-        &ps,
-        Code::BadDuration,
-        "steps[7].signal.timeout",
-        "more than 0",
-    );
-    has(
-        &ps,
-        Code::InvalidValue,
-        "steps[8].for_each.items",
-        "must be a list",
-    );
-    has(
-        &ps,
-        Code::MissingPart,
-        "steps[8].for_each.do",
-        "at least one step",
-    );
-    has(
-        &ps,
-        Code::MissingPart,
-        "steps[9].pipeline.stages",
-        "at least one stage",
-    );
-    has(
-        &ps,
-        Code::Cycle,
-        "steps[10].workflow.name",
-        "cannot run itself",
-    );
+    has(&ps, Code::BadDuration, "steps[7].signal.timeout", "more than 0");
+    has(&ps, Code::InvalidValue, "steps[8].for_each.items", "must be a list");
+    has(&ps, Code::MissingPart, "steps[8].for_each.do", "at least one step");
+    has(&ps, Code::MissingPart, "steps[9].pipeline.stages", "at least one stage");
+    has(&ps, Code::Cycle, "steps[10].workflow.name", "cannot run itself");
 }
 
 #[test]
@@ -284,12 +180,7 @@ fn switch_cases_do_not_see_each_other() {
             {"value": "b", "do": [{"id": "in_b", "tool": "t", "params": {"x": "{in_a}"}}]}
         ]}}
     ]}));
-    has(
-        &ps,
-        Code::NotUpstream,
-        "steps[0].switch.cases[1].do[0].params",
-        "`in_a` is inside `s`",
-    );
+    has(&ps, Code::NotUpstream, "steps[0].switch.cases[1].do[0].params", "`in_a` is inside `s`");
 }
 
 #[test]
@@ -300,12 +191,7 @@ fn race_branches_are_independent() {
             {"id": "y", "tool": "t", "params": {"v": "{x}"}}
         ]}}
     ]}));
-    has(
-        &ps,
-        Code::InvalidValue,
-        "steps[0].race.branches[1]",
-        "cannot depend on `x`",
-    );
+    has(&ps, Code::InvalidValue, "steps[0].race.branches[1]", "cannot depend on `x`");
 }
 
 #[test]
@@ -317,12 +203,7 @@ fn compensations_read_only_upstream() {
         {"id": "ship", "tool": "t", "params": {"c": "{charge.id}"}}
     ]}));
     assert_eq!(ps.len(), 1, "{}", Problems(ps.clone()));
-    has(
-        &ps,
-        Code::NotUpstream,
-        "steps[1].compensate.params",
-        "`ship`, which is not upstream of `charge`",
-    );
+    has(&ps, Code::NotUpstream, "steps[1].compensate.params", "`ship`, which is not upstream of `charge`");
 }
 
 #[test]
@@ -334,74 +215,35 @@ fn ids_and_bindings() {
         {"id": "fe", "for_each": {"items": [1, 2], "do": [{"id": "x", "tool": "t"}]}}
     ]}));
     has(&ps, Code::InvalidId, "steps[0].id", "reserved");
-    has(
-        &ps,
-        Code::InvalidId,
-        "steps[1].id",
-        "ids start with a letter",
-    );
-    has(
-        &ps,
-        Code::InvalidId,
-        "steps[3].for_each.do",
-        "`item` bound here is also a step id",
-    );
+    has(&ps, Code::InvalidId, "steps[1].id", "ids start with a letter");
+    has(&ps, Code::InvalidId, "steps[3].for_each.do", "`item` bound here is also a step id");
 }
 
 #[test]
 fn retry_policies_and_defaults() {
     let plan = compile(
         &def(json!({"name": "r", "defaults": {"retry": {"max_attempts": 4, "backoff": "1s"}, "timeout": "10s"},
-            "steps": [
-                {"id": "a", "tool": "t"},
-                {"id": "b", "tool": "t", "retry": {"max_attempts": 2, "non_retryable": ["BAD"]}, "timeout": 3}
-            ]})),
+        "steps": [
+            {"id": "a", "tool": "t"},
+            {"id": "b", "tool": "t", "retry": {"max_attempts": 2, "non_retryable": ["BAD"]}, "timeout": 3}
+        ]})),
         None,
     )
     .expect("valid");
     assert_eq!(plan.steps[0].retry.max_attempts, 4);
-    assert_eq!(
-        plan.steps[0].timeout,
-        Some(std::time::Duration::from_secs(10))
-    );
+    assert_eq!(plan.steps[0].timeout, Some(std::time::Duration::from_secs(10)));
     let b = &plan.steps[1].retry;
-    assert_eq!(
-        (b.max_attempts, b.backoff),
-        (2, std::time::Duration::from_secs(1))
-    );
+    assert_eq!((b.max_attempts, b.backoff), (2, std::time::Duration::from_secs(1)));
     assert!(b.non_retryable.contains("BAD"));
-    assert_eq!(
-        plan.steps[1].timeout,
-        Some(std::time::Duration::from_secs(3))
-    );
+    assert_eq!(plan.steps[1].timeout, Some(std::time::Duration::from_secs(3)));
 
     let ps = problems(json!({"name": "r", "steps": [
         {"id": "a", "tool": "t", "retry": {"max_attempts": 0, "jitter": 2, "multiplier": 0.5, "backoff": "1m", "max_backoff": "1s"}}
     ]}));
-    has(
-        &ps,
-        Code::InvalidValue,
-        "steps[0].retry.max_attempts",
-        "at least 1",
-    );
-    has(
-        &ps,
-        Code::InvalidValue,
-        "steps[0].retry.jitter",
-        "between 0 and 1",
-    );
-    has(
-        &ps,
-        Code::InvalidValue,
-        "steps[0].retry.multiplier",
-        "1 or more",
-    );
-    has(
-        &ps,
-        Code::InvalidValue,
-        "steps[0].retry.backoff",
-        "exceeds max_backoff",
-    );
+    has(&ps, Code::InvalidValue, "steps[0].retry.max_attempts", "at least 1");
+    has(&ps, Code::InvalidValue, "steps[0].retry.jitter", "between 0 and 1");
+    has(&ps, Code::InvalidValue, "steps[0].retry.multiplier", "1 or more");
+    has(&ps, Code::InvalidValue, "steps[0].retry.backoff", "exceeds max_backoff");
 }
 
 fn catalogue() -> Catalogue {
@@ -431,52 +273,23 @@ fn tools_and_params_against_a_catalogue() {
         {"id": "txt", "tool": "get_weather", "params": {"location": 5}}
     ]}));
     let ps = compile(&d, Some(&catalogue())).expect_err("invalid").0;
-    has(
-        &ps,
-        Code::UnknownTool,
-        "steps[0].tool",
-        "did you mean `get_user`?",
-    );
-    has(
-        &ps,
-        Code::InvalidParams,
-        "steps[1].params",
-        "\"location\" is a required property",
-    );
+    has(&ps, Code::UnknownTool, "steps[0].tool", "did you mean `get_user`?");
+    has(&ps, Code::InvalidParams, "steps[1].params", "\"location\" is a required property");
     has(&ps, Code::InvalidParams, "steps[1].params.days", "minimum");
-    has(
-        &ps,
-        Code::InvalidParams,
-        "steps[3].params.location",
-        "is not of type \"string\"",
-    );
-    assert!(
-        !ps.iter().any(|p| p.path.starts_with("steps[2]")),
-        "references are checked at run time"
-    );
+    has(&ps, Code::InvalidParams, "steps[3].params.location", "is not of type \"string\"");
+    assert!(!ps.iter().any(|p| p.path.starts_with("steps[2]")), "references are checked at run time");
 }
 
 #[test]
 fn output_and_input_schema() {
     let ps = problems(json!({"name": "o", "input_schema": {"type": "nonsense"},
         "steps": [{"id": "a", "tool": "t"}], "output": {"x": "{b.v}"}}));
-    has(
-        &ps,
-        Code::InvalidValue,
-        "input_schema",
-        "not a valid JSON Schema",
-    );
+    has(&ps, Code::InvalidValue, "input_schema", "not a valid JSON Schema");
     has(&ps, Code::UnknownReference, "output", "`b` is not a step");
 }
 
 #[test]
 fn paths_sort_naturally() {
-    assert_eq!(
-        natural_path_order("steps[9]", "steps[10]"),
-        std::cmp::Ordering::Less
-    );
-    assert_eq!(
-        natural_path_order("steps[2].a", "steps[2].b"),
-        std::cmp::Ordering::Less
-    );
+    assert_eq!(natural_path_order("steps[9]", "steps[10]"), std::cmp::Ordering::Less);
+    assert_eq!(natural_path_order("steps[2].a", "steps[2].b"), std::cmp::Ordering::Less);
 }

@@ -64,9 +64,7 @@ enum GraphFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Validate { files, tools, json } => {
-            offline::validate(&files, tools.as_deref(), json)
-        }
+        Command::Validate { files, tools, json } => offline::validate(&files, tools.as_deref(), json),
         Command::Graph { file, format } => offline::graph(
             &file,
             match format {
@@ -74,11 +72,7 @@ fn main() -> ExitCode {
                 GraphFormat::Dot => weft_shared::export::Format::Dot,
             },
         ),
-        Command::Analyze {
-            file,
-            durations,
-            json,
-        } => offline::analyze(&file, durations.as_deref(), json),
+        Command::Analyze { file, durations, json } => offline::analyze(&file, durations.as_deref(), json),
     };
     match result {
         Ok(code) => code,

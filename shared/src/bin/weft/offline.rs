@@ -36,11 +36,7 @@ fn report(file: &Path, failure: &Failure) {
 }
 
 /// `weft validate`.
-pub fn validate(
-    files: &[std::path::PathBuf],
-    tools: Option<&Path>,
-    as_json: bool,
-) -> anyhow::Result<ExitCode> {
+pub fn validate(files: &[std::path::PathBuf], tools: Option<&Path>, as_json: bool) -> anyhow::Result<ExitCode> {
     let catalogue = tools.map(Catalogue::load).transpose()?;
     let mut all_valid = true;
     let mut reports = Vec::new();
@@ -60,13 +56,9 @@ pub fn validate(
             continue;
         }
         match &result {
-            Ok(plan) => println!(
-                "{}: ok ({} v{}, {} steps)",
-                file.display(),
-                plan.name,
-                plan.version,
-                plan.all_steps().len()
-            ),
+            Ok(plan) => {
+                println!("{}: ok ({} v{}, {} steps)", file.display(), plan.name, plan.version, plan.all_steps().len())
+            }
             Err(failure) => report(file, failure),
         }
     }
@@ -76,11 +68,7 @@ pub fn validate(
         let bad = reports.len();
         let _ = bad;
     }
-    Ok(if all_valid {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if all_valid { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `weft graph`.
@@ -98,8 +86,7 @@ pub fn graph(file: &Path, format: Format) -> anyhow::Result<ExitCode> {
 }
 
 fn load_weights(file: &Path) -> anyhow::Result<Weights> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let raw: BTreeMap<String, DurationDef> = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a JSON object of tool durations", file.display()))?;
     let mut weights = Weights::default();
@@ -133,17 +120,10 @@ pub fn analyze(file: &Path, durations: Option<&Path>, as_json: bool) -> anyhow::
         return Ok(ExitCode::SUCCESS);
     }
     let list = |ids: &[String]| ids.join(", ");
-    println!(
-        "{} v{}: {} steps ({} in all, nested included)",
-        a.name, plan.version, a.steps, a.total_steps
-    );
+    println!("{} v{}: {} steps ({} in all, nested included)", a.name, plan.version, a.steps, a.total_steps);
     let levels: Vec<String> = a.levels.iter().map(|l| format!("[{}]", list(l))).collect();
     println!("levels ({}): {}", a.levels.len(), levels.join(" "));
-    println!(
-        "max parallelism: {} ({})",
-        a.max_parallelism,
-        list(&a.widest)
-    );
+    println!("max parallelism: {} ({})", a.max_parallelism, list(&a.widest));
     println!(
         "critical path: {} ({} steps, {})",
         a.critical_path.join(" -> "),
@@ -158,10 +138,7 @@ pub fn analyze(file: &Path, durations: Option<&Path>, as_json: bool) -> anyhow::
         );
     }
     if !a.unestimated.is_empty() {
-        println!(
-            "no duration known for: {} (counted as 0)",
-            list(&a.unestimated)
-        );
+        println!("no duration known for: {} (counted as 0)", list(&a.unestimated));
     }
     Ok(ExitCode::SUCCESS)
 }
