@@ -1,1 +1,54 @@
-//! Support for Weft's integration tests: finding the workspace's binaries and files.
+//! Support for Weft's integration tests: the workspace's files and binaries.
+//!
+//! Binaries are found in `WEFT_BIN_DIR` (set by `tests/run.sh`) or next to the test
+//! executable's `deps/` directory, where `cargo build` puts them.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Path of a workspace binary; panics with the fix if it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("WEFT_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/debug/deps/integration-xxxx -> target/debug
+        exe.parent().and_then(|deps| deps.parent()).map(PathBuf::from).expect("target dir")
+    });
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `weft` with `args` from the repository root.
+pub fn weft(args: &[&str]) -> Output {
+    Command::new(bin("weft")).args(args).current_dir(repo_root()).output().expect("weft runs")
+}
+
+/// Every example workflow file, sorted.
+pub fn example_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["examples", "examples/patterns"] {
+        let Ok(entries) = std::fs::read_dir(repo_root().join(dir)) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Stdout and stderr as text.
+pub fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}

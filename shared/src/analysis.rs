@@ -2,8 +2,8 @@
 //! the critical path.
 //!
 //! Lengths are in *steps* when nothing gives a duration, and in milliseconds as soon as
-//! anything does: a step's declared `estimate`, a per-tool duration (given by the user,
-//! e.g. from run history), or a `wait`'s duration. A construct weighs what its body's
+//! anything does: a per-tool duration (given by the user, e.g. from run history, and
+//! preferred), a step's declared `estimate`, or a `wait`'s duration. A construct weighs what its body's
 //! own critical path weighs (a pipeline its stages in sequence, a switch its heaviest
 //! case, a race its lightest branch when the first success wins, a `for_each` or `loop`
 //! one pass of its body, since the number of items or iterations is known only at run
@@ -121,7 +121,9 @@ fn shape(steps: &[Step]) -> (Vec<Vec<usize>>, Option<Vec<usize>>) {
 
 /// A leaf's own known duration.
 fn known(step: &Step, weights: &Weights) -> Option<Duration> {
-    step.estimate.or_else(|| step.tool().and_then(|t| weights.per_tool.get(t).copied())).or(match &step.kind {
+    // Measured per-tool durations beat declared estimates.
+    let measured = step.tool().and_then(|t| weights.per_tool.get(t).copied());
+    measured.or(step.estimate).or(match &step.kind {
         Kind::Wait(WaitFor::Duration(d)) => Some(*d),
         _ => None,
     })

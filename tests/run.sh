@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need, builds once, runs every test.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$root/deploy/setup.sh"
+source "$root/deploy/env.sh"
+cd "$root"
+cargo test --workspace "$@"
