@@ -74,7 +74,48 @@ pub struct Step {
     pub estimate: Option<Duration>,
 }
 
+/// How a dependency ended, as far as the skip rule cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DepState {
+    /// Not finished yet.
+    Unfinished,
+    /// Produced an output (a failure under `continue_on_error` counts: its output is the error).
+    Completed,
+    /// Did not run.
+    Skipped,
+    /// Failed for good (the run goes on only under `on_failure: continue`).
+    Failed,
+}
+
+/// What to do with a pending step, by the skip rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// A dependency is unfinished.
+    Wait,
+    /// The step cannot run: a step whose output it needs has none.
+    Skip(String),
+    /// Every dependency is finished: evaluate `when` (skipped steps read as absent), then run.
+    Go,
+}
+
 impl Step {
+    /// Applies the skip rule: wait for every dependency; skip if a step whose output this
+    /// one *needs* was skipped or failed; otherwise go. Steps read only by `when` and
+    /// steps followed by `depends_on` never skip this one by themselves.
+    pub fn gate(&self, state: impl Fn(&str) -> DepState) -> Gate {
+        if self.dependencies().into_iter().any(|d| state(d) == DepState::Unfinished) {
+            return Gate::Wait;
+        }
+        for need in &self.needs {
+            match state(need) {
+                DepState::Skipped => return Gate::Skip(format!("it needs the output of `{need}`, which was skipped")),
+                DepState::Failed => return Gate::Skip(format!("it needs the output of `{need}`, which failed")),
+                DepState::Completed | DepState::Unfinished => {}
+            }
+        }
+        Gate::Go
+    }
+
     /// Every sibling this step waits for, of any kind, sorted and without repeats.
     pub fn dependencies(&self) -> BTreeSet<&str> {
         self.needs.iter().chain(&self.watches).chain(&self.after).map(String::as_str).collect()
@@ -334,7 +375,52 @@ impl Plan {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::reference::Context;
+
+    /// The skip rule, exhaustively over one dependency of each kind.
+    #[test]
+    fn skip_rule() {
+        let def = WorkflowDef::from_json(
+            &json!({"name": "skip", "steps": [
+                {"id": "premium", "tool": "t", "when": {"eq": ["{input.tier}", "gold"]}},
+                {"id": "data", "tool": "t", "params": {"level": "{premium.level}"}},
+                {"id": "else", "tool": "t", "when": {"not": {"exists": "{premium}"}}},
+                {"id": "join", "tool": "t", "depends_on": ["premium"]}
+            ]})
+            .to_string(),
+        )
+        .expect("parses");
+        let plan = crate::validate::compile(&def, None).expect("valid");
+        let [_, data, else_, join] = [0, 1, 2, 3].map(|i| &plan.steps[i]);
+        use DepState::*;
+        let with = |s: DepState| move |_: &str| s;
+        // Unfinished: everyone waits.
+        for step in [data, else_, join] {
+            assert_eq!(step.gate(with(Unfinished)), Gate::Wait);
+        }
+        // Skipped: the step needing its data is skipped; the others go.
+        assert!(matches!(data.gate(with(Skipped)), Gate::Skip(r) if r.contains("`premium`, which was skipped")));
+        assert_eq!(else_.gate(with(Skipped)), Gate::Go);
+        assert_eq!(join.gate(with(Skipped)), Gate::Go);
+        // Failed (policy `continue`): same as skipped for data, ordering still joins.
+        assert!(matches!(data.gate(with(Failed)), Gate::Skip(r) if r.contains("which failed")));
+        assert_eq!(join.gate(with(Failed)), Gate::Go);
+        // Completed: everyone goes.
+        for step in [data, else_, join] {
+            assert_eq!(step.gate(with(Completed)), Gate::Go);
+        }
+        // The else-branch's condition sees a skipped step as absent.
+        let mut ctx = Context::with_input(json!({"tier": "silver"}));
+        ctx.skip("premium");
+        let when = else_.when.as_ref().expect("condition");
+        assert_eq!(when.eval(&ctx), Ok(true));
+        ctx.skipped.clear();
+        ctx.set("premium", json!({"level": 3}));
+        assert_eq!(when.eval(&ctx), Ok(false));
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters() {
