@@ -1,2 +1,7 @@
-//! The Weft coordinator: ractor actors holding each running workflow's state machine,
-//! dispatching ready steps over NATS JetStream. (Runtime issue; not built yet.)
+//! The Weft coordinator: one ractor actor per running workflow holds its state machine
+//! and dispatches ready steps to workers over NATS JetStream.
+//!
+//! # Layout
+//!
+//! - [`machine`]: the pure state machine of a run (inputs in, effects out).
+pub mod machine;

@@ -4,7 +4,8 @@
 //! or nest control-flow constructs. Params pull values from earlier steps through
 //! references (`{user.city}`); conditions decide what runs. [`validate::compile`] checks
 //! a definition and produces a [`plan::Plan`], the form the coordinator executes and
-//! [`analysis`] reads. Nothing here does I/O beyond reading a file when asked.
+//! [`analysis`] reads. The language modules do no I/O beyond reading a file when asked; [`client`]
+//! is the one that talks to NATS.
 //!
 //! # Layout
 //!
@@ -17,6 +18,9 @@
 //! - [`graph`]: cycles, levels, longest paths, largest antichains.
 //! - [`analysis`]: execution levels, maximal parallelism, critical path.
 //! - [`export`]: Mermaid and DOT drawings.
+//! - [`wire`]: the JSON messages between clients, coordinators and workers.
+//! - [`subjects`]: NATS subjects, streams, consumers and buckets.
+//! - [`client`]: the Rust client API over NATS (and JetStream set-up).
 //!
 //! # Example
 //!
@@ -37,10 +41,13 @@
 
 pub mod analysis;
 pub mod catalogue;
+pub mod client;
 pub mod condition;
 pub mod definition;
 pub mod export;
 pub mod graph;
 pub mod plan;
 pub mod reference;
+pub mod subjects;
 pub mod validate;
+pub mod wire;

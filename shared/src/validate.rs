@@ -19,7 +19,7 @@ mod step;
 use std::collections::BTreeSet;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalogue::Catalogue;
 use crate::definition::WorkflowDef;
@@ -27,7 +27,7 @@ use crate::graph;
 use crate::plan::{Plan, Step};
 
 /// What kind of problem, for machines (`weft validate --json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {
     /// Two steps share an id.
@@ -60,12 +60,12 @@ pub enum Code {
 }
 
 /// One validation problem.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// JSON path in the document (`steps[2].params.message`).
     pub path: String,
     /// The step the problem belongs to, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
     /// Kind of problem.
     pub code: Code,

@@ -1,0 +1,490 @@
+//! The state machine of one run: a pure function of inputs to effects, with no I/O.
+//!
+//! [`Run::apply`] takes an [`Input`] (start, a task result, a timer firing, a cancel) and
+//! returns the [`Effect`]s to carry out (publish a task, schedule a timer, tell workers to
+//! stop, publish an event, finish). The run actor carries them out; tests drive the
+//! machine synchronously.
+//!
+//! Scheduling: a step is dispatched the moment its dependencies are finished, the skip
+//! rule lets it through ([`weft_shared::plan::Step::gate`]) and its `when` holds, up to
+//! `max_parallel` running at once (higher `priority` first, then document order). A result
+//! is applied once: one for an attempt that is not running (late, duplicated, timed out)
+//! is ignored.
+
+mod step;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+use weft_shared::definition::FailurePolicy;
+use weft_shared::plan::{DepState, Gate, Kind, Plan};
+use weft_shared::reference::Context;
+use weft_shared::wire::{
+    Attempt, CancelTask, Event, EventKind, Millis, Outcome, RunRecord, RunStatus, StepRecord, StepStatus, Task,
+    TaskResult, ToolError, codes,
+};
+
+pub use step::StepState;
+
+/// Something that happens to a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Begin.
+    Start,
+    /// A worker answered.
+    Result(TaskResult),
+    /// A timer the run asked for fired.
+    Timer(Timer),
+    /// Someone cancelled the run.
+    Cancel {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Timers a run asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timer {
+    /// Time for the next attempt of a step.
+    Retry {
+        /// The step.
+        step: String,
+        /// The attempt that failed.
+        attempt: u32,
+    },
+    /// An attempt ran out of time.
+    StepTimeout {
+        /// The step.
+        step: String,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// The run ran out of time.
+    RunTimeout,
+}
+
+/// What the run actor must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Publish a task for a worker.
+    Dispatch(Task),
+    /// Deliver `Input::Timer(timer)` after `after`.
+    Schedule {
+        /// Which timer.
+        timer: Timer,
+        /// When.
+        after: Duration,
+    },
+    /// Tell workers to stop tools of this run.
+    Cancel(CancelTask),
+    /// Publish a lifecycle event.
+    Emit(Event),
+    /// The run is over: store its record and stop.
+    Finished,
+}
+
+/// One run's state.
+#[derive(Debug, Clone)]
+pub struct Run {
+    id: Uuid,
+    plan: Plan,
+    status: RunStatus,
+    steps: Vec<StepState>,
+    context: Context,
+    running: usize,
+    created_ms: Millis,
+    finished_ms: Option<Millis>,
+    errors: Vec<String>,
+    output: Option<Value>,
+    seq: u64,
+}
+
+impl Run {
+    /// A run of `plan` with `input`, not started yet.
+    pub fn new(id: Uuid, plan: Plan, input: Value, created_ms: Millis) -> Run {
+        let mut context = Context::with_input(input);
+        context.set("workflow", json!({"id": id, "name": plan.name, "version": plan.version}));
+        let steps = plan.steps.iter().map(StepState::new).collect();
+        Run {
+            id,
+            plan,
+            status: RunStatus::Running,
+            steps,
+            context,
+            running: 0,
+            created_ms,
+            finished_ms: None,
+            errors: Vec::new(),
+            output: None,
+            seq: 0,
+        }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Where it is.
+    pub fn status(&self) -> RunStatus {
+        self.status
+    }
+
+    /// Applies one input at time `now`; returns what to do.
+    pub fn apply(&mut self, input: Input, now: Millis) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if self.status.is_terminal() {
+            return out;
+        }
+        match input {
+            Input::Start => {
+                self.emit(&mut out, now, EventKind::RunStarted { workflow: self.plan.name.clone() });
+                if let Some(after) = self.plan.timeout {
+                    out.push(Effect::Schedule { timer: Timer::RunTimeout, after });
+                }
+            }
+            Input::Result(result) => self.on_result(result, now, &mut out),
+            Input::Timer(Timer::Retry { step, attempt }) => {
+                if let Some(i) = self.index(&step)
+                    && self.steps[i].status == StepStatus::Retrying
+                    && self.steps[i].attempt == attempt
+                {
+                    // Ready again; `advance` dispatches it when a slot is free.
+                    self.steps[i].status = StepStatus::Pending;
+                }
+            }
+            Input::Timer(Timer::StepTimeout { step, attempt }) => {
+                if let Some(i) = self.index(&step)
+                    && self.steps[i].is_running(attempt)
+                {
+                    let limit = self.plan.steps[i].timeout.unwrap_or_default();
+                    let error = ToolError::new(format!("attempt {attempt} timed out after {limit:?}"))
+                        .with_code(codes::TIMEOUT);
+                    out.push(Effect::Cancel(CancelTask {
+                        run_id: self.id,
+                        step_id: Some(step),
+                        attempt: Some(attempt),
+                    }));
+                    self.running -= 1;
+                    self.steps[i].end_attempt(None, None, now, Err(error.clone()));
+                    self.on_failure(i, error, now, &mut out);
+                }
+            }
+            Input::Timer(Timer::RunTimeout) => {
+                let limit = self.plan.timeout.unwrap_or_default();
+                self.errors.push(format!("the run timed out after {limit:?}"));
+                self.finish(RunStatus::TimedOut, now, &mut out);
+                return out;
+            }
+            Input::Cancel { reason } => {
+                self.errors.push(format!("cancelled: {reason}"));
+                self.finish(RunStatus::Cancelled, now, &mut out);
+                return out;
+            }
+        }
+        if !self.status.is_terminal() {
+            self.advance(now, &mut out);
+        }
+        out
+    }
+
+    fn index(&self, step: &str) -> Option<usize> {
+        self.plan.steps.iter().position(|s| s.id == step)
+    }
+
+    fn emit(&mut self, out: &mut Vec<Effect>, now: Millis, kind: EventKind) {
+        self.seq += 1;
+        out.push(Effect::Emit(Event { run_id: self.id, seq: self.seq, at_ms: now, kind }));
+    }
+
+    fn on_result(&mut self, r: TaskResult, now: Millis, out: &mut Vec<Effect>) {
+        let Some(i) = self.index(&r.step_id) else { return };
+        if r.compensation || !self.steps[i].is_running(r.attempt) {
+            return; // late, duplicated or timed out: applied at most once
+        }
+        self.running -= 1;
+        let step_id = r.step_id.clone();
+        match r.outcome {
+            Outcome::Ok(output) => {
+                self.steps[i].end_attempt(Some(r.worker.clone()), Some(r.started_ms), r.finished_ms, Ok(()));
+                self.steps[i].complete(output.clone());
+                self.context.set(step_id.clone(), output);
+                self.emit(out, now, EventKind::StepCompleted { step_id, worker: r.worker });
+            }
+            Outcome::Err(error) => {
+                self.steps[i].end_attempt(Some(r.worker), Some(r.started_ms), r.finished_ms, Err(error.clone()));
+                self.on_failure(i, error, now, out);
+            }
+        }
+    }
+
+    /// An attempt failed: retry, or fail the step for good.
+    fn on_failure(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
+        let plan_step = &self.plan.steps[i];
+        let attempt = self.steps[i].attempt;
+        let id = plan_step.id.clone();
+        if error.retryable && plan_step.retry.should_retry(attempt, error.code.as_deref()) {
+            let delay = plan_step.retry.delay(attempt, jitter_unit(self.id, &id, attempt));
+            self.steps[i].status = StepStatus::Retrying;
+            out.push(Effect::Schedule { timer: Timer::Retry { step: id.clone(), attempt }, after: delay });
+            self.emit(
+                out,
+                now,
+                EventKind::StepRetrying {
+                    step_id: id,
+                    attempt,
+                    delay_ms: delay.as_millis() as u64,
+                    error: error.to_string(),
+                },
+            );
+            return;
+        }
+        self.fail_step(i, error, now, out);
+    }
+
+    fn fail_step(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
+        let plan_step = &self.plan.steps[i];
+        let id = plan_step.id.clone();
+        let continued = plan_step.continue_on_error;
+        self.steps[i].fail(error.to_string(), continued);
+        self.emit(out, now, EventKind::StepFailed { step_id: id.clone(), error: error.to_string() });
+        if continued {
+            // Its output is the error, for steps that want to handle it.
+            let value = json!({"error": {"message": error.message, "code": error.code}});
+            self.context.set(id, value);
+            return;
+        }
+        // Steps that only watch it see it as absent.
+        self.context.skip(id.clone());
+        match self.plan.on_failure {
+            FailurePolicy::Continue => {}
+            FailurePolicy::Fail | FailurePolicy::Compensate => {
+                self.errors.push(format!("step `{id}` failed: {error}"));
+                self.finish(RunStatus::Failed, now, out);
+            }
+        }
+    }
+
+    fn dep_state(&self, id: &str) -> DepState {
+        let Some(i) = self.index(id) else { return DepState::Unfinished };
+        let s = &self.steps[i];
+        match s.status {
+            StepStatus::Completed => DepState::Completed,
+            StepStatus::Failed if s.continued => DepState::Completed,
+            StepStatus::Failed | StepStatus::Cancelled => DepState::Failed,
+            StepStatus::Skipped => DepState::Skipped,
+            StepStatus::Pending | StepStatus::Running | StepStatus::Retrying => DepState::Unfinished,
+        }
+    }
+
+    /// Dispatches, skips or fails every pending step that can move, until none can.
+    fn advance(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        loop {
+            let mut moved = false;
+            for i in self.ready_order() {
+                if self.status.is_terminal() {
+                    return;
+                }
+                if self.steps[i].status != StepStatus::Pending {
+                    continue;
+                }
+                if self.steps[i].params.is_none() {
+                    match self.prepare(i) {
+                        Prepared::Wait => continue,
+                        Prepared::Skip(reason) => {
+                            let id = self.plan.steps[i].id.clone();
+                            self.steps[i].skip(reason.clone());
+                            self.context.skip(id.clone());
+                            self.emit(out, now, EventKind::StepSkipped { step_id: id, reason });
+                            moved = true;
+                            continue;
+                        }
+                        Prepared::Fail(error) => {
+                            self.fail_step(i, error, now, out);
+                            moved = true;
+                            continue;
+                        }
+                        Prepared::Ready(params) => self.steps[i].params = Some(params),
+                    }
+                }
+                if self.plan.max_parallel.is_some_and(|m| self.running >= m as usize) {
+                    continue;
+                }
+                self.dispatch(i, now, out);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        if self.steps.iter().all(|s| s.status.is_terminal()) {
+            self.complete(now, out);
+        }
+    }
+
+    /// Pending steps, higher priority first, then document order.
+    fn ready_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> =
+            (0..self.steps.len()).filter(|&i| self.steps[i].status == StepStatus::Pending).collect();
+        order.sort_by_key(|&i| (std::cmp::Reverse(self.plan.steps[i].priority), i));
+        order
+    }
+
+    fn prepare(&self, i: usize) -> Prepared {
+        let step = &self.plan.steps[i];
+        match step.gate(|d| self.dep_state(d)) {
+            Gate::Wait => return Prepared::Wait,
+            Gate::Skip(reason) => return Prepared::Skip(reason),
+            Gate::Go => {}
+        }
+        if let Some(when) = &step.when {
+            match when.eval(&self.context) {
+                Ok(true) => {}
+                Ok(false) => return Prepared::Skip("its condition is false".to_owned()),
+                Err(e) => {
+                    return Prepared::Fail(
+                        ToolError::new(format!("condition: {e}")).with_code(codes::CONDITION).permanent(),
+                    );
+                }
+            }
+        }
+        match &step.kind {
+            Kind::Task { params, .. } => match params.resolve(&self.context) {
+                Ok(params) => Prepared::Ready(params),
+                Err(e) => {
+                    Prepared::Fail(ToolError::new(format!("params: {e}")).with_code(codes::BAD_PARAMS).permanent())
+                }
+            },
+            other => Prepared::Fail(
+                ToolError::new(format!("`{}` steps are not run by this coordinator yet", other.keyword())).permanent(),
+            ),
+        }
+    }
+
+    fn dispatch(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
+        let step = &self.plan.steps[i];
+        let Kind::Task { tool, .. } = &step.kind else { return };
+        let state = &mut self.steps[i];
+        state.attempt += 1;
+        state.status = StepStatus::Running;
+        state.attempts.push(Attempt {
+            attempt: state.attempt,
+            dispatched_ms: now,
+            worker: None,
+            started_ms: None,
+            finished_ms: None,
+            error: None,
+            ok: false,
+        });
+        self.running += 1;
+        let attempt = state.attempt;
+        out.push(Effect::Dispatch(Task {
+            run_id: self.id,
+            step_id: step.id.clone(),
+            attempt,
+            tool: tool.clone(),
+            params: state.params.clone().unwrap_or(Value::Null),
+            idempotency_key: format!("{}/{}", self.id, step.id),
+            timeout_ms: step.timeout.map(|t| t.as_millis() as u64),
+            compensation: false,
+        }));
+        if let Some(after) = step.timeout {
+            out.push(Effect::Schedule { timer: Timer::StepTimeout { step: step.id.clone(), attempt }, after });
+        }
+        let step_id = step.id.clone();
+        self.emit(out, now, EventKind::StepStarted { step_id, attempt });
+    }
+
+    /// Every step is finished: the run completes, or fails if a step failed.
+    fn complete(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        let failed: Vec<&str> = self
+            .steps
+            .iter()
+            .zip(&self.plan.steps)
+            .filter(|(s, _)| s.status == StepStatus::Failed && !s.continued)
+            .map(|(_, p)| p.id.as_str())
+            .collect();
+        if !failed.is_empty() {
+            self.errors.push(format!("failed steps: {}", failed.join(", ")));
+            self.finish(RunStatus::Failed, now, out);
+            return;
+        }
+        let output = match &self.plan.output {
+            Some(template) => template.resolve(&self.context),
+            None => Ok(Value::Object(
+                self.context
+                    .values
+                    .iter()
+                    .filter(|(k, _)| *k != "input" && *k != "workflow")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )),
+        };
+        match output {
+            Ok(v) => {
+                self.output = Some(v);
+                self.finish(RunStatus::Completed, now, out);
+            }
+            Err(e) => {
+                self.errors.push(format!("output: {e}"));
+                self.finish(RunStatus::Failed, now, out);
+            }
+        }
+    }
+
+    fn finish(&mut self, status: RunStatus, now: Millis, out: &mut Vec<Effect>) {
+        self.status = status;
+        self.finished_ms = Some(now);
+        if self.running > 0 {
+            out.push(Effect::Cancel(CancelTask { run_id: self.id, step_id: None, attempt: None }));
+            self.running = 0;
+        }
+        for s in &mut self.steps {
+            if !s.status.is_terminal() {
+                s.cancel();
+            }
+        }
+        self.emit(out, now, EventKind::RunFinished { status });
+        out.push(Effect::Finished);
+    }
+
+    /// Everything known about the run.
+    pub fn record(&self) -> RunRecord {
+        let steps: BTreeMap<String, StepRecord> =
+            self.plan.steps.iter().zip(&self.steps).map(|(p, s)| (p.id.clone(), s.record(p))).collect();
+        RunRecord {
+            run_id: self.id,
+            workflow: self.plan.name.clone(),
+            version: self.plan.version,
+            status: self.status,
+            input: self.context.values.get("input").cloned().unwrap_or(Value::Null),
+            output: self.output.clone(),
+            steps,
+            order: self.plan.steps.iter().map(|s| s.id.clone()).collect(),
+            errors: self.errors.clone(),
+            created_ms: self.created_ms,
+            finished_ms: self.finished_ms,
+        }
+    }
+}
+
+/// What a pending step turned out to be.
+enum Prepared {
+    Wait,
+    Skip(String),
+    Fail(ToolError),
+    Ready(Value),
+}
+
+/// A number in `[0, 1)` fixed by the run, step and attempt, so jitter is reproducible.
+fn jitter_unit(run: Uuid, step: &str, attempt: u32) -> f64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (run, step, attempt).hash(&mut h);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+//! One step's state inside a run: status, attempts, resolved params, output.
+
+use serde_json::Value;
+use weft_shared::plan::Step;
+use weft_shared::wire::{Attempt, Millis, StepRecord, StepStatus, ToolError};
+
+/// A step as the run sees it.
+#[derive(Debug, Clone)]
+pub struct StepState {
+    /// Where it is.
+    pub status: StepStatus,
+    /// Last attempt dispatched (0 before the first).
+    pub attempt: u32,
+    /// Every attempt, for the timeline.
+    pub attempts: Vec<Attempt>,
+    /// Params, resolved once when the step first became ready; retries reuse them.
+    pub params: Option<Value>,
+    /// Output once completed.
+    pub output: Option<Value>,
+    /// Why it failed or was skipped.
+    pub reason: Option<String>,
+    /// It failed under `continue_on_error`: steps after it run.
+    pub continued: bool,
+}
+
+impl StepState {
+    /// A pending step.
+    pub fn new(_step: &Step) -> StepState {
+        StepState {
+            status: StepStatus::Pending,
+            attempt: 0,
+            attempts: Vec::new(),
+            params: None,
+            output: None,
+            reason: None,
+            continued: false,
+        }
+    }
+
+    /// Whether `attempt` is the one running now.
+    pub fn is_running(&self, attempt: u32) -> bool {
+        self.status == StepStatus::Running && self.attempt == attempt
+    }
+
+    /// Records how the current attempt ended.
+    pub fn end_attempt(
+        &mut self,
+        worker: Option<String>,
+        started_ms: Option<Millis>,
+        finished_ms: Millis,
+        outcome: Result<(), ToolError>,
+    ) {
+        if let Some(a) = self.attempts.last_mut() {
+            a.worker = worker.or(a.worker.take());
+            a.started_ms = started_ms.or(a.started_ms);
+            a.finished_ms = Some(finished_ms);
+            match outcome {
+                Ok(()) => a.ok = true,
+                Err(e) => a.error = Some(e),
+            }
+        }
+    }
+
+    /// The step produced `output`.
+    pub fn complete(&mut self, output: Value) {
+        self.status = StepStatus::Completed;
+        self.output = Some(output);
+    }
+
+    /// The step failed for good.
+    pub fn fail(&mut self, reason: String, continued: bool) {
+        self.status = StepStatus::Failed;
+        self.reason = Some(reason);
+        self.continued = continued;
+    }
+
+    /// The step will not run.
+    pub fn skip(&mut self, reason: String) {
+        self.status = StepStatus::Skipped;
+        self.reason = Some(reason);
+    }
+
+    /// The run ended before the step did.
+    pub fn cancel(&mut self) {
+        if self.status == StepStatus::Running
+            && let Some(a) = self.attempts.last_mut()
+            && a.finished_ms.is_none()
+        {
+            a.error = Some(ToolError::new("cancelled: the run ended").with_code(weft_shared::wire::codes::CANCELLED));
+        }
+        self.status = StepStatus::Cancelled;
+        self.reason.get_or_insert_with(|| "the run ended first".to_owned());
+    }
+
+    /// The step's part of the run record.
+    pub fn record(&self, step: &Step) -> StepRecord {
+        StepRecord {
+            status: self.status,
+            tool: step.tool().map(str::to_owned),
+            output: self.output.clone(),
+            reason: self.reason.clone(),
+            attempts: self.attempts.clone(),
+        }
+    }
+}

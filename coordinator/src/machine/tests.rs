@@ -1,0 +1,332 @@
+//! The run state machine, driven synchronously.
+
+use serde_json::{Value, json};
+use weft_shared::definition::WorkflowDef;
+use weft_shared::validate::compile;
+use weft_shared::wire::Outcome;
+
+use super::*;
+
+fn run(def: Value, input: Value) -> Run {
+    let def = WorkflowDef::from_json(&def.to_string()).expect("parses");
+    let plan = compile(&def, None).expect("valid");
+    Run::new(Uuid::nil(), plan, input, 0)
+}
+
+fn dispatched(effects: &[Effect]) -> Vec<Task> {
+    effects.iter().filter_map(|e| if let Effect::Dispatch(t) = e { Some(t.clone()) } else { None }).collect()
+}
+
+fn ids(tasks: &[Task]) -> Vec<&str> {
+    tasks.iter().map(|t| t.step_id.as_str()).collect()
+}
+
+fn events(effects: &[Effect]) -> Vec<EventKind> {
+    effects.iter().filter_map(|e| if let Effect::Emit(ev) = e { Some(ev.kind.clone()) } else { None }).collect()
+}
+
+fn ok(task: &Task, output: Value) -> Input {
+    Input::Result(TaskResult {
+        run_id: task.run_id,
+        step_id: task.step_id.clone(),
+        attempt: task.attempt,
+        compensation: false,
+        worker: "w1".into(),
+        started_ms: 1,
+        finished_ms: 2,
+        outcome: Outcome::Ok(output),
+    })
+}
+
+fn err(task: &Task, error: ToolError) -> Input {
+    Input::Result(TaskResult {
+        run_id: task.run_id,
+        step_id: task.step_id.clone(),
+        attempt: task.attempt,
+        compensation: false,
+        worker: "w1".into(),
+        started_ms: 1,
+        finished_ms: 2,
+        outcome: Outcome::Err(error),
+    })
+}
+
+fn take(tasks: &[Task], id: &str) -> Task {
+    tasks.iter().find(|t| t.step_id == id).cloned().expect("dispatched")
+}
+
+#[test]
+fn a_chain_passes_outputs_forward() {
+    let mut r = run(
+        json!({"name": "chain", "steps": [
+            {"id": "user", "tool": "get_user", "params": {"user_id": "{input.id}"}},
+            {"id": "weather", "tool": "get_weather", "params": {"location": "{user.city}"}},
+            {"id": "note", "tool": "notify", "params": {"message": "Weather in {weather.location}: {weather.temp}°C"}}
+        ], "output": {"message": "{note.message}"}}),
+        json!({"id": "123"}),
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    assert_eq!(ids(&t), ["user"]);
+    assert_eq!(t[0].params, json!({"user_id": "123"}));
+    assert_eq!(t[0].idempotency_key, format!("{}/user", Uuid::nil()));
+    let t = dispatched(&r.apply(ok(&t[0], json!({"city": "London"})), 1));
+    assert_eq!(t[0].params, json!({"location": "London"}));
+    let t = dispatched(&r.apply(ok(&t[0], json!({"location": "London", "temp": 15})), 2));
+    assert_eq!(t[0].params, json!({"message": "Weather in London: 15°C"}));
+    let effects = r.apply(ok(&t[0], json!({"message": "sent"})), 3);
+    assert!(effects.contains(&Effect::Finished));
+    let record = r.record();
+    assert_eq!(record.status, RunStatus::Completed);
+    assert_eq!(record.output, Some(json!({"message": "sent"})));
+    assert_eq!(record.order, ["user", "weather", "note"]);
+}
+
+#[test]
+fn steps_start_the_moment_their_dependencies_finish() {
+    let mut r = run(
+        json!({"name": "dag", "steps": [
+            {"id": "a", "tool": "t"}, {"id": "b", "tool": "t"},
+            {"id": "c", "tool": "t", "params": {"a": "{a}"}},
+            {"id": "d", "tool": "t", "params": {"a": "{a}", "b": "{b}"}},
+            {"id": "e", "tool": "t", "params": {"c": "{c}", "d": "{d}"}}
+        ]}),
+        Value::Null,
+    );
+    let first = dispatched(&r.apply(Input::Start, 0));
+    assert_eq!(ids(&first), ["a", "b"]);
+    // a finishes while b still runs: c starts at once, d waits for b.
+    let next = dispatched(&r.apply(ok(&take(&first, "a"), json!("A")), 1));
+    assert_eq!(ids(&next), ["c"]);
+    let next = dispatched(&r.apply(ok(&take(&first, "b"), json!("B")), 2));
+    assert_eq!(ids(&next), ["d"]);
+}
+
+#[test]
+fn max_parallel_and_priority() {
+    let mut r = run(
+        json!({"name": "p", "max_parallel": 2, "steps": [
+            {"id": "low", "tool": "t"}, {"id": "mid", "tool": "t", "priority": 1}, {"id": "high", "tool": "t", "priority": 5}
+        ]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    assert_eq!(ids(&t), ["high", "mid"]);
+    let t2 = dispatched(&r.apply(ok(&t[0], json!(1)), 1));
+    assert_eq!(ids(&t2), ["low"]);
+}
+
+#[test]
+fn conditions_skip_and_the_rule_propagates() {
+    let def = json!({"name": "cond", "steps": [
+        {"id": "inventory", "tool": "check"},
+        {"id": "price", "tool": "price", "when": {"eq": ["{inventory.in_stock}", true]}},
+        {"id": "payment", "tool": "pay", "params": {"total": "{price.total}"}},
+        {"id": "error", "tool": "notify", "when": {"eq": ["{inventory.in_stock}", false]}},
+        {"id": "else", "tool": "notify", "when": {"not": {"exists": "{price}"}}},
+        {"id": "join", "tool": "log", "depends_on": ["payment", "error"]}
+    ]});
+    // In stock: price and payment run, error and else are skipped, join runs.
+    let mut r = run(def.clone(), Value::Null);
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let effects = r.apply(ok(&t[0], json!({"in_stock": true})), 1);
+    assert_eq!(ids(&dispatched(&effects)), ["price"]);
+    assert!(events(&effects).iter().any(|e| matches!(e, EventKind::StepSkipped { step_id, .. } if step_id == "error")));
+    // Out of stock: price skipped, so payment (needs it) skipped; error and else run.
+    let mut r = run(def, Value::Null);
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let effects = r.apply(ok(&t[0], json!({"in_stock": false})), 1);
+    assert_eq!(ids(&dispatched(&effects)), ["error", "else"]);
+    let record = r.record();
+    assert_eq!(record.steps["price"].status, StepStatus::Skipped);
+    assert_eq!(record.steps["payment"].status, StepStatus::Skipped);
+    assert!(record.steps["payment"].reason.as_deref().unwrap_or("").contains("`price`, which was skipped"));
+    let t = dispatched(&effects);
+    let effects = r.apply(ok(&take(&t, "error"), json!({})), 2);
+    assert_eq!(ids(&dispatched(&effects)), ["join"], "join follows skipped and completed steps alike");
+}
+
+#[test]
+fn retries_back_off_then_succeed() {
+    let mut r = run(
+        json!({"name": "r", "steps": [{"id": "flaky", "tool": "fail",
+            "retry": {"max_attempts": 3, "backoff": "100ms", "multiplier": 2, "jitter": 0}}]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let effects = r.apply(err(&t[0], ToolError::new("boom")), 1);
+    assert!(effects.contains(&Effect::Schedule {
+        timer: Timer::Retry { step: "flaky".into(), attempt: 1 },
+        after: Duration::from_millis(100)
+    }));
+    assert!(dispatched(&effects).is_empty());
+    let t = dispatched(&r.apply(Input::Timer(Timer::Retry { step: "flaky".into(), attempt: 1 }), 101));
+    assert_eq!(t[0].attempt, 2);
+    assert_eq!(t[0].idempotency_key, format!("{}/flaky", Uuid::nil()), "the key is stable across attempts");
+    let effects = r.apply(err(&t[0], ToolError::new("boom")), 102);
+    assert!(effects.contains(&Effect::Schedule {
+        timer: Timer::Retry { step: "flaky".into(), attempt: 2 },
+        after: Duration::from_millis(200)
+    }));
+    let t = dispatched(&r.apply(Input::Timer(Timer::Retry { step: "flaky".into(), attempt: 2 }), 303));
+    r.apply(ok(&t[0], json!({"attempt": 3})), 304);
+    let record = r.record();
+    assert_eq!(record.status, RunStatus::Completed);
+    assert_eq!(record.steps["flaky"].attempts.len(), 3);
+}
+
+#[test]
+fn non_retryable_codes_fail_at_once() {
+    let mut r = run(
+        json!({"name": "r", "steps": [{"id": "pay", "tool": "fail", "retry": {"max_attempts": 5, "non_retryable": ["CARD_DECLINED"]}}]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let effects = r.apply(err(&t[0], ToolError::new("declined").with_code("CARD_DECLINED")), 1);
+    assert!(effects.contains(&Effect::Finished));
+    assert_eq!(r.status(), RunStatus::Failed);
+    assert_eq!(r.record().errors, ["step `pay` failed: declined [CARD_DECLINED]"]);
+}
+
+#[test]
+fn timeouts_cancel_the_attempt_and_ignore_its_late_result() {
+    let mut r = run(
+        json!({"name": "t", "steps": [{"id": "slow", "tool": "sleep", "timeout": "1s",
+            "retry": {"max_attempts": 2, "backoff": "10ms", "jitter": 0}}]}),
+        Value::Null,
+    );
+    let effects = r.apply(Input::Start, 0);
+    let t = dispatched(&effects);
+    assert_eq!(t[0].timeout_ms, Some(1000));
+    assert!(effects.contains(&Effect::Schedule {
+        timer: Timer::StepTimeout { step: "slow".into(), attempt: 1 },
+        after: Duration::from_secs(1)
+    }));
+    let effects = r.apply(Input::Timer(Timer::StepTimeout { step: "slow".into(), attempt: 1 }), 1000);
+    assert!(effects.contains(&Effect::Cancel(CancelTask {
+        run_id: Uuid::nil(),
+        step_id: Some("slow".into()),
+        attempt: Some(1)
+    })));
+    // The first attempt answers late: ignored.
+    assert!(r.apply(ok(&t[0], json!("late")), 1001).is_empty());
+    let t2 = dispatched(&r.apply(Input::Timer(Timer::Retry { step: "slow".into(), attempt: 1 }), 1010));
+    assert_eq!(t2[0].attempt, 2);
+    let effects = r.apply(Input::Timer(Timer::StepTimeout { step: "slow".into(), attempt: 2 }), 2010);
+    assert!(effects.contains(&Effect::Finished));
+    let record = r.record();
+    assert_eq!(record.status, RunStatus::Failed);
+    assert!(record.errors[0].contains("timed out after 1s [TIMEOUT]"), "{:?}", record.errors);
+}
+
+#[test]
+fn results_apply_once() {
+    let mut r = run(
+        json!({"name": "d", "steps": [{"id": "a", "tool": "t"}, {"id": "b", "tool": "t", "params": {"x": "{a}"}}]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let first = r.apply(ok(&t[0], json!(1)), 1);
+    assert_eq!(ids(&dispatched(&first)), ["b"]);
+    assert!(r.apply(ok(&t[0], json!(2)), 2).is_empty(), "a duplicate result changes nothing");
+    assert_eq!(r.record().steps["a"].output, Some(json!(1)));
+}
+
+#[test]
+fn continue_on_error_hands_the_error_downstream() {
+    let mut r = run(
+        json!({"name": "c", "steps": [
+            {"id": "risky", "tool": "fail", "continue_on_error": true},
+            {"id": "finally", "tool": "log", "params": {"what": "{risky.error.message}"}}
+        ]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let t = dispatched(&r.apply(err(&t[0], ToolError::new("nope").permanent()), 1));
+    assert_eq!(t[0].params, json!({"what": "nope"}));
+    r.apply(ok(&t[0], json!({})), 2);
+    assert_eq!(r.status(), RunStatus::Completed);
+    assert_eq!(r.record().steps["risky"].status, StepStatus::Failed);
+}
+
+#[test]
+fn policy_continue_runs_what_does_not_need_the_failure() {
+    let mut r = run(
+        json!({"name": "c", "on_failure": "continue", "steps": [
+            {"id": "bad", "tool": "fail"}, {"id": "good", "tool": "t"},
+            {"id": "needs_bad", "tool": "t", "params": {"x": "{bad}"}},
+            {"id": "needs_good", "tool": "t", "params": {"x": "{good}"}}
+        ]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    r.apply(err(&take(&t, "bad"), ToolError::new("x").permanent()), 1);
+    let next = dispatched(&r.apply(ok(&take(&t, "good"), json!(1)), 2));
+    assert_eq!(ids(&next), ["needs_good"]);
+    r.apply(ok(&next[0], json!(2)), 3);
+    let record = r.record();
+    assert_eq!(record.status, RunStatus::Failed);
+    assert_eq!(record.steps["needs_bad"].status, StepStatus::Skipped);
+    assert_eq!(record.steps["needs_good"].status, StepStatus::Completed);
+}
+
+#[test]
+fn policy_fail_cancels_the_rest() {
+    let mut r = run(
+        json!({"name": "f", "steps": [{"id": "bad", "tool": "fail"}, {"id": "long", "tool": "sleep"}]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let effects = r.apply(err(&take(&t, "bad"), ToolError::new("x")), 1);
+    assert!(effects.contains(&Effect::Cancel(CancelTask { run_id: Uuid::nil(), step_id: None, attempt: None })));
+    assert_eq!(r.record().steps["long"].status, StepStatus::Cancelled);
+    assert!(r.apply(ok(&take(&t, "long"), json!(1)), 2).is_empty(), "nothing moves after the end");
+}
+
+#[test]
+fn run_timeout_and_cancel() {
+    let mut r = run(json!({"name": "t", "timeout": "2s", "steps": [{"id": "a", "tool": "sleep"}]}), Value::Null);
+    let effects = r.apply(Input::Start, 0);
+    assert!(effects.contains(&Effect::Schedule { timer: Timer::RunTimeout, after: Duration::from_secs(2) }));
+    r.apply(Input::Timer(Timer::RunTimeout), 2000);
+    assert_eq!(r.status(), RunStatus::TimedOut);
+
+    let mut r = run(json!({"name": "c", "steps": [{"id": "a", "tool": "sleep"}]}), Value::Null);
+    r.apply(Input::Start, 0);
+    let effects = r.apply(Input::Cancel { reason: "user asked".into() }, 5);
+    assert!(events(&effects).contains(&EventKind::RunFinished { status: RunStatus::Cancelled }));
+    assert_eq!(r.record().errors, ["cancelled: user asked"]);
+}
+
+#[test]
+fn missing_data_fails_the_step_with_the_path() {
+    let mut r = run(
+        json!({"name": "m", "steps": [{"id": "w", "tool": "t"}, {"id": "n", "tool": "t", "params": {"t": "{w.temperature}"}}]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    r.apply(ok(&t[0], json!({"temp": 15})), 1);
+    let record = r.record();
+    assert_eq!(record.status, RunStatus::Failed);
+    let reason = record.steps["n"].reason.clone().unwrap_or_default();
+    assert!(reason.contains("`{w.temperature}`: `w` has no field `temperature` (its fields: `temp`)"), "{reason}");
+}
+
+#[test]
+fn events_are_numbered_in_order() {
+    let mut r = run(json!({"name": "e", "steps": [{"id": "a", "tool": "t"}]}), Value::Null);
+    let mut all = r.apply(Input::Start, 0);
+    let t = dispatched(&all);
+    all.extend(r.apply(ok(&t[0], json!(1)), 1));
+    let seqs: Vec<u64> =
+        all.iter().filter_map(|e| if let Effect::Emit(ev) = e { Some(ev.seq) } else { None }).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert_eq!(
+        events(&all),
+        [
+            EventKind::RunStarted { workflow: "e".into() },
+            EventKind::StepStarted { step_id: "a".into(), attempt: 1 },
+            EventKind::StepCompleted { step_id: "a".into(), worker: "w1".into() },
+            EventKind::RunFinished { status: RunStatus::Completed },
+        ]
+    );
+}

@@ -1,0 +1,254 @@
+//! The Rust client API: submit, watch and inspect runs over NATS, list tools.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), weft_shared::client::ClientError> {
+//! use weft_shared::client::WeftClient;
+//! use weft_shared::definition::WorkflowDef;
+//!
+//! let client = WeftClient::connect("nats://127.0.0.1:4222").await?;
+//! let def = WorkflowDef::load("examples/chain_notify.json".as_ref()).expect("a workflow file");
+//! let record = client.run(&def, serde_json::json!({"user_id": "123"})).await?;
+//! println!("{:?} {}", record.status, record.output.unwrap_or_default());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod setup;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures::{Stream, StreamExt};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::definition::WorkflowDef;
+use crate::subjects;
+use crate::wire::{
+    Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, Event, EventKind, RunRecord, RunSummary, Submit,
+};
+
+/// What can go wrong talking to Weft.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// NATS is not reachable.
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        /// The URL tried.
+        url: String,
+        /// Why.
+        source: async_nats::ConnectError,
+    },
+    /// No coordinator answers.
+    #[error("no coordinator answers on {subject}: is weft-coordinator running against this NATS server?")]
+    NoCoordinator {
+        /// The API subject.
+        subject: String,
+    },
+    /// A request failed in transport.
+    #[error("request to {subject} failed: {message}")]
+    Request {
+        /// The API subject.
+        subject: String,
+        /// Why.
+        message: String,
+    },
+    /// The coordinator refused.
+    #[error("{0}")]
+    Api(ApiError),
+    /// An answer could not be read.
+    #[error("unreadable answer from {subject}: {message}")]
+    Decode {
+        /// Where it came from.
+        subject: String,
+        /// Why.
+        message: String,
+    },
+    /// JetStream failed.
+    #[error("JetStream: {0}")]
+    JetStream(String),
+}
+
+/// A connection to a Weft deployment.
+#[derive(Debug, Clone)]
+pub struct WeftClient {
+    nats: async_nats::Client,
+    js: jetstream::Context,
+}
+
+/// How long an API call may take before it is reported as timed out.
+const API_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl WeftClient {
+    /// Connects (fails at once if NATS is not there).
+    pub async fn connect(url: &str) -> Result<WeftClient, ClientError> {
+        let nats = async_nats::ConnectOptions::new()
+            .name("weft-client")
+            .request_timeout(Some(API_TIMEOUT))
+            .connect(url)
+            .await
+            .map_err(|source| ClientError::Connect { url: url.to_owned(), source })?;
+        Ok(WeftClient::from_nats(nats))
+    }
+
+    /// Wraps an existing connection.
+    pub fn from_nats(nats: async_nats::Client) -> WeftClient {
+        let js = jetstream::new(nats.clone());
+        WeftClient { nats, js }
+    }
+
+    /// The underlying NATS connection.
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.nats
+    }
+
+    async fn call(&self, verb: &str, request: &ApiRequest) -> Result<ApiReply, ClientError> {
+        let subject = subjects::api(verb);
+        let payload = serde_json::to_vec(request)
+            .map_err(|e| ClientError::Request { subject: subject.clone(), message: e.to_string() })?;
+        let reply = self.nats.request(subject.clone(), payload.into()).await.map_err(|e| match e.kind() {
+            async_nats::client::RequestErrorKind::NoResponders => {
+                ClientError::NoCoordinator { subject: subject.clone() }
+            }
+            _ => ClientError::Request { subject: subject.clone(), message: e.to_string() },
+        })?;
+        let reply: ApiReply = serde_json::from_slice(&reply.payload)
+            .map_err(|e| ClientError::Decode { subject: subject.clone(), message: e.to_string() })?;
+        match reply {
+            ApiReply::Error(e) => Err(ClientError::Api(e)),
+            other => Ok(other),
+        }
+    }
+
+    fn unexpected(verb: &str, reply: &ApiReply) -> ClientError {
+        ClientError::Decode { subject: subjects::api(verb), message: format!("unexpected answer {reply:?}") }
+    }
+
+    /// Submits a run; returns its id once it is accepted (persisted).
+    pub async fn submit(&self, definition: &WorkflowDef, input: Value) -> Result<Uuid, ClientError> {
+        self.submit_with_id(Uuid::now_v7(), definition, input).await
+    }
+
+    /// Submits with a chosen id: submitting the same id again is answered with the same run.
+    pub async fn submit_with_id(
+        &self,
+        run_id: Uuid,
+        definition: &WorkflowDef,
+        input: Value,
+    ) -> Result<Uuid, ClientError> {
+        let request = ApiRequest::Submit(Box::new(Submit { run_id: Some(run_id), definition: definition.clone(), input }));
+        match self.call("submit", &request).await? {
+            ApiReply::Accepted { run_id } => Ok(run_id),
+            other => Err(Self::unexpected("submit", &other)),
+        }
+    }
+
+    /// A run's record.
+    pub async fn status(&self, run_id: Uuid) -> Result<RunRecord, ClientError> {
+        match self.call("status", &ApiRequest::Status { run_id }).await? {
+            ApiReply::Run(record) => Ok(*record),
+            other => Err(Self::unexpected("status", &other)),
+        }
+    }
+
+    /// Recent runs, newest first.
+    pub async fn list(&self, limit: Option<usize>) -> Result<Vec<RunSummary>, ClientError> {
+        match self.call("list", &ApiRequest::List { limit }).await? {
+            ApiReply::Runs(runs) => Ok(runs),
+            other => Err(Self::unexpected("list", &other)),
+        }
+    }
+
+    /// Cancels a run.
+    pub async fn cancel(&self, run_id: Uuid, reason: Option<String>) -> Result<(), ClientError> {
+        match self.call("cancel", &ApiRequest::Cancel { run_id, reason }).await? {
+            ApiReply::Ok => Ok(()),
+            other => Err(Self::unexpected("cancel", &other)),
+        }
+    }
+
+    /// A run's lifecycle events from its start, live, ending after `run_finished`.
+    pub async fn watch(
+        &self,
+        run_id: Uuid,
+    ) -> Result<impl Stream<Item = Result<Event, ClientError>> + use<>, ClientError> {
+        let stream = self
+            .js
+            .get_stream(subjects::EVENTS_STREAM)
+            .await
+            .map_err(|e| ClientError::JetStream(format!("events stream: {e}")))?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subjects::events(run_id),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ClientError::JetStream(format!("events consumer: {e}")))?;
+        let messages = consumer.messages().await.map_err(|e| ClientError::JetStream(format!("events: {e}")))?;
+        let events = messages.map(|m| {
+            let m = m.map_err(|e| ClientError::JetStream(e.to_string()))?;
+            serde_json::from_slice::<Event>(&m.payload)
+                .map_err(|e| ClientError::Decode { subject: m.subject.to_string(), message: e.to_string() })
+        });
+        // Stop after the run's last event.
+        Ok(events.scan(false, |done, e| {
+            if *done {
+                return futures::future::ready(None);
+            }
+            *done = matches!(&e, Ok(Event { kind: EventKind::RunFinished { .. }, .. }));
+            futures::future::ready(Some(e))
+        }))
+    }
+
+    /// Submits a run, waits for it to end, and returns its final record.
+    pub async fn run(&self, definition: &WorkflowDef, input: Value) -> Result<RunRecord, ClientError> {
+        let run_id = self.submit(definition, input).await?;
+        self.wait(run_id).await
+    }
+
+    /// Waits for a run to end; returns its final record.
+    pub async fn wait(&self, run_id: Uuid) -> Result<RunRecord, ClientError> {
+        let mut events = Box::pin(self.watch(run_id).await?);
+        while let Some(event) = events.next().await {
+            if let EventKind::RunFinished { .. } = event?.kind {
+                break;
+            }
+        }
+        self.status(run_id).await
+    }
+
+    /// Tools advertised by live workers, one entry per tool and worker.
+    pub async fn tools(&self) -> Result<Vec<Advertisement>, ClientError> {
+        let kv = self
+            .js
+            .get_key_value(subjects::TOOLS_BUCKET)
+            .await
+            .map_err(|e| ClientError::JetStream(format!("tools bucket: {e} (has a worker started?)")))?;
+        let mut keys = kv.keys().await.map_err(|e| ClientError::JetStream(e.to_string()))?;
+        let mut out = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| ClientError::JetStream(e.to_string()))?;
+            if let Ok(Some(bytes)) = kv.get(&key).await
+                && let Ok(ad) = serde_json::from_slice::<Advertisement>(&bytes)
+            {
+                out.push(ad);
+            }
+        }
+        out.sort_by(|a, b| (&a.spec.name, &a.worker).cmp(&(&b.spec.name, &b.worker)));
+        Ok(out)
+    }
+}
+
+impl From<ApiError> for ClientError {
+    fn from(e: ApiError) -> ClientError {
+        ClientError::Api(e)
+    }
+}
+
+impl ClientError {
+    /// Whether the coordinator said the run does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Api(ApiError { code: ApiErrorCode::NotFound, .. }))
+    }
+}

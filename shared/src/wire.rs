@@ -1,0 +1,497 @@
+//! The wire protocol: every message between clients, coordinators and workers, as JSON.
+//!
+//! A worker in any language with a NATS client can take part: pull [`Task`]s from its
+//! tool's subject, publish a [`TaskResult`] on the result subject, and ack the task (see
+//! `docs/protocol.md`). Subjects are in [`crate::subjects`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::definition::WorkflowDef;
+use crate::validate::Problem;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+/// The current time in [`Millis`].
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or_default()
+}
+
+/// A tool call for a worker (`weft.task.<tool>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// The run the call belongs to.
+    pub run_id: Uuid,
+    /// The step (or, for a compensation, the compensated step).
+    pub step_id: String,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Tool to call.
+    pub tool: String,
+    /// Resolved params.
+    pub params: Value,
+    /// Stable across redeliveries and retries of the same step: `<run_id>/<step_id>`.
+    pub idempotency_key: String,
+    /// Time limit of this attempt, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Whether this undoes a step.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub compensation: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Task {
+    /// The message id that makes a re-published task a duplicate.
+    pub fn message_id(&self) -> String {
+        let kind = if self.compensation { "comp" } else { "task" };
+        format!("{kind}:{}:{}:{}", self.run_id, self.step_id, self.attempt)
+    }
+}
+
+/// How a tool call ended (`weft.result.<run_id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// The run.
+    pub run_id: Uuid,
+    /// The step.
+    pub step_id: String,
+    /// The attempt this answers.
+    pub attempt: u32,
+    /// Whether this answers a compensation.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub compensation: bool,
+    /// Which worker ran it.
+    pub worker: String,
+    /// When the tool started.
+    pub started_ms: Millis,
+    /// When it ended.
+    pub finished_ms: Millis,
+    /// Output or error.
+    pub outcome: Outcome,
+}
+
+impl TaskResult {
+    /// The message id that makes a re-published result a duplicate.
+    pub fn message_id(&self) -> String {
+        let kind = if self.compensation { "comp" } else { "task" };
+        format!("result:{kind}:{}:{}:{}", self.run_id, self.step_id, self.attempt)
+    }
+}
+
+/// Output or error of a tool call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The tool returned this output.
+    Ok(Value),
+    /// The tool failed.
+    Err(ToolError),
+}
+
+/// A tool's failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}{}", code.as_ref().map(|c| format!(" [{c}]")).unwrap_or_default())]
+pub struct ToolError {
+    /// What went wrong.
+    pub message: String,
+    /// Machine-readable code; retry policies may list codes that are not retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// False when retrying cannot help (bad params, unknown tool...).
+    #[serde(default = "yes")]
+    pub retryable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ToolError {
+    /// A retryable error.
+    pub fn new(message: impl Into<String>) -> ToolError {
+        ToolError { message: message.into(), code: None, retryable: true }
+    }
+
+    /// With a code.
+    pub fn with_code(mut self, code: impl Into<String>) -> ToolError {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// An error no retry can fix.
+    pub fn permanent(mut self) -> ToolError {
+        self.retryable = false;
+        self
+    }
+}
+
+/// Well-known error codes set by Weft itself.
+pub mod codes {
+    /// The attempt ran past its timeout.
+    pub const TIMEOUT: &str = "TIMEOUT";
+    /// Params did not resolve or did not fit the tool.
+    pub const BAD_PARAMS: &str = "BAD_PARAMS";
+    /// No such tool on the worker that took the task.
+    pub const UNKNOWN_TOOL: &str = "UNKNOWN_TOOL";
+    /// The tool panicked.
+    pub const PANIC: &str = "PANIC";
+    /// The output is larger than a message may be.
+    pub const OUTPUT_TOO_LARGE: &str = "OUTPUT_TOO_LARGE";
+    /// The run was cancelled while the tool ran.
+    pub const CANCELLED: &str = "CANCELLED";
+    /// A condition could not be evaluated.
+    pub const CONDITION: &str = "CONDITION";
+}
+
+/// Tells workers to stop running tools (`weft.cancel.<run_id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelTask {
+    /// The run.
+    pub run_id: Uuid,
+    /// One step, or every step of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
+    /// One attempt, or any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+/// A request to the coordinators' API (`weft.api.<verb>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "snake_case")]
+pub enum ApiRequest {
+    /// Start a run.
+    Submit(Box<Submit>),
+    /// A run's record.
+    Status {
+        /// Which run.
+        run_id: Uuid,
+    },
+    /// Recent runs.
+    List {
+        /// At most this many (newest first).
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// Stop a run.
+    Cancel {
+        /// Which run.
+        run_id: Uuid,
+        /// Why.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+}
+
+/// Start a run of a definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submit {
+    /// Chosen by the client so a retried submit is recognised (default: a new id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<Uuid>,
+    /// The workflow.
+    pub definition: WorkflowDef,
+    /// The run's input.
+    #[serde(default)]
+    pub input: Value,
+}
+
+/// The coordinators' answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiReply {
+    /// A run was accepted (or had already been).
+    Accepted {
+        /// Its id.
+        run_id: Uuid,
+    },
+    /// A run's record.
+    Run(Box<RunRecord>),
+    /// Runs, newest first.
+    Runs(Vec<RunSummary>),
+    /// Done.
+    Ok,
+    /// The request failed.
+    Error(ApiError),
+}
+
+/// Why an API request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// Kind of failure.
+    pub code: ApiErrorCode,
+    /// What happened.
+    pub message: String,
+    /// Validation problems, for `invalid`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+/// Kinds of API failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiErrorCode {
+    /// The request could not be read.
+    BadRequest,
+    /// The workflow or its input is invalid.
+    Invalid,
+    /// No such run.
+    NotFound,
+    /// The request cannot apply to the run as it is (e.g. cancel a finished run).
+    Conflict,
+    /// Something failed inside the coordinator.
+    Internal,
+}
+
+impl ApiError {
+    /// An error of `code`.
+    pub fn new(code: ApiErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError { code, message: message.into(), problems: Vec::new() }
+    }
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Steps are running or waiting.
+    Running,
+    /// Every step finished; none failed the run.
+    Completed,
+    /// A step failed for good (or the output could not be built).
+    Failed,
+    /// The run's timeout fired.
+    TimedOut,
+    /// Someone cancelled it.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Whether the run is over.
+    pub fn is_terminal(self) -> bool {
+        self != RunStatus::Running
+    }
+}
+
+/// Where a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Waiting for dependencies (or a free slot).
+    Pending,
+    /// Dispatched to a worker.
+    Running,
+    /// Waiting before the next attempt.
+    Retrying,
+    /// Returned an output.
+    Completed,
+    /// Failed for good.
+    Failed,
+    /// Did not run (condition false, or an input it needs is missing).
+    Skipped,
+    /// Stopped because the run ended.
+    Cancelled,
+}
+
+impl StepStatus {
+    /// Whether the step is over.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, StepStatus::Completed | StepStatus::Failed | StepStatus::Skipped | StepStatus::Cancelled)
+    }
+}
+
+/// One attempt of a step, for the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1-based.
+    pub attempt: u32,
+    /// When the coordinator dispatched it.
+    pub dispatched_ms: Millis,
+    /// Worker that ran it, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// When the tool started, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<Millis>,
+    /// When it ended, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<Millis>,
+    /// How it ended, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ToolError>,
+    /// Whether it succeeded.
+    #[serde(default)]
+    pub ok: bool,
+}
+
+/// A step in a run record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Where it is.
+    pub status: StepStatus,
+    /// Tool it calls, if a task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Output, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Every attempt so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// Everything known about a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Its id.
+    pub run_id: Uuid,
+    /// Workflow name.
+    pub workflow: String,
+    /// Workflow version.
+    pub version: u32,
+    /// Where it is.
+    pub status: RunStatus,
+    /// Its input.
+    pub input: Value,
+    /// The output template resolved, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Steps by id, in document order.
+    pub steps: BTreeMap<String, StepRecord>,
+    /// Document order of the steps.
+    pub order: Vec<String>,
+    /// Why the run failed, if it did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// When it was accepted.
+    pub created_ms: Millis,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<Millis>,
+}
+
+/// A line of `weft list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Its id.
+    pub run_id: Uuid,
+    /// Workflow name.
+    pub workflow: String,
+    /// Where it is.
+    pub status: RunStatus,
+    /// When it was accepted.
+    pub created_ms: Millis,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<Millis>,
+}
+
+impl RunRecord {
+    /// The one-line summary.
+    pub fn summary(&self) -> RunSummary {
+        RunSummary {
+            run_id: self.run_id,
+            workflow: self.workflow.clone(),
+            status: self.status,
+            created_ms: self.created_ms,
+            finished_ms: self.finished_ms,
+        }
+    }
+}
+
+/// A lifecycle event (`weft.events.<run_id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The run.
+    pub run_id: Uuid,
+    /// Position in the run's event sequence, from 1.
+    pub seq: u64,
+    /// When.
+    pub at_ms: Millis,
+    /// What.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The run was accepted and started.
+    RunStarted {
+        /// Workflow name.
+        workflow: String,
+    },
+    /// A step's attempt was dispatched to the workers.
+    StepStarted {
+        /// The step.
+        step_id: String,
+        /// Attempt.
+        attempt: u32,
+    },
+    /// A step completed.
+    StepCompleted {
+        /// The step.
+        step_id: String,
+        /// Which worker.
+        worker: String,
+    },
+    /// An attempt failed and another will follow.
+    StepRetrying {
+        /// The step.
+        step_id: String,
+        /// The failed attempt.
+        attempt: u32,
+        /// Wait before the next.
+        delay_ms: u64,
+        /// Why it failed.
+        error: String,
+    },
+    /// A step failed for good.
+    StepFailed {
+        /// The step.
+        step_id: String,
+        /// Why.
+        error: String,
+    },
+    /// A step was skipped.
+    StepSkipped {
+        /// The step.
+        step_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The run ended.
+    RunFinished {
+        /// How.
+        status: RunStatus,
+    },
+}
+
+/// A tool advertised by a worker (KV `weft_tools`, key `<tool>.<worker>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Advertisement {
+    /// The tool's contract.
+    pub spec: crate::catalogue::ToolSpec,
+    /// The worker offering it.
+    pub worker: String,
+    /// Its concurrency limit on that worker.
+    pub concurrency: usize,
+    /// When it was (re)advertised.
+    pub at_ms: Millis,
+}
