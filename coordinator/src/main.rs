@@ -1,1 +1,69 @@
-fn main() {}
+//! `weft-coordinator`: holds running workflows and dispatches their steps.
+
+use anyhow::Context as _;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use weft_coordinator::Config;
+
+/// The Weft coordinator.
+#[derive(Debug, Parser)]
+#[command(name = "weft-coordinator", version, about)]
+struct Args {
+    /// NATS server URL.
+    #[arg(long = "nats", env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Log as JSON lines.
+    #[arg(long, env = "WEFT_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logs(args.log_json);
+    let client = async_nats::ConnectOptions::new()
+        .name("weft-coordinator")
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connect(&args.nats_url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", args.nats_url))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let config = Config { nats_url: args.nats_url, ..Config::default() };
+    weft_coordinator::run(config, client, shutdown).await.context("coordinator stopped")
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ractor=warn,async_nats=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("stopping");
+    shutdown.cancel();
+}

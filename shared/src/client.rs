@@ -136,7 +136,8 @@ impl WeftClient {
         definition: &WorkflowDef,
         input: Value,
     ) -> Result<Uuid, ClientError> {
-        let request = ApiRequest::Submit(Box::new(Submit { run_id: Some(run_id), definition: definition.clone(), input }));
+        let request =
+            ApiRequest::Submit(Box::new(Submit { run_id: Some(run_id), definition: definition.clone(), input }));
         match self.call("submit", &request).await? {
             ApiReply::Accepted { run_id } => Ok(run_id),
             other => Err(Self::unexpected("submit", &other)),

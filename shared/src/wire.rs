@@ -148,6 +148,8 @@ pub mod codes {
     pub const PANIC: &str = "PANIC";
     /// The output is larger than a message may be.
     pub const OUTPUT_TOO_LARGE: &str = "OUTPUT_TOO_LARGE";
+    /// The resolved params are larger than a message may be.
+    pub const PARAMS_TOO_LARGE: &str = "PARAMS_TOO_LARGE";
     /// The run was cancelled while the tool ran.
     pub const CANCELLED: &str = "CANCELLED";
     /// A condition could not be evaluated.

@@ -1,20 +1,38 @@
 //! `weft`: the command line of Weft.
 //!
-//! Offline commands read workflow files: `validate`, `graph`, `analyze`.
+//! Offline commands read workflow files (`validate`, `graph`, `analyze`); online commands
+//! talk to coordinators and workers over NATS (`run`, `submit`, `status`, `watch`,
+//! `cancel`, `list`, `tools`).
 
 mod offline;
+mod online;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use weft_shared::client::WeftClient;
 
 /// Weft: distributed workflows of tool calls.
 #[derive(Debug, Parser)]
 #[command(name = "weft", version, about)]
 struct Cli {
+    /// NATS server URL (online commands).
+    #[arg(long = "nats", env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    nats_url: String,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The run's input.
+#[derive(Debug, Args)]
+struct InputArgs {
+    /// Input as JSON text.
+    #[arg(long)]
+    input: Option<String>,
+    /// Input from a JSON file.
+    #[arg(long, conflicts_with = "input")]
+    input_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +68,71 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Submit a workflow, follow it, print its outcome and timeline. Exit 0 only if it completed.
+    Run {
+        /// Workflow file.
+        file: PathBuf,
+        #[command(flatten)]
+        input: InputArgs,
+        /// Print the final record as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Do not print events as they happen.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Submit a workflow and print its run id at once.
+    Submit {
+        /// Workflow file.
+        file: PathBuf,
+        #[command(flatten)]
+        input: InputArgs,
+    },
+    /// Show a run: status, output, timeline, summary.
+    Status {
+        /// Run id.
+        id: String,
+        /// Print the record as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Draw the timeline as a Gantt chart too.
+        #[arg(long)]
+        gantt: bool,
+    },
+    /// Follow a run's lifecycle events until it ends.
+    Watch {
+        /// Run id.
+        id: String,
+        /// One JSON event per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run.
+    Cancel {
+        /// Run id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List recent runs.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the tools live workers offer.
+    Tools {
+        /// Print the advertisements as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print the tools as LLM function-calling schemas.
+        #[arg(long)]
+        functions: bool,
+    },
 }
 
 /// Drawing formats.
@@ -73,6 +156,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Analyze { file, durations, json } => offline::analyze(&file, durations.as_deref(), json),
+        online => run_online(&cli.nats_url, online),
     };
     match result {
         Ok(code) => code,
@@ -81,4 +165,27 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run_online(url: &str, command: Command) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let client = WeftClient::connect(url).await?;
+        match command {
+            Command::Run { file, input, json, quiet } => {
+                let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
+                online::run(&client, &file, input, json, quiet).await
+            }
+            Command::Submit { file, input } => {
+                let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
+                online::submit(&client, &file, input).await
+            }
+            Command::Status { id, json, gantt } => online::status(&client, &id, json, gantt).await,
+            Command::Watch { id, json } => online::watch(&client, &id, json).await,
+            Command::Cancel { id, reason } => online::cancel(&client, &id, reason).await,
+            Command::List { limit, json } => online::list(&client, limit, json).await,
+            Command::Tools { json, functions } => online::tools(&client, json, functions).await,
+            Command::Validate { .. } | Command::Graph { .. } | Command::Analyze { .. } => unreachable!("offline"),
+        }
+    })
 }

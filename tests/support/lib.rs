@@ -1,14 +1,19 @@
-//! Support for Weft's integration tests: the workspace's files and binaries.
+//! Support for Weft's integration tests: the workspace's files and binaries, a real
+//! `nats-server` per test, and coordinator and worker processes.
 //!
 //! Binaries are found in `WEFT_BIN_DIR` (set by `tests/run.sh`) or next to the test
-//! executable's `deps/` directory, where `cargo build` puts them.
+//! executable's `deps/` directory, where `cargo build` puts them. `cargo test` alone does
+//! not rebuild them: run `tests/run.sh`, or `cargo build --workspace --bins` first.
+
+pub mod cluster;
+pub mod nats_server;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// The repository's root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repository root")
 }
 
 /// Path of a workspace binary; panics with the fix if it was not built.

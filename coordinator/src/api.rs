@@ -1,0 +1,259 @@
+//! The coordinators' API over NATS request/reply: submit, status, list, cancel.
+//!
+//! Requests are served by every coordinator in the queue group; each is handled in its
+//! own task so a slow one never holds the others. A malformed request gets a
+//! `bad_request` answer naming the subject and the parse error.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ractor::ActorRef;
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use weft_shared::catalogue::Catalogue;
+use weft_shared::plan::{Kind, Plan};
+use weft_shared::subjects;
+use weft_shared::validate::{self, Code, Problem};
+use weft_shared::wire::{
+    Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, RunRecord, RunStatus, RunSummary, Submit,
+};
+
+use crate::machine::Input;
+use crate::nats::Nats;
+use crate::run_actor::RunMsg;
+use crate::supervisor::SupervisorMsg;
+
+/// How long an API handler waits on an actor.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shared by the request handlers.
+#[derive(Debug, Clone)]
+pub struct Api {
+    nats: Nats,
+    supervisor: ActorRef<SupervisorMsg>,
+    catalogue: Arc<Mutex<Option<(Instant, Catalogue)>>>,
+    catalogue_ttl: Duration,
+}
+
+impl Api {
+    /// An API over `supervisor`.
+    pub fn new(nats: Nats, supervisor: ActorRef<SupervisorMsg>, catalogue_ttl: Duration) -> Api {
+        Api { nats, supervisor, catalogue: Arc::new(Mutex::new(None)), catalogue_ttl }
+    }
+
+    /// Serves requests until `shutdown`.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), async_nats::SubscribeError> {
+        let mut requests =
+            self.nats.client.queue_subscribe(subjects::API_ALL.to_owned(), subjects::API_QUEUE.to_owned()).await?;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                message = requests.next() => {
+                    let Some(message) = message else { return Ok(()) };
+                    let api = self.clone();
+                    tokio::spawn(async move { api.answer(message).await });
+                }
+            }
+        }
+    }
+
+    async fn answer(&self, message: async_nats::Message) {
+        let Some(reply_to) = message.reply.clone() else {
+            tracing::warn!(subject = %message.subject, "API request without a reply subject; ignored");
+            return;
+        };
+        let reply = match serde_json::from_slice::<ApiRequest>(&message.payload) {
+            Ok(request) => self.handle(request).await,
+            Err(e) => ApiReply::Error(ApiError::new(
+                ApiErrorCode::BadRequest,
+                format!("cannot read the request on {}: {e}", message.subject),
+            )),
+        };
+        let mut payload = serde_json::to_vec(&reply).unwrap_or_default();
+        let limit = self.nats.client.server_info().max_payload;
+        if payload.len() > limit {
+            let e = ApiError::new(
+                ApiErrorCode::Internal,
+                format!("the answer is {} bytes, more than the server's max_payload of {limit}", payload.len()),
+            );
+            payload = serde_json::to_vec(&ApiReply::Error(e)).unwrap_or_default();
+        }
+        if let Err(e) = self.nats.client.publish(reply_to, payload.into()).await {
+            tracing::warn!(error = %e, "API reply not sent");
+        }
+    }
+
+    async fn handle(&self, request: ApiRequest) -> ApiReply {
+        let result = match request {
+            ApiRequest::Submit(submit) => self.submit(*submit).await.map(|run_id| ApiReply::Accepted { run_id }),
+            ApiRequest::Status { run_id } => self.status(run_id).await.map(|r| ApiReply::Run(Box::new(r))),
+            ApiRequest::List { limit } => self.list(limit.unwrap_or(50)).await.map(ApiReply::Runs),
+            ApiRequest::Cancel { run_id, reason } => self.cancel(run_id, reason).await.map(|()| ApiReply::Ok),
+        };
+        result.unwrap_or_else(ApiReply::Error)
+    }
+
+    async fn live_catalogue(&self) -> Catalogue {
+        let mut cached = self.catalogue.lock().await;
+        if let Some((at, catalogue)) = cached.as_ref()
+            && at.elapsed() < self.catalogue_ttl
+        {
+            return catalogue.clone();
+        }
+        let mut catalogue = Catalogue::default();
+        if let Ok(mut keys) = self.nats.infra.tools.keys().await {
+            while let Some(Ok(key)) = keys.next().await {
+                if let Ok(Some(bytes)) = self.nats.infra.tools.get(&key).await
+                    && let Ok(ad) = serde_json::from_slice::<Advertisement>(&bytes)
+                {
+                    catalogue.insert(ad.spec);
+                }
+            }
+        }
+        *cached = Some((Instant::now(), catalogue.clone()));
+        catalogue
+    }
+
+    async fn submit(&self, submit: Submit) -> Result<Uuid, ApiError> {
+        let run_id = submit.run_id.unwrap_or_else(Uuid::now_v7);
+        if self.lookup(run_id).await?.is_some() || self.nats.stored(run_id).await.is_some() {
+            return Ok(run_id); // a repeated submit: same run
+        }
+        let catalogue = self.live_catalogue().await;
+        let name = submit.definition.name.clone();
+        let invalid = |problems: Vec<Problem>| ApiError {
+            code: ApiErrorCode::Invalid,
+            message: format!(
+                "workflow `{name}` is invalid:\n{}",
+                problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+            ),
+            problems,
+        };
+        let plan = validate::compile(&submit.definition, Some(&catalogue)).map_err(|p| invalid(p.0))?;
+        let mut problems = unsupported(&plan);
+        problems.extend(check_input(&plan, &submit.input));
+        if !problems.is_empty() {
+            return Err(invalid(problems));
+        }
+        let started = self
+            .supervisor
+            .call(
+                |reply| SupervisorMsg::Start { run_id, plan: Box::new(plan), input: submit.input, reply },
+                Some(CALL_TIMEOUT),
+            )
+            .await;
+        match started {
+            Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(run_id),
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(ApiError::new(ApiErrorCode::Internal, e)),
+            other => {
+                Err(ApiError::new(ApiErrorCode::Internal, format!("the coordinator did not start the run: {other:?}")))
+            }
+        }
+    }
+
+    async fn lookup(&self, run_id: Uuid) -> Result<Option<ActorRef<RunMsg>>, ApiError> {
+        match self.supervisor.call(|reply| SupervisorMsg::Lookup(run_id, reply), Some(CALL_TIMEOUT)).await {
+            Ok(ractor::rpc::CallResult::Success(found)) => Ok(found),
+            other => Err(ApiError::new(ApiErrorCode::Internal, format!("supervisor unavailable: {other:?}"))),
+        }
+    }
+
+    async fn status(&self, run_id: Uuid) -> Result<RunRecord, ApiError> {
+        if let Some(actor) = self.lookup(run_id).await?
+            && let Ok(ractor::rpc::CallResult::Success(record)) = actor.call(RunMsg::Record, Some(CALL_TIMEOUT)).await
+        {
+            return Ok(record);
+        }
+        // Not running here (any more): the stored record.
+        self.nats.stored(run_id).await.ok_or_else(|| not_found(run_id))
+    }
+
+    async fn list(&self, limit: usize) -> Result<Vec<RunSummary>, ApiError> {
+        let mut runs: Vec<RunSummary> = Vec::new();
+        if let Ok(ractor::rpc::CallResult::Success(actors)) =
+            self.supervisor.call(SupervisorMsg::Active, Some(CALL_TIMEOUT)).await
+        {
+            for actor in actors {
+                if let Ok(ractor::rpc::CallResult::Success(r)) = actor.call(RunMsg::Record, Some(CALL_TIMEOUT)).await {
+                    runs.push(r.summary());
+                }
+            }
+        }
+        let mut ids: Vec<Uuid> = Vec::new();
+        if let Ok(mut keys) = self.nats.infra.runs.keys().await {
+            while let Some(Ok(key)) = keys.next().await {
+                if let Ok(id) = key.parse::<Uuid>() {
+                    ids.push(id);
+                }
+            }
+        }
+        // v7 ids sort by creation time: read only the newest.
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        for id in ids.into_iter().take(limit) {
+            if runs.iter().any(|r| r.run_id == id) {
+                continue;
+            }
+            if let Some(record) = self.nats.stored(id).await {
+                runs.push(record.summary());
+            }
+        }
+        runs.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(b.run_id.cmp(&a.run_id)));
+        runs.truncate(limit);
+        Ok(runs)
+    }
+
+    async fn cancel(&self, run_id: Uuid, reason: Option<String>) -> Result<(), ApiError> {
+        if let Some(actor) = self.lookup(run_id).await? {
+            let reason = reason.unwrap_or_else(|| "cancelled by request".to_owned());
+            let _ = actor.cast(RunMsg::Input(Input::Cancel { reason }, None));
+            return Ok(());
+        }
+        match self.nats.stored(run_id).await {
+            Some(r) if r.status != RunStatus::Running => Err(ApiError::new(
+                ApiErrorCode::Conflict,
+                format!("run {run_id} already ended ({:?})", r.status).to_lowercase(),
+            )),
+            Some(_) => {
+                Err(ApiError::new(ApiErrorCode::Conflict, format!("run {run_id} is not running on any coordinator")))
+            }
+            None => Err(not_found(run_id)),
+        }
+    }
+}
+
+fn not_found(run_id: Uuid) -> ApiError {
+    ApiError::new(ApiErrorCode::NotFound, format!("no run {run_id} (not found)"))
+}
+
+/// Steps this coordinator cannot run yet are refused at submit, not discovered mid-run.
+fn unsupported(plan: &Plan) -> Vec<Problem> {
+    plan.steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !matches!(s.kind, Kind::Task { .. }))
+        .map(|(i, s)| Problem {
+            path: format!("steps[{i}]"),
+            step: Some(s.id.clone()),
+            code: Code::InvalidValue,
+            message: format!("`{}` steps are not run by this coordinator yet; only tool steps are", s.kind.keyword()),
+        })
+        .collect()
+}
+
+/// The input against the workflow's input schema.
+fn check_input(plan: &Plan, input: &Value) -> Vec<Problem> {
+    let Some(schema) = &plan.input_schema else { return Vec::new() };
+    let Ok(validator) = jsonschema::validator_for(schema) else { return Vec::new() };
+    validator
+        .iter_errors(input)
+        .map(|e| Problem {
+            path: format!("input{}", e.instance_path().as_str().replace('/', ".")),
+            step: None,
+            code: Code::InvalidValue,
+            message: e.to_string(),
+        })
+        .collect()
+}

@@ -1,0 +1,121 @@
+//! The coordinator's NATS handles and the publishes it makes, with their retry rules.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage as Publish};
+use serde::Serialize;
+use weft_shared::client::setup::Infra;
+use weft_shared::subjects;
+use weft_shared::wire::{CancelTask, Event, RunRecord, Task, ToolError, codes};
+
+/// Room left for headers (message id, trace context) under the payload limit.
+const HEADER_ROOM: usize = 1024;
+
+/// Connections shared by every actor and loop.
+#[derive(Debug, Clone)]
+pub struct Nats {
+    /// Core NATS.
+    pub client: async_nats::Client,
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// Buckets.
+    pub infra: Infra,
+}
+
+/// A publish failed for good.
+#[derive(Debug, thiserror::Error)]
+#[error("publish to {subject} failed: {message}")]
+pub struct PublishError {
+    /// Where.
+    pub subject: String,
+    /// Why.
+    pub message: String,
+}
+
+fn json<T: Serialize>(value: &T) -> bytes::Bytes {
+    // Our own wire types always serialise.
+    serde_json::to_vec(value).unwrap_or_default().into()
+}
+
+impl Nats {
+    /// Publishes a task. The send is ordered and awaited; the JetStream ack is awaited in
+    /// the background and the publish repeated (same message id, so deduplicated) until
+    /// the stream has it: a dispatch must not be lost to a passing NATS outage.
+    ///
+    /// A task larger than the server accepts is refused here, with the sizes.
+    pub async fn dispatch(&self, task: &Task) -> Result<(), ToolError> {
+        let subject = subjects::task(&task.tool);
+        let payload = json(task);
+        let limit = self.client.server_info().max_payload;
+        if payload.len() + HEADER_ROOM > limit {
+            return Err(ToolError::new(format!(
+                "the task is {} bytes with its params, more than the server's max_payload of {limit}",
+                payload.len()
+            ))
+            .with_code(codes::PARAMS_TOO_LARGE)
+            .permanent());
+        }
+        let id = task.message_id();
+        self.publish_reliably(subject, payload, id).await;
+        Ok(())
+    }
+
+    /// Publishes a lifecycle event (ordered send, ack checked in the background).
+    pub async fn emit(&self, event: &Event) {
+        let subject = subjects::events(event.run_id);
+        let id = format!("event:{}:{}", event.run_id, event.seq);
+        self.publish_reliably(subject, json(event), id).await;
+    }
+
+    async fn publish_reliably(&self, subject: String, payload: bytes::Bytes, id: String) {
+        let js = self.js.clone();
+        let first = js.send_publish(subject.clone(), Publish::build().payload(payload.clone()).message_id(&id)).await;
+        tokio::spawn(async move {
+            let mut pending = first;
+            let mut delay = Duration::from_millis(100);
+            for attempt in 1..=60u32 {
+                let acked = match pending {
+                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match acked {
+                    Ok(()) => return,
+                    Err(e) => tracing::warn!(%subject, attempt, error = %e, "publish not acknowledged; retrying"),
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                pending =
+                    js.send_publish(subject.clone(), Publish::build().payload(payload.clone()).message_id(&id)).await;
+            }
+            tracing::error!(%subject, "publish abandoned after 60 attempts");
+        });
+    }
+
+    /// Tells workers to stop tools (best effort: a late result is ignored anyway).
+    pub async fn cancel(&self, cancel: &CancelTask) {
+        if let Err(e) = self.client.publish(subjects::cancel(cancel.run_id), json(cancel)).await {
+            tracing::warn!(run_id = %cancel.run_id, error = %e, "cancel not sent");
+        }
+    }
+
+    /// Stores a run record (retried: the record is what `weft status` shows afterwards).
+    pub async fn store(&self, record: &RunRecord) -> Result<(), PublishError> {
+        let key = record.run_id.to_string();
+        let payload = json(record);
+        let mut last = String::new();
+        for attempt in 0..10u32 {
+            match self.infra.runs.put(&key, payload.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
+        }
+        Err(PublishError { subject: format!("{}.{key}", subjects::RUNS_BUCKET), message: last })
+    }
+
+    /// A stored run record.
+    pub async fn stored(&self, run_id: uuid::Uuid) -> Option<RunRecord> {
+        let bytes = self.infra.runs.get(run_id.to_string()).await.ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+}

@@ -1,0 +1,189 @@
+//! Commands that talk to a Weft deployment over NATS.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use futures::StreamExt;
+use serde_json::Value;
+use uuid::Uuid;
+use weft_shared::client::WeftClient;
+use weft_shared::definition::WorkflowDef;
+use weft_shared::timeline;
+use weft_shared::wire::{Event, EventKind, RunRecord, RunStatus, now_ms};
+
+/// Where the run's input comes from.
+pub fn read_input(inline: Option<&str>, file: Option<&Path>) -> anyhow::Result<Value> {
+    match (inline, file) {
+        (Some(text), _) => serde_json::from_str(text).with_context(|| format!("--input is not JSON: {text}")),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+        }
+        (None, None) => Ok(Value::Object(Default::default())),
+    }
+}
+
+fn load(file: &Path) -> anyhow::Result<WorkflowDef> {
+    Ok(WorkflowDef::load(file)?)
+}
+
+fn parse_id(id: &str) -> anyhow::Result<Uuid> {
+    id.parse().with_context(|| format!("`{id}` is not a run id (a UUID such as 0193c1c4-...)"))
+}
+
+fn describe(event: &Event) -> String {
+    match &event.kind {
+        EventKind::RunStarted { workflow } => format!("run started ({workflow})"),
+        EventKind::StepStarted { step_id, attempt } if *attempt > 1 => format!("{step_id}: started, attempt {attempt}"),
+        EventKind::StepStarted { step_id, .. } => format!("{step_id}: started"),
+        EventKind::StepCompleted { step_id, worker } => format!("{step_id}: completed on {worker}"),
+        EventKind::StepRetrying { step_id, attempt, delay_ms, error } => {
+            format!("{step_id}: attempt {attempt} failed ({error}); retrying in {delay_ms}ms")
+        }
+        EventKind::StepFailed { step_id, error } => format!("{step_id}: failed: {error}"),
+        EventKind::StepSkipped { step_id, reason } => format!("{step_id}: skipped ({reason})"),
+        EventKind::RunFinished { status } => format!("run finished: {}", status_name(*status)),
+    }
+}
+
+fn status_name(status: RunStatus) -> String {
+    serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn print_record(record: &RunRecord, gantt: bool) {
+    println!("run {} ({} v{}): {}", record.run_id, record.workflow, record.version, status_name(record.status));
+    for e in &record.errors {
+        println!("  error: {e}");
+    }
+    if let Some(output) = &record.output {
+        println!("output: {}", serde_json::to_string_pretty(output).unwrap_or_default());
+    }
+    println!();
+    print!("{}", timeline::table(record));
+    if gantt {
+        println!();
+        print!("{}", timeline::gantt(record, 50));
+    }
+    println!();
+    print!("{}", timeline::summary_text(record, now_ms()));
+}
+
+fn exit_for(record: &RunRecord) -> ExitCode {
+    if record.status == RunStatus::Completed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// `weft run`: submit, follow, print the outcome; exit 0 only if the run completed.
+pub async fn run(client: &WeftClient, file: &Path, input: Value, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+    let def = load(file)?;
+    let run_id = client.submit(&def, input).await?;
+    if !json && !quiet {
+        eprintln!("submitted run {run_id}");
+    }
+    let mut events = Box::pin(client.watch(run_id).await?);
+    while let Some(event) = events.next().await {
+        let event = event?;
+        if !json && !quiet {
+            eprintln!("  {}", describe(&event));
+        }
+    }
+    let record = client.status(run_id).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        eprintln!();
+        print_record(&record, true);
+    }
+    Ok(exit_for(&record))
+}
+
+/// `weft submit`: print the run id at once.
+pub async fn submit(client: &WeftClient, file: &Path, input: Value) -> anyhow::Result<ExitCode> {
+    let def = load(file)?;
+    println!("{}", client.submit(&def, input).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft status`.
+pub async fn status(client: &WeftClient, id: &str, json: bool, gantt: bool) -> anyhow::Result<ExitCode> {
+    let record = client.status(parse_id(id)?).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        print_record(&record, gantt);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft watch`: events as they happen, from the run's start.
+pub async fn watch(client: &WeftClient, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let run_id = parse_id(id)?;
+    // Fail with "not found" rather than wait forever on a run that does not exist.
+    client.status(run_id).await?;
+    let mut events = Box::pin(client.watch(run_id).await?);
+    let mut last = None;
+    while let Some(event) = events.next().await {
+        let event = event?;
+        if json {
+            println!("{}", serde_json::to_string(&event)?);
+        } else {
+            println!("{} {}", event.seq, describe(&event));
+        }
+        if let EventKind::RunFinished { status } = event.kind {
+            last = Some(status);
+        }
+    }
+    Ok(if last == Some(RunStatus::Completed) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `weft cancel`.
+pub async fn cancel(client: &WeftClient, id: &str, reason: Option<String>) -> anyhow::Result<ExitCode> {
+    client.cancel(parse_id(id)?, reason).await?;
+    println!("cancelling {id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft list`.
+pub async fn list(client: &WeftClient, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let runs = client.list(Some(limit)).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<36}  {:<24}  {:<10}  TOOK", "RUN", "WORKFLOW", "STATUS");
+    for r in runs {
+        let took = r.finished_ms.map_or_else(|| "-".to_owned(), |f| format!("{}ms", f.saturating_sub(r.created_ms)));
+        println!("{:<36}  {:<24}  {:<10}  {took}", r.run_id, r.workflow, status_name(r.status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft tools`.
+pub async fn tools(client: &WeftClient, json: bool, functions: bool) -> anyhow::Result<ExitCode> {
+    let ads = client.tools().await?;
+    if functions {
+        let mut seen = std::collections::BTreeMap::new();
+        for ad in &ads {
+            seen.entry(ad.spec.name.clone()).or_insert_with(|| ad.spec.to_function_schema());
+        }
+        println!("{}", serde_json::to_string_pretty(&seen.into_values().collect::<Vec<_>>())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ads)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if ads.is_empty() {
+        bail!("no tools are advertised: is a weft-worker running against this NATS server?");
+    }
+    let mut by_tool: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for ad in &ads {
+        by_tool.entry(&ad.spec.name).or_default().push(&ad.worker);
+    }
+    for (tool, workers) in by_tool {
+        let description = ads.iter().find(|a| a.spec.name == tool).map(|a| a.spec.description.as_str()).unwrap_or("");
+        let first_line = description.lines().next().unwrap_or("");
+        println!("{tool:<28} {} worker(s)  {first_line}", workers.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,303 @@
+//! A run's timeline for people: a table of attempts, a Gantt chart, and a summary with
+//! per-tool figures (the seed's WorkflowMonitor, from a real run record).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::wire::{Millis, RunRecord, StepStatus};
+
+/// One attempt of one step, relative to the run's start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Step id.
+    pub step: String,
+    /// Tool, if a task.
+    pub tool: String,
+    /// Step status (of the step, shown on its last attempt).
+    pub status: String,
+    /// Attempt number (0 for a step that never ran).
+    pub attempt: u32,
+    /// Worker that ran it.
+    pub worker: String,
+    /// Start, ms after the run was created.
+    pub start: Option<Millis>,
+    /// End, ms after the run was created.
+    pub end: Option<Millis>,
+    /// What went wrong, if anything.
+    pub note: String,
+}
+
+/// The rows of a record, in document order, one per attempt.
+pub fn rows(record: &RunRecord) -> Vec<Row> {
+    let t0 = record.created_ms;
+    let rel = |t: Millis| t.saturating_sub(t0);
+    let mut out = Vec::new();
+    for id in &record.order {
+        let Some(step) = record.steps.get(id) else { continue };
+        let status = format!("{:?}", step.status).to_lowercase();
+        let tool = step.tool.clone().unwrap_or_default();
+        if step.attempts.is_empty() {
+            out.push(Row {
+                step: id.clone(),
+                tool,
+                status,
+                attempt: 0,
+                worker: String::new(),
+                start: None,
+                end: None,
+                note: step.reason.clone().unwrap_or_default(),
+            });
+            continue;
+        }
+        let last = step.attempts.len() - 1;
+        for (i, a) in step.attempts.iter().enumerate() {
+            out.push(Row {
+                step: id.clone(),
+                tool: tool.clone(),
+                status: if i == last { status.clone() } else { "retried".to_owned() },
+                attempt: a.attempt,
+                worker: a.worker.clone().unwrap_or_default(),
+                start: Some(rel(a.started_ms.unwrap_or(a.dispatched_ms))),
+                end: a.finished_ms.map(rel),
+                note: a.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+            });
+        }
+    }
+    out
+}
+
+fn ms(v: Option<Millis>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v}ms"))
+}
+
+/// The attempts as an aligned table.
+pub fn table(record: &RunRecord) -> String {
+    let rows = rows(record);
+    let header = ["STEP", "TOOL", "STATUS", "TRY", "WORKER", "START", "END", "TOOK", "NOTE"];
+    let cells: Vec<[String; 9]> = rows
+        .iter()
+        .map(|r| {
+            let took = match (r.start, r.end) {
+                (Some(s), Some(e)) => format!("{}ms", e.saturating_sub(s)),
+                _ => "-".to_owned(),
+            };
+            [
+                r.step.clone(),
+                r.tool.clone(),
+                r.status.clone(),
+                if r.attempt == 0 { "-".to_owned() } else { r.attempt.to_string() },
+                if r.worker.is_empty() { "-".to_owned() } else { r.worker.clone() },
+                ms(r.start),
+                ms(r.end),
+                took,
+                r.note.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cols: &[String]| {
+        let mut text = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            if i + 1 == cols.len() {
+                text.push_str(c);
+            } else {
+                let _ = write!(text, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut out, &header.map(str::to_owned));
+    for row in &cells {
+        line(&mut out, row);
+    }
+    out
+}
+
+/// The attempts as a Gantt chart `width` columns wide.
+pub fn gantt(record: &RunRecord, width: usize) -> String {
+    let rows = rows(record);
+    let end = rows.iter().filter_map(|r| r.end.or(r.start)).max().unwrap_or(0).max(1);
+    let label = rows.iter().map(|r| r.step.chars().count() + 4).max().unwrap_or(4);
+    let mut out = String::new();
+    for r in &rows {
+        let (Some(s), Some(e)) = (r.start, r.end.or(r.start)) else { continue };
+        let from = (s as usize * width) / end as usize;
+        let to = ((e as usize * width).div_ceil(end as usize)).max(from + 1).min(width);
+        let bar = if r.status == "completed" { '█' } else { '░' };
+        let name = if r.attempt > 1 { format!("{} #{}", r.step, r.attempt) } else { r.step.clone() };
+        let _ = writeln!(
+            out,
+            "{name:<label$} |{}{}{}| {}ms",
+            " ".repeat(from),
+            bar.to_string().repeat(to - from),
+            " ".repeat(width - to),
+            e.saturating_sub(s)
+        );
+    }
+    let _ = writeln!(out, "{:<label$} 0{:>w$}", "", format!("{end}ms"), w = width + 1);
+    out
+}
+
+/// Totals for a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Run duration so far, or in all.
+    pub total_ms: Millis,
+    /// Steps by status.
+    pub completed: usize,
+    /// Failed steps.
+    pub failed: usize,
+    /// Skipped steps.
+    pub skipped: usize,
+    /// Steps that did not finish.
+    pub other: usize,
+    /// Completed among the steps that ran, in percent.
+    pub success_rate: f64,
+    /// Per tool: (attempts, failed attempts, total ms).
+    pub per_tool: BTreeMap<String, (usize, usize, Millis)>,
+}
+
+/// Sums a record up.
+pub fn summary(record: &RunRecord, now: Millis) -> Summary {
+    let mut s = Summary {
+        total_ms: record.finished_ms.unwrap_or(now).saturating_sub(record.created_ms),
+        completed: 0,
+        failed: 0,
+        skipped: 0,
+        other: 0,
+        success_rate: 0.0,
+        per_tool: BTreeMap::new(),
+    };
+    for step in record.steps.values() {
+        match step.status {
+            StepStatus::Completed => s.completed += 1,
+            StepStatus::Failed => s.failed += 1,
+            StepStatus::Skipped => s.skipped += 1,
+            _ => s.other += 1,
+        }
+        if let Some(tool) = &step.tool {
+            for a in &step.attempts {
+                let e = s.per_tool.entry(tool.clone()).or_default();
+                e.0 += 1;
+                e.1 += usize::from(!a.ok);
+                if let (Some(st), Some(f)) = (a.started_ms.or(Some(a.dispatched_ms)), a.finished_ms) {
+                    e.2 += f.saturating_sub(st);
+                }
+            }
+        }
+    }
+    let ran = s.completed + s.failed;
+    s.success_rate = if ran == 0 { 100.0 } else { 100.0 * s.completed as f64 / ran as f64 };
+    s
+}
+
+/// The summary as text, with the slowest tool named as the bottleneck.
+pub fn summary_text(record: &RunRecord, now: Millis) -> String {
+    let s = summary(record, now);
+    let mut out = format!(
+        "total {}ms; {} completed, {} failed, {} skipped{}; success rate {:.0}%\n",
+        s.total_ms,
+        s.completed,
+        s.failed,
+        s.skipped,
+        if s.other > 0 { format!(", {} unfinished", s.other) } else { String::new() },
+        s.success_rate
+    );
+    let slowest = s.per_tool.iter().max_by_key(|(_, (n, _, total))| total / (*n as u64).max(1));
+    for (tool, (n, failed, total)) in &s.per_tool {
+        let _ = writeln!(out, "  {tool}: {n} attempt(s), {failed} failed, avg {}ms", total / (*n as u64).max(1));
+    }
+    if let Some((tool, _)) = slowest
+        && s.per_tool.len() > 1
+    {
+        let _ = writeln!(out, "  bottleneck: {tool}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::wire::{Attempt, RunStatus, StepRecord, ToolError};
+
+    fn record() -> RunRecord {
+        let attempt = |n, start, end, ok| Attempt {
+            attempt: n,
+            dispatched_ms: start,
+            worker: Some("w1".into()),
+            started_ms: Some(start),
+            finished_ms: Some(end),
+            error: (!ok).then(|| ToolError::new("boom")),
+            ok,
+        };
+        let mut steps = BTreeMap::new();
+        steps.insert(
+            "a".to_owned(),
+            StepRecord {
+                status: StepStatus::Completed,
+                tool: Some("t".into()),
+                output: Some(json!(1)),
+                reason: None,
+                attempts: vec![attempt(1, 1000, 1100, false), attempt(2, 1200, 1300, true)],
+            },
+        );
+        steps.insert(
+            "b".to_owned(),
+            StepRecord {
+                status: StepStatus::Skipped,
+                tool: Some("u".into()),
+                output: None,
+                reason: Some("no".into()),
+                attempts: vec![],
+            },
+        );
+        RunRecord {
+            run_id: Uuid::nil(),
+            workflow: "w".into(),
+            version: 1,
+            status: RunStatus::Completed,
+            input: Value::Null,
+            output: None,
+            steps,
+            order: vec!["a".into(), "b".into()],
+            errors: vec![],
+            created_ms: 1000,
+            finished_ms: Some(1400),
+        }
+    }
+
+    #[test]
+    fn table_has_a_row_per_attempt() {
+        let t = table(&record());
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(lines[1].starts_with("a") && lines[1].contains("retried") && lines[1].contains("boom"), "{t}");
+        assert!(lines[2].contains("completed") && lines[2].contains("200ms") && lines[2].contains("300ms"), "{t}");
+        assert!(lines[3].contains("skipped") && lines[3].contains("no"), "{t}");
+    }
+
+    #[test]
+    fn gantt_scales_bars() {
+        let g = gantt(&record(), 30);
+        assert!(g.contains("a #2"), "{g}");
+        assert!(g.lines().count() >= 3, "{g}");
+    }
+
+    #[test]
+    fn summary_counts() {
+        let s = summary(&record(), 0);
+        assert_eq!((s.completed, s.skipped, s.total_ms), (1, 1, 400));
+        assert_eq!(s.per_tool["t"], (2, 1, 200));
+        assert_eq!(s.success_rate, 100.0);
+    }
+}

@@ -1,0 +1,184 @@
+//! The distributed runtime end to end: a real nats-server, a coordinator process and two
+//! worker processes with the demo tools. Order and overlap are asserted from the
+//! timestamps the run records, never from a stopwatch.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use weft_shared::definition::WorkflowDef;
+use weft_shared::wire::{RunRecord, RunStatus, StepStatus};
+use weft_tests::cluster::Cluster;
+use weft_tests::repo_root;
+
+fn example(name: &str) -> WorkflowDef {
+    WorkflowDef::load(&repo_root().join("examples").join(name)).expect("example parses")
+}
+
+fn inline(def: Value) -> WorkflowDef {
+    WorkflowDef::from_json(&def.to_string()).expect("workflow parses")
+}
+
+/// (start, end) of a step's last attempt, as recorded by the worker that ran it.
+fn span(record: &RunRecord, step: &str) -> (u64, u64) {
+    let a = record.steps[step].attempts.last().expect("an attempt");
+    (a.started_ms.expect("started"), a.finished_ms.expect("finished"))
+}
+
+fn workers(records: &[&RunRecord]) -> BTreeSet<String> {
+    records
+        .iter()
+        .flat_map(|r| r.steps.values())
+        .flat_map(|s| s.attempts.iter())
+        .filter_map(|a| a.worker.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_examples_run_over_nats() {
+    let cluster = Cluster::start(2).await;
+    let client = cluster.client().await;
+    let logs = || cluster.logs();
+
+    // The chain: the notification carries the seed's expected text.
+    let chain = client.run(&example("chain_notify.json"), json!({"user_id": "123"})).await.expect("chain runs");
+    assert_eq!(chain.status, RunStatus::Completed, "{chain:#?}\n{}", logs());
+    let note = chain.steps["notification"].output.as_ref().expect("notification output");
+    assert_eq!(note["message"], "Weather in London: 15°C, Cloudy");
+
+    // Parallel aggregation: the three fetches overlap in time.
+    let agg = client.run(&example("parallel_aggregate.json"), json!({"user_id": "123"})).await.expect("aggregate runs");
+    assert_eq!(agg.status, RunStatus::Completed, "{agg:#?}");
+    let spans: Vec<(u64, u64)> = ["profile", "orders", "reviews"].iter().map(|s| span(&agg, s)).collect();
+    let latest_start = spans.iter().map(|s| s.0).max().unwrap_or_default();
+    let earliest_end = spans.iter().map(|s| s.1).min().unwrap_or_default();
+    assert!(latest_start < earliest_end, "fetches did not overlap: {spans:?}");
+    assert_eq!(agg.steps["aggregate"].output.as_ref().expect("aggregate")["order_count"], 2);
+
+    // Conditional order: each branch, the other skipped.
+    let branch = |in_stock: bool| {
+        inline(json!({"name": "conditional", "steps": [
+            {"id": "inventory", "tool": "echo", "params": {"in_stock": in_stock}},
+            {"id": "payment", "tool": "echo", "params": {"total": 20.0}, "when": {"eq": ["{inventory.in_stock}", true]}},
+            {"id": "error_notification", "tool": "echo", "params": {"reason": "out_of_stock"},
+             "when": {"eq": ["{inventory.in_stock}", false]}}
+        ]}))
+    };
+    for (in_stock, ran, skipped) in [(true, "payment", "error_notification"), (false, "error_notification", "payment")]
+    {
+        let r = client.run(&branch(in_stock), Value::Null).await.expect("branch runs");
+        assert_eq!(r.status, RunStatus::Completed);
+        assert_eq!(r.steps[ran].status, StepStatus::Completed, "{r:#?}");
+        assert_eq!(r.steps[skipped].status, StepStatus::Skipped, "{r:#?}");
+    }
+    let seed_branch =
+        client.run(&example("conditional_order.json"), json!({"product_id": "PROD123", "quantity": 2})).await;
+    let seed_branch = seed_branch.expect("seed conditional runs");
+    assert_eq!(seed_branch.status, RunStatus::Completed, "{seed_branch:#?}");
+
+    // The a-to-e DAG: c starts as soon as a is done, while b still runs.
+    let dag = inline(json!({"name": "dag", "steps": [
+        {"id": "a", "tool": "sleep", "params": {"ms": 100}},
+        {"id": "b", "tool": "sleep", "params": {"ms": 1500}},
+        {"id": "c", "tool": "echo", "params": {"a": "{a}"}},
+        {"id": "d", "tool": "echo", "params": {"a": "{a}", "b": "{b}"}},
+        {"id": "e", "tool": "echo", "params": {"c": "{c}", "d": "{d}"}}
+    ]}));
+    let dag = client.run(&dag, Value::Null).await.expect("dag runs");
+    assert_eq!(dag.status, RunStatus::Completed);
+    assert!(span(&dag, "c").1 < span(&dag, "b").1, "c waited for b: c {:?} b {:?}", span(&dag, "c"), span(&dag, "b"));
+    assert!(span(&dag, "d").0 >= span(&dag, "b").1, "d started before b ended");
+    let seed_dag = client.run(&example("dag_a_to_e.json"), Value::Null).await.expect("seed dag runs");
+    assert_eq!(
+        seed_dag.steps["e"].output,
+        Some(json!("E done (after C done (after A done) and D done (after A done and B done))"))
+    );
+
+    // Retries reach success with fail.times; the idempotency key does not change.
+    let flaky = inline(json!({"name": "flaky", "steps": [
+        {"id": "f", "tool": "fail", "params": {"message": "not yet", "times": 2},
+         "retry": {"max_attempts": 3, "backoff": "50ms"}}
+    ]}));
+    let flaky = client.run(&flaky, Value::Null).await.expect("flaky runs");
+    assert_eq!(flaky.status, RunStatus::Completed, "{flaky:#?}");
+    assert_eq!(flaky.steps["f"].attempts.len(), 3);
+    assert_eq!(flaky.steps["f"].output, Some(json!({"attempt": 3})));
+
+    // A timeout fires.
+    let slow = inline(
+        json!({"name": "slow", "steps": [{"id": "s", "tool": "sleep", "params": {"ms": 10000}, "timeout": "300ms"}]}),
+    );
+    let slow = client.run(&slow, Value::Null).await.expect("slow runs");
+    assert_eq!(slow.status, RunStatus::Failed);
+    let error = slow.steps["s"].attempts[0].error.as_ref().expect("an error");
+    assert_eq!(error.code.as_deref(), Some("TIMEOUT"), "{error:?}");
+
+    // Cancel stops a long run.
+    let long = inline(json!({"name": "long", "steps": [{"id": "s", "tool": "sleep", "params": {"ms": 60000}}]}));
+    let run_id = client.submit(&long, Value::Null).await.expect("submitted");
+    loop {
+        let r = client.status(run_id).await.expect("status");
+        if r.steps["s"].status == StepStatus::Running {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    client.cancel(run_id, Some("test".into())).await.expect("cancelled");
+    let cancelled = client.wait(run_id).await.expect("ends");
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert_eq!(cancelled.steps["s"].status, StepStatus::Cancelled);
+
+    // Both workers did work.
+    let all = [&chain, &agg, &seed_branch, &dag, &seed_dag, &flaky];
+    assert_eq!(workers(&all), BTreeSet::from(["w1".to_owned(), "w2".to_owned()]), "{}", logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_answered_and_nothing_goes_down() {
+    let mut cluster = Cluster::start(1).await;
+    let client = cluster.client().await;
+    let nats = client.nats().clone();
+
+    // Garbage to the API: an error answer naming the problem.
+    let reply = nats.request("weft.api.submit", "{not json".into()).await.expect("an answer");
+    let reply: Value = serde_json::from_slice(&reply.payload).expect("json answer");
+    assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap_or("").contains("cannot read the request"), "{reply}");
+
+    // Garbage on task and result subjects: logged, nobody crashes.
+    let js = async_nats::jetstream::new(nats.clone());
+    for subject in ["weft.task.echo", "weft.result.00000000-0000-0000-0000-000000000000"] {
+        js.publish(subject, vec![0xff, 0x00, 0x13].into()).await.expect("published").await.expect("stored");
+    }
+
+    // Unknown run: not found.
+    let missing = client.status(uuid::Uuid::nil()).await.expect_err("not found");
+    assert!(missing.is_not_found(), "{missing}");
+
+    // Unknown tool and bad params: rejected at submit with every problem.
+    let bad = inline(json!({"name": "bad", "steps": [
+        {"id": "x", "tool": "no_such_tool"},
+        {"id": "y", "tool": "sleep", "params": {"ms": "soon"}}
+    ]}));
+    let rejected = client.submit(&bad, Value::Null).await.expect_err("rejected").to_string();
+    assert!(rejected.contains("no worker offers a tool `no_such_tool`"), "{rejected}");
+    assert!(rejected.contains("steps[1].params.ms"), "{rejected}");
+
+    // Input that breaks the input schema.
+    let rejected = client.submit(&example("chain_notify.json"), json!({"user": 1})).await.expect_err("bad input");
+    assert!(rejected.to_string().contains("user_id"), "{rejected}");
+
+    // A tool output larger than a message may be: the step fails with a clear error.
+    let huge = inline(json!({"name": "huge", "steps": [
+        {"id": "big", "tool": "transform", "params": {"input": null, "filter": "[range(0; 400000)]"}}
+    ]}));
+    let huge = client.run(&huge, Value::Null).await.expect("huge runs");
+    assert_eq!(huge.status, RunStatus::Failed);
+    let error = huge.steps["big"].attempts[0].error.clone().expect("an error");
+    assert_eq!(error.code.as_deref(), Some("OUTPUT_TOO_LARGE"), "{error:?}");
+
+    // After all that, everything still works.
+    let ok = client.run(&example("chain_notify.json"), json!({"user_id": "123"})).await.expect("still runs");
+    assert_eq!(ok.status, RunStatus::Completed);
+    assert!(cluster.coordinator.alive(), "{}", cluster.logs());
+    assert!(cluster.workers.iter_mut().all(|w| w.alive()), "{}", cluster.logs());
+}

@@ -1,0 +1,138 @@
+//! Weft as separate processes: a nats-server, a coordinator and workers, each stopped
+//! by pid when dropped, with their logs kept for failure messages.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weft_shared::client::WeftClient;
+
+use crate::bin;
+use crate::nats_server::NatsServer;
+
+/// A child process of a test.
+#[derive(Debug)]
+pub struct Proc {
+    /// A name for messages.
+    pub name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `binary` with `args`, logging to a file in `dir`.
+    pub fn start(name: &str, binary: &str, args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(bin(binary));
+        command.args(args).stdout(Stdio::from(file.try_clone().expect("log"))).stderr(Stdio::from(file));
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        Proc { name: name.to_owned(), child: Some(child), log }
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// What it logged.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether it is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// NATS, one coordinator and some workers.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The server.
+    pub nats: NatsServer,
+    /// The coordinator.
+    pub coordinator: Proc,
+    /// The workers, `w1`, `w2`...
+    pub workers: Vec<Proc>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts everything; workers serve the demo tools. Returns once every worker's tools
+    /// are advertised.
+    pub async fn start(workers: usize) -> Cluster {
+        let nats = NatsServer::start();
+        let dir = tempfile::tempdir().expect("log dir");
+        let url = nats.url.clone();
+        let coordinator = Proc::start("coordinator", "weft-coordinator", &["--nats", &url], &[], dir.path());
+        let workers = (1..=workers)
+            .map(|i| {
+                let id = format!("w{i}");
+                Proc::start(&id, "weft-worker", &["--nats", &url, "--demo-tools", "--id", &id], &[], dir.path())
+            })
+            .collect();
+        let cluster = Cluster { nats, coordinator, workers, dir };
+        cluster.wait_ready().await;
+        cluster
+    }
+
+    /// A client of this cluster.
+    pub async fn client(&self) -> WeftClient {
+        WeftClient::connect(&self.nats.url).await.expect("client connects")
+    }
+
+    /// Waits until every worker advertises and the coordinator answers.
+    pub async fn wait_ready(&self) {
+        let client = self.client().await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let workers: std::collections::BTreeSet<String> =
+                client.tools().await.unwrap_or_default().into_iter().map(|a| a.worker).collect();
+            let answering = client.list(Some(1)).await.is_ok();
+            if answering && self.workers.iter().all(|w| workers.contains(&w.name)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "cluster not ready:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Starts one more worker.
+    pub fn add_worker(&mut self, id: &str) {
+        let url = self.nats.url.clone();
+        self.workers.push(Proc::start(
+            id,
+            "weft-worker",
+            &["--nats", &url, "--demo-tools", "--id", id],
+            &[],
+            self.dir.path(),
+        ));
+    }
+
+    /// Every process's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = format!("--- coordinator\n{}", self.coordinator.logs());
+        for w in &self.workers {
+            out.push_str(&format!("--- {}\n{}", w.name, w.logs()));
+        }
+        out
+    }
+}
