@@ -16,6 +16,7 @@ mod step;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use weft_shared::definition::FailurePolicy;
@@ -28,15 +29,23 @@ use weft_shared::wire::{
 
 pub use step::StepState;
 
-/// Something that happens to a run.
-#[derive(Debug, Clone, PartialEq)]
+/// Something that happens to a run. Inputs are what a run's history records: replaying
+/// them in order rebuilds the run exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
 pub enum Input {
     /// Begin.
     Start,
     /// A worker answered.
-    Result(TaskResult),
+    Result {
+        /// The answer.
+        result: TaskResult,
+    },
     /// A timer the run asked for fired.
-    Timer(Timer),
+    Timer {
+        /// Which.
+        timer: Timer,
+    },
     /// Someone cancelled the run.
     Cancel {
         /// Why.
@@ -45,7 +54,8 @@ pub enum Input {
 }
 
 /// Timers a run asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "timer", rename_all = "snake_case")]
 pub enum Timer {
     /// Time for the next attempt of a step.
     Retry {
@@ -99,6 +109,9 @@ pub struct Run {
     errors: Vec<String>,
     output: Option<Value>,
     seq: u64,
+    /// Timers asked for and not fired yet, with their deadlines: what a restarted
+    /// coordinator must arm again.
+    timers: Vec<(Timer, Millis)>,
 }
 
 impl Run {
@@ -119,6 +132,7 @@ impl Run {
             errors: Vec::new(),
             output: None,
             seq: 0,
+            timers: Vec::new(),
         }
     }
 
@@ -142,11 +156,12 @@ impl Run {
             Input::Start => {
                 self.emit(&mut out, now, EventKind::RunStarted { workflow: self.plan.name.clone() });
                 if let Some(after) = self.plan.timeout {
-                    out.push(Effect::Schedule { timer: Timer::RunTimeout, after });
+                    self.schedule(&mut out, Timer::RunTimeout, after, now);
                 }
             }
-            Input::Result(result) => self.on_result(result, now, &mut out),
-            Input::Timer(Timer::Retry { step, attempt }) => {
+            Input::Result { result } => self.on_result(result, now, &mut out),
+            Input::Timer { timer: Timer::Retry { step, attempt } } => {
+                self.fired(&Timer::Retry { step: step.clone(), attempt });
                 if let Some(i) = self.index(&step)
                     && self.steps[i].status == StepStatus::Retrying
                     && self.steps[i].attempt == attempt
@@ -155,7 +170,8 @@ impl Run {
                     self.steps[i].status = StepStatus::Pending;
                 }
             }
-            Input::Timer(Timer::StepTimeout { step, attempt }) => {
+            Input::Timer { timer: Timer::StepTimeout { step, attempt } } => {
+                self.fired(&Timer::StepTimeout { step: step.clone(), attempt });
                 if let Some(i) = self.index(&step)
                     && self.steps[i].is_running(attempt)
                 {
@@ -172,7 +188,7 @@ impl Run {
                     self.on_failure(i, error, now, &mut out);
                 }
             }
-            Input::Timer(Timer::RunTimeout) => {
+            Input::Timer { timer: Timer::RunTimeout } => {
                 let limit = self.plan.timeout.unwrap_or_default();
                 self.errors.push(format!("the run timed out after {limit:?}"));
                 self.finish(RunStatus::TimedOut, now, &mut out);
@@ -194,6 +210,35 @@ impl Run {
         self.plan.steps.iter().position(|s| s.id == step)
     }
 
+    fn schedule(&mut self, out: &mut Vec<Effect>, timer: Timer, after: Duration, now: Millis) {
+        self.timers.push((timer.clone(), now.saturating_add(after.as_millis() as Millis)));
+        out.push(Effect::Schedule { timer, after });
+    }
+
+    fn fired(&mut self, timer: &Timer) {
+        if let Some(i) = self.timers.iter().position(|(t, _)| t == timer) {
+            self.timers.remove(i);
+        }
+    }
+
+    /// What a coordinator taking the run over (after a restart, from its history) must do
+    /// again: publish the tasks of running attempts (deduplicated by message id if they
+    /// were sent) and arm the timers that have not fired, for the time they have left.
+    pub fn resume(&self, now: Millis) -> Vec<Effect> {
+        if self.status.is_terminal() {
+            return vec![Effect::Finished];
+        }
+        let mut out: Vec<Effect> = (0..self.steps.len())
+            .filter(|&i| self.steps[i].status == StepStatus::Running)
+            .filter_map(|i| self.task(i).map(Effect::Dispatch))
+            .collect();
+        out.extend(self.timers.iter().map(|(timer, deadline)| Effect::Schedule {
+            timer: timer.clone(),
+            after: Duration::from_millis(deadline.saturating_sub(now)),
+        }));
+        out
+    }
+
     fn emit(&mut self, out: &mut Vec<Effect>, now: Millis, kind: EventKind) {
         self.seq += 1;
         out.push(Effect::Emit(Event { run_id: self.id, seq: self.seq, at_ms: now, kind }));
@@ -206,6 +251,7 @@ impl Run {
         }
         self.running -= 1;
         let step_id = r.step_id.clone();
+        self.fired(&Timer::StepTimeout { step: step_id.clone(), attempt: r.attempt });
         match r.outcome {
             Outcome::Ok(output) => {
                 self.steps[i].end_attempt(Some(r.worker.clone()), Some(r.started_ms), r.finished_ms, Ok(()));
@@ -228,7 +274,7 @@ impl Run {
         if error.retryable && plan_step.retry.should_retry(attempt, error.code.as_deref()) {
             let delay = plan_step.retry.delay(attempt, jitter_unit(self.id, &id, attempt));
             self.steps[i].status = StepStatus::Retrying;
-            out.push(Effect::Schedule { timer: Timer::Retry { step: id.clone(), attempt }, after: delay });
+            self.schedule(out, Timer::Retry { step: id.clone(), attempt }, delay, now);
             self.emit(
                 out,
                 now,
@@ -363,9 +409,24 @@ impl Run {
         }
     }
 
-    fn dispatch(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
+    /// The task of step `i`'s current attempt.
+    fn task(&self, i: usize) -> Option<Task> {
         let step = &self.plan.steps[i];
-        let Kind::Task { tool, .. } = &step.kind else { return };
+        let Kind::Task { tool, .. } = &step.kind else { return None };
+        let state = &self.steps[i];
+        Some(Task {
+            run_id: self.id,
+            step_id: step.id.clone(),
+            attempt: state.attempt,
+            tool: tool.clone(),
+            params: state.params.clone().unwrap_or(Value::Null),
+            idempotency_key: format!("{}/{}", self.id, step.id),
+            timeout_ms: step.timeout.map(|t| t.as_millis() as u64),
+            compensation: false,
+        })
+    }
+
+    fn dispatch(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
         let state = &mut self.steps[i];
         state.attempt += 1;
         state.status = StepStatus::Running;
@@ -380,20 +441,13 @@ impl Run {
         });
         self.running += 1;
         let attempt = state.attempt;
-        out.push(Effect::Dispatch(Task {
-            run_id: self.id,
-            step_id: step.id.clone(),
-            attempt,
-            tool: tool.clone(),
-            params: state.params.clone().unwrap_or(Value::Null),
-            idempotency_key: format!("{}/{}", self.id, step.id),
-            timeout_ms: step.timeout.map(|t| t.as_millis() as u64),
-            compensation: false,
-        }));
-        if let Some(after) = step.timeout {
-            out.push(Effect::Schedule { timer: Timer::StepTimeout { step: step.id.clone(), attempt }, after });
-        }
+        let Some(task) = self.task(i) else { return };
+        out.push(Effect::Dispatch(task));
+        let step = &self.plan.steps[i];
         let step_id = step.id.clone();
+        if let Some(after) = step.timeout {
+            self.schedule(out, Timer::StepTimeout { step: step_id.clone(), attempt }, after, now);
+        }
         self.emit(out, now, EventKind::StepStarted { step_id, attempt });
     }
 
@@ -436,6 +490,7 @@ impl Run {
 
     fn finish(&mut self, status: RunStatus, now: Millis, out: &mut Vec<Effect>) {
         self.status = status;
+        self.timers.clear();
         self.finished_ms = Some(now);
         if self.running > 0 {
             out.push(Effect::Cancel(CancelTask { run_id: self.id, step_id: None, attempt: None }));

@@ -103,20 +103,22 @@ async fn carry_out(myself: &ActorRef<RunMsg>, state: &RunState, effects: Vec<Eff
                 tracing::debug!(run_id = %task.run_id, step_id = %task.step_id, attempt = task.attempt, tool = %task.tool, "dispatch");
                 if let Err(error) = state.nats.dispatch(&task).await {
                     let now = now_ms();
-                    follow_ups.push(Input::Result(TaskResult {
-                        run_id: task.run_id,
-                        step_id: task.step_id,
-                        attempt: task.attempt,
-                        compensation: task.compensation,
-                        worker: "coordinator".to_owned(),
-                        started_ms: now,
-                        finished_ms: now,
-                        outcome: Outcome::Err(error),
-                    }));
+                    follow_ups.push(Input::Result {
+                        result: TaskResult {
+                            run_id: task.run_id,
+                            step_id: task.step_id,
+                            attempt: task.attempt,
+                            compensation: task.compensation,
+                            worker: "coordinator".to_owned(),
+                            started_ms: now,
+                            finished_ms: now,
+                            outcome: Outcome::Err(error),
+                        },
+                    });
                 }
             }
             Effect::Schedule { timer, after } => {
-                myself.send_after(after, move || RunMsg::Input(Input::Timer(timer), None));
+                myself.send_after(after, move || RunMsg::Input(Input::Timer { timer }, None));
             }
             Effect::Cancel(cancel) => state.nats.cancel(&cancel).await,
             Effect::Emit(event) => state.nats.emit(&event).await,

@@ -94,7 +94,7 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Result(result, message) => match state.runs.get(&result.run_id) {
                 Some(actor) => {
-                    let _ = actor.cast(RunMsg::Input(Input::Result(*result), Some(message)));
+                    let _ = actor.cast(RunMsg::Input(Input::Result { result: *result }, Some(message)));
                 }
                 None => {
                     // The run is over (or unknown): nothing to apply it to.

@@ -26,29 +26,33 @@ fn events(effects: &[Effect]) -> Vec<EventKind> {
 }
 
 fn ok(task: &Task, output: Value) -> Input {
-    Input::Result(TaskResult {
-        run_id: task.run_id,
-        step_id: task.step_id.clone(),
-        attempt: task.attempt,
-        compensation: false,
-        worker: "w1".into(),
-        started_ms: 1,
-        finished_ms: 2,
-        outcome: Outcome::Ok(output),
-    })
+    Input::Result {
+        result: TaskResult {
+            run_id: task.run_id,
+            step_id: task.step_id.clone(),
+            attempt: task.attempt,
+            compensation: false,
+            worker: "w1".into(),
+            started_ms: 1,
+            finished_ms: 2,
+            outcome: Outcome::Ok(output),
+        },
+    }
 }
 
 fn err(task: &Task, error: ToolError) -> Input {
-    Input::Result(TaskResult {
-        run_id: task.run_id,
-        step_id: task.step_id.clone(),
-        attempt: task.attempt,
-        compensation: false,
-        worker: "w1".into(),
-        started_ms: 1,
-        finished_ms: 2,
-        outcome: Outcome::Err(error),
-    })
+    Input::Result {
+        result: TaskResult {
+            run_id: task.run_id,
+            step_id: task.step_id.clone(),
+            attempt: task.attempt,
+            compensation: false,
+            worker: "w1".into(),
+            started_ms: 1,
+            finished_ms: 2,
+            outcome: Outcome::Err(error),
+        },
+    }
 }
 
 fn take(tasks: &[Task], id: &str) -> Task {
@@ -159,7 +163,7 @@ fn retries_back_off_then_succeed() {
         after: Duration::from_millis(100)
     }));
     assert!(dispatched(&effects).is_empty());
-    let t = dispatched(&r.apply(Input::Timer(Timer::Retry { step: "flaky".into(), attempt: 1 }), 101));
+    let t = dispatched(&r.apply(Input::Timer { timer: Timer::Retry { step: "flaky".into(), attempt: 1 } }, 101));
     assert_eq!(t[0].attempt, 2);
     assert_eq!(t[0].idempotency_key, format!("{}/flaky", Uuid::nil()), "the key is stable across attempts");
     let effects = r.apply(err(&t[0], ToolError::new("boom")), 102);
@@ -167,7 +171,7 @@ fn retries_back_off_then_succeed() {
         timer: Timer::Retry { step: "flaky".into(), attempt: 2 },
         after: Duration::from_millis(200)
     }));
-    let t = dispatched(&r.apply(Input::Timer(Timer::Retry { step: "flaky".into(), attempt: 2 }), 303));
+    let t = dispatched(&r.apply(Input::Timer { timer: Timer::Retry { step: "flaky".into(), attempt: 2 } }, 303));
     r.apply(ok(&t[0], json!({"attempt": 3})), 304);
     let record = r.record();
     assert_eq!(record.status, RunStatus::Completed);
@@ -201,7 +205,7 @@ fn timeouts_cancel_the_attempt_and_ignore_its_late_result() {
         timer: Timer::StepTimeout { step: "slow".into(), attempt: 1 },
         after: Duration::from_secs(1)
     }));
-    let effects = r.apply(Input::Timer(Timer::StepTimeout { step: "slow".into(), attempt: 1 }), 1000);
+    let effects = r.apply(Input::Timer { timer: Timer::StepTimeout { step: "slow".into(), attempt: 1 } }, 1000);
     assert!(effects.contains(&Effect::Cancel(CancelTask {
         run_id: Uuid::nil(),
         step_id: Some("slow".into()),
@@ -209,9 +213,9 @@ fn timeouts_cancel_the_attempt_and_ignore_its_late_result() {
     })));
     // The first attempt answers late: ignored.
     assert!(r.apply(ok(&t[0], json!("late")), 1001).is_empty());
-    let t2 = dispatched(&r.apply(Input::Timer(Timer::Retry { step: "slow".into(), attempt: 1 }), 1010));
+    let t2 = dispatched(&r.apply(Input::Timer { timer: Timer::Retry { step: "slow".into(), attempt: 1 } }, 1010));
     assert_eq!(t2[0].attempt, 2);
-    let effects = r.apply(Input::Timer(Timer::StepTimeout { step: "slow".into(), attempt: 2 }), 2010);
+    let effects = r.apply(Input::Timer { timer: Timer::StepTimeout { step: "slow".into(), attempt: 2 } }, 2010);
     assert!(effects.contains(&Effect::Finished));
     let record = r.record();
     assert_eq!(record.status, RunStatus::Failed);
@@ -287,7 +291,7 @@ fn run_timeout_and_cancel() {
     let mut r = run(json!({"name": "t", "timeout": "2s", "steps": [{"id": "a", "tool": "sleep"}]}), Value::Null);
     let effects = r.apply(Input::Start, 0);
     assert!(effects.contains(&Effect::Schedule { timer: Timer::RunTimeout, after: Duration::from_secs(2) }));
-    r.apply(Input::Timer(Timer::RunTimeout), 2000);
+    r.apply(Input::Timer { timer: Timer::RunTimeout }, 2000);
     assert_eq!(r.status(), RunStatus::TimedOut);
 
     let mut r = run(json!({"name": "c", "steps": [{"id": "a", "tool": "sleep"}]}), Value::Null);
@@ -329,4 +333,52 @@ fn events_are_numbered_in_order() {
             EventKind::RunFinished { status: RunStatus::Completed },
         ]
     );
+}
+
+#[test]
+fn replaying_the_inputs_rebuilds_the_run_and_what_to_resume() {
+    let def = json!({"name": "resume", "timeout": "1m", "steps": [
+        {"id": "a", "tool": "t", "timeout": "10s"},
+        {"id": "b", "tool": "t", "retry": {"max_attempts": 3, "backoff": "1s", "jitter": 0}},
+        {"id": "c", "tool": "t", "params": {"a": "{a}", "b": "{b}"}}
+    ]});
+    let mut live = run(def.clone(), Value::Null);
+    let mut history: Vec<(Input, Millis)> = Vec::new();
+    let feed = |r: &mut Run, input: Input, now: Millis, history: &mut Vec<(Input, Millis)>| {
+        history.push((input.clone(), now));
+        r.apply(input, now)
+    };
+    let t = dispatched(&feed(&mut live, Input::Start, 1000, &mut history));
+    feed(&mut live, err(&take(&t, "b"), ToolError::new("flaky")), 1500, &mut history);
+
+    // A new coordinator replays the history (as stored: through JSON).
+    let stored = serde_json::to_string(&history).expect("serialises");
+    let replayed_inputs: Vec<(Input, Millis)> = serde_json::from_str(&stored).expect("deserialises");
+    let mut replayed = run(def, Value::Null);
+    for (input, now) in replayed_inputs {
+        replayed.apply(input, now);
+    }
+    assert_eq!(replayed.record(), live.record());
+
+    // What it must do again: re-publish a's task, arm a's timeout, b's retry, the run timeout.
+    let resume = replayed.resume(2000);
+    assert_eq!(ids(&dispatched(&resume)), ["a"]);
+    let timers: Vec<(Timer, Duration)> = resume
+        .iter()
+        .filter_map(|e| if let Effect::Schedule { timer, after } = e { Some((timer.clone(), *after)) } else { None })
+        .collect();
+    assert!(timers.contains(&(Timer::RunTimeout, Duration::from_secs(59))), "{timers:?}");
+    assert!(
+        timers.contains(&(Timer::StepTimeout { step: "a".into(), attempt: 1 }, Duration::from_secs(9))),
+        "{timers:?}"
+    );
+    assert!(
+        timers.contains(&(Timer::Retry { step: "b".into(), attempt: 1 }, Duration::from_millis(500))),
+        "{timers:?}"
+    );
+
+    // Fired and finished timers are not armed again.
+    replayed.apply(ok(&take(&t, "a"), json!(1)), 2100);
+    let after = replayed.resume(2200);
+    assert!(!after.iter().any(|e| matches!(e, Effect::Schedule { timer: Timer::StepTimeout { .. }, .. })), "{after:?}");
 }
