@@ -176,9 +176,72 @@ async fn bad_input_is_answered_and_nothing_goes_down() {
     let error = huge.steps["big"].attempts[0].error.clone().expect("an error");
     assert_eq!(error.code.as_deref(), Some("OUTPUT_TOO_LARGE"), "{error:?}");
 
+    // Params that grow past the limit once resolved: refused by the coordinator, with the sizes.
+    let swell = inline(json!({"name": "swell", "steps": [
+        {"id": "a", "tool": "transform", "params": {"input": null, "filter": "[range(0; 90000)]"}},
+        {"id": "b", "tool": "echo", "params": {"x": "{a}", "y": "{a}"}}
+    ]}));
+    let swell = client.run(&swell, Value::Null).await.expect("swell runs");
+    assert_eq!(swell.status, RunStatus::Failed);
+    let error = swell.steps["b"].attempts[0].error.clone().expect("an error");
+    assert_eq!(error.code.as_deref(), Some("PARAMS_TOO_LARGE"), "{error:?}");
+    assert!(error.message.contains("max_payload"), "{error:?}");
+
     // After all that, everything still works.
     let ok = client.run(&example("chain_notify.json"), json!({"user_id": "123"})).await.expect("still runs");
     assert_eq!(ok.status, RunStatus::Completed);
     assert!(cluster.coordinator.alive(), "{}", cluster.logs());
     assert!(cluster.workers.iter_mut().all(|w| w.alive()), "{}", cluster.logs());
+}
+
+/// A tool that panics, served by a worker embedded in the test process.
+struct Panics;
+
+#[async_trait::async_trait]
+impl weft_worker::Tool for Panics {
+    fn spec(&self) -> weft_shared::catalogue::ToolSpec {
+        weft_shared::catalogue::ToolSpec {
+            name: "panics".into(),
+            version: "1".into(),
+            description: "panics, always".into(),
+            params: json!({"type": "object"}),
+        }
+    }
+
+    async fn call(&self, _params: Value, ctx: weft_worker::ToolContext) -> Result<Value, weft_shared::wire::ToolError> {
+        panic!("tool bug on attempt {}", ctx.attempt)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_that_panics_fails_its_step_and_the_worker_lives_on() {
+    let cluster = Cluster::start(0).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut registry = weft_worker::Registry::with_builtins();
+    registry.register(std::sync::Arc::new(Panics)).expect("registered");
+    let config = weft_worker::Config {
+        nats_url: cluster.nats.url.clone(),
+        worker_id: "embedded".into(),
+        ..weft_worker::Config::default()
+    };
+    let worker = tokio::spawn(weft_worker::run_with_registry(config, registry, shutdown.clone()));
+    let client = cluster.client().await;
+    while !client.tools().await.unwrap_or_default().iter().any(|a| a.spec.name == "panics") {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let def = inline(json!({"name": "panic", "steps": [
+        {"id": "p", "tool": "panics", "retry": {"max_attempts": 2, "backoff": "10ms"}}
+    ]}));
+    let record = client.run(&def, Value::Null).await.expect("runs");
+    assert_eq!(record.status, RunStatus::Failed);
+    let attempts = &record.steps["p"].attempts;
+    assert_eq!(attempts.len(), 2, "a panic is retryable like any failure");
+    let error = attempts[1].error.clone().expect("an error");
+    assert_eq!(error.code.as_deref(), Some("PANIC"));
+    assert!(error.message.contains("tool bug on attempt 2"), "{error:?}");
+    let next = inline(json!({"name": "next", "steps": [{"id": "e", "tool": "echo", "params": {"ok": true}}]}));
+    let next = client.run(&next, Value::Null).await.expect("runs");
+    assert_eq!(next.steps["e"].attempts[0].worker.as_deref(), Some("embedded"), "the worker lives on");
+    shutdown.cancel();
+    worker.await.expect("joined").expect("worker stopped cleanly");
 }

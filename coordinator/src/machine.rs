@@ -467,12 +467,12 @@ impl Run {
         }
         let output = match &self.plan.output {
             Some(template) => template.resolve(&self.context),
+            // Every step's output by id, in document order.
             None => Ok(Value::Object(
-                self.context
-                    .values
+                self.plan
+                    .steps
                     .iter()
-                    .filter(|(k, _)| *k != "input" && *k != "workflow")
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .filter_map(|p| self.context.values.get(&p.id).map(|v| (p.id.clone(), v.clone())))
                     .collect(),
             )),
         };

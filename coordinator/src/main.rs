@@ -20,7 +20,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logs(args.log_json);
+    weft_shared::service::init_logs(args.log_json);
     let client = async_nats::ConnectOptions::new()
         .name("weft-coordinator")
         .retry_on_initial_connect()
@@ -29,41 +29,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot connect to NATS at {}", args.nats_url))?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(weft_shared::service::stop_on_signals(shutdown.clone()));
     let config = Config { nats_url: args.nats_url, ..Config::default() };
     weft_coordinator::run(config, client, shutdown).await.context("coordinator stopped")
-}
-
-fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ractor=warn,async_nats=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                shutdown.cancel();
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("stopping");
-    shutdown.cancel();
 }

@@ -12,6 +12,8 @@ use crate::supervisor::SupervisorMsg;
 pub struct RunActor;
 
 /// Messages to a run actor.
+// Messages are moved once into the mailbox; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum RunMsg {
     /// Apply an input; ack the JetStream message that carried it once applied.

@@ -18,6 +18,8 @@ use crate::run_actor::{RunActor, RunArgs, RunMsg};
 pub struct Supervisor;
 
 /// Messages to the supervisor.
+// Messages are moved once into the mailbox; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum SupervisorMsg {
     /// Start a validated run (a no-op if it is already running).

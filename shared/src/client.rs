@@ -192,13 +192,14 @@ impl WeftClient {
             serde_json::from_slice::<Event>(&m.payload)
                 .map_err(|e| ClientError::Decode { subject: m.subject.to_string(), message: e.to_string() })
         });
-        // Stop after the run's last event.
-        Ok(events.scan(false, |done, e| {
-            if *done {
-                return futures::future::ready(None);
+        // End right after the run's last event, without waiting for another message.
+        Ok(futures::stream::unfold((Box::pin(events), false), |(mut events, done)| async move {
+            if done {
+                return None;
             }
-            *done = matches!(&e, Ok(Event { kind: EventKind::RunFinished { .. }, .. }));
-            futures::future::ready(Some(e))
+            let event = events.next().await?;
+            let finished = matches!(&event, Ok(Event { kind: EventKind::RunFinished { .. }, .. }));
+            Some((event, (events, finished)))
         }))
     }
 

@@ -21,6 +21,7 @@
 //! - [`wire`]: the JSON messages between clients, coordinators and workers.
 //! - [`subjects`]: NATS subjects, streams, consumers and buckets.
 //! - [`client`]: the Rust client API over NATS (and JetStream set-up).
+//! - [`service`]: logs and signal handling shared by the service binaries.
 //! - [`timeline`]: a run's attempts as a table, a Gantt chart and a summary.
 //!
 //! # Example
@@ -49,6 +50,7 @@ pub mod export;
 pub mod graph;
 pub mod plan;
 pub mod reference;
+pub mod service;
 pub mod subjects;
 pub mod timeline;
 pub mod validate;

@@ -7,7 +7,7 @@
 //! | lifecycle events of run `R` | `weft.events.R` | stream `WEFT_EVENTS` (kept for a day) |
 //! | cancel tools of run `R` | `weft.cancel.R` | core NATS (best effort; the coordinator ignores late results) |
 //! | API | `weft.api.submit`, `.status`, `.list`, `.cancel` | core NATS request/reply, queue group `weft-coordinators` |
-//! | tool advertisements | key `T.<worker>` | KV bucket `weft_tools` (entries expire unless refreshed) |
+//! | tool advertisements | key `<tool>.<worker>` | KV bucket `weft_tools` (entries expire unless refreshed) |
 //! | finished runs | key `R` | KV bucket `weft_runs` |
 
 use uuid::Uuid;

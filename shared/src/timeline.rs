@@ -128,7 +128,7 @@ pub fn gantt(record: &RunRecord, width: usize) -> String {
     let mut out = String::new();
     for r in &rows {
         let (Some(s), Some(e)) = (r.start, r.end.or(r.start)) else { continue };
-        let from = (s as usize * width) / end as usize;
+        let from = ((s as usize * width) / end as usize).min(width.saturating_sub(1));
         let to = ((e as usize * width).div_ceil(end as usize)).max(from + 1).min(width);
         let bar = if r.status == "completed" { '█' } else { '░' };
         let name = if r.attempt > 1 { format!("{} #{}", r.step, r.attempt) } else { r.step.clone() };
@@ -231,7 +231,7 @@ mod tests {
     use crate::wire::{Attempt, RunStatus, StepRecord, ToolError};
 
     fn record() -> RunRecord {
-        let attempt = |n, start, end, ok| Attempt {
+        let attempt = |n: u32, start: u64, end: u64, ok: bool| Attempt {
             attempt: n,
             dispatched_ms: start,
             worker: Some("w1".into()),

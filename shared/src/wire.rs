@@ -154,6 +154,12 @@ pub mod codes {
     pub const CANCELLED: &str = "CANCELLED";
     /// A condition could not be evaluated.
     pub const CONDITION: &str = "CONDITION";
+    /// A task was delivered more times than a worker allows (workers kept dying on it).
+    pub const WORKER_LOST: &str = "WORKER_LOST";
+    /// The `http` tool could not reach the server.
+    pub const NETWORK: &str = "NETWORK";
+    /// The `transform` tool's jq filter failed.
+    pub const FILTER_ERROR: &str = "FILTER_ERROR";
 }
 
 /// Tells workers to stop running tools (`weft.cancel.<run_id>`).

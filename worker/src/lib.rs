@@ -1,2 +1,80 @@
-//! The Weft worker: the `Tool` trait, the tool registry, built-in tools, and executors
-//! consuming tasks from NATS JetStream. (Runtime issue; not built yet.)
+//! The Weft worker: hosts tools and runs the tasks the coordinator sends them over NATS
+//! JetStream, answering each with a result.
+//!
+//! A worker serves a [`Registry`] of [`Tool`]s: the built-ins (`echo`, `sleep`, `fail`,
+//! `http`, `transform`), optionally the demo tools of `examples/tools/catalogue.json`, or
+//! any set an embedding program builds. Workers of a tool share its durable consumer, so
+//! starting another worker adds capacity with no configuration. The wire protocol is in
+//! `weft_shared::wire`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), weft_worker::WorkerError> {
+//! use tokio_util::sync::CancellationToken;
+//! use weft_worker::{Config, Registry};
+//!
+//! let shutdown = CancellationToken::new();
+//! let config = Config { nats_url: "nats://127.0.0.1:4222".into(), ..Config::default() };
+//! weft_worker::run_with_registry(config, Registry::with_builtins(), shutdown).await
+//! # }
+//! ```
+//!
+//! # Guarantees
+//!
+//! A task is acknowledged only after its result is stored by JetStream, so a worker that
+//! dies mid-task has the task redelivered (to any worker of the tool) and a result is
+//! never lost; results carry message ids, so a second publish of one is dropped. Running
+//! tools report progress every third of the ack wait, so long tools keep their task.
+//!
+//! # Layout
+//!
+//! - [`config`]: [`Config`], flags and environment made into one value.
+//! - [`error`]: [`WorkerError`], why a worker could not start.
+//! - [`tool`]: the [`Tool`] trait and [`ToolContext`].
+//! - [`registry`]: [`Registry`], tools by name with their params validators.
+//! - [`builtin`]: the built-in tools, one file each.
+//! - [`demo`]: the demo tools, defined by `examples/tools/demo.json` plus a few functions.
+//! - `connect`: the NATS connection (waits for the server, reconnects forever).
+//! - `executor`: pull loops, task handling, results, cancellation, advertisements.
+
+pub mod builtin;
+pub mod config;
+mod connect;
+pub mod demo;
+pub mod error;
+mod executor;
+pub mod registry;
+pub mod tool;
+
+pub use config::Config;
+pub use error::WorkerError;
+pub use registry::Registry;
+use tokio_util::sync::CancellationToken;
+pub use tool::{Tool, ToolContext};
+
+/// Runs a worker with the built-in tools (and the demo tools if `config.demo_tools`)
+/// until `shutdown` fires and running tools have finished or the grace period is over.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let mut registry = Registry::with_builtins();
+    if config.demo_tools {
+        demo::register(&mut registry)?;
+    }
+    run_with_registry(config, registry, shutdown).await
+}
+
+/// Runs a worker serving `registry` (ignores `config.demo_tools`).
+///
+/// Returns an error only if it cannot start (bad config, no tools, unusable NATS URL); a
+/// NATS server that is not up yet is waited for, and outages are ridden out.
+pub async fn run_with_registry(
+    config: Config,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    config.validate()?;
+    if registry.is_empty() {
+        return Err(WorkerError::NoTools);
+    }
+    let (nats, connections) = connect::connect(&config).await?;
+    executor::serve(config, registry, nats, connections, shutdown).await;
+    Ok(())
+}

@@ -4,6 +4,17 @@
 //! talk to coordinators and workers over NATS (`run`, `submit`, `status`, `watch`,
 //! `cancel`, `list`, `tools`).
 
+/// Prints a line to stdout; a closed pipe (`weft tools | head`) ends the program quietly.
+macro_rules! outln {
+    () => { $crate::write_out(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::write_out(format_args!("{}\n", format_args!($($t)*))) };
+}
+
+/// Prints to stdout, as [`outln`] without the newline.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::write_out(format_args!($($t)*)) };
+}
+
 mod offline;
 mod online;
 
@@ -142,6 +153,15 @@ enum GraphFormat {
     Mermaid,
     /// Graphviz DOT.
     Dot,
+}
+
+fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args)
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
 }
 
 fn main() -> ExitCode {

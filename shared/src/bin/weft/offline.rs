@@ -57,16 +57,13 @@ pub fn validate(files: &[std::path::PathBuf], tools: Option<&Path>, as_json: boo
         }
         match &result {
             Ok(plan) => {
-                println!("{}: ok ({} v{}, {} steps)", file.display(), plan.name, plan.version, plan.all_steps().len())
+                outln!("{}: ok ({} v{}, {} steps)", file.display(), plan.name, plan.version, plan.all_steps().len())
             }
             Err(failure) => report(file, failure),
         }
     }
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
-    } else if files.len() > 1 {
-        let bad = reports.len();
-        let _ = bad;
+        outln!("{}", serde_json::to_string_pretty(&reports)?);
     }
     Ok(if all_valid { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -75,7 +72,7 @@ pub fn validate(files: &[std::path::PathBuf], tools: Option<&Path>, as_json: boo
 pub fn graph(file: &Path, format: Format) -> anyhow::Result<ExitCode> {
     match plan_of(file, None) {
         Ok(plan) => {
-            print!("{}", export::render(&plan, format));
+            out!("{}", export::render(&plan, format));
             Ok(ExitCode::SUCCESS)
         }
         Err(failure) => {
@@ -116,29 +113,29 @@ pub fn analyze(file: &Path, durations: Option<&Path>, as_json: bool) -> anyhow::
         if let Value::Object(m) = &mut value {
             m.insert("critical_path_steps".into(), json!(a.critical_path.len()));
         }
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     let list = |ids: &[String]| ids.join(", ");
-    println!("{} v{}: {} steps ({} in all, nested included)", a.name, plan.version, a.steps, a.total_steps);
+    outln!("{} v{}: {} steps ({} in all, nested included)", a.name, plan.version, a.steps, a.total_steps);
     let levels: Vec<String> = a.levels.iter().map(|l| format!("[{}]", list(l))).collect();
-    println!("levels ({}): {}", a.levels.len(), levels.join(" "));
-    println!("max parallelism: {} ({})", a.max_parallelism, list(&a.widest));
-    println!(
+    outln!("levels ({}): {}", a.levels.len(), levels.join(" "));
+    outln!("max parallelism: {} ({})", a.max_parallelism, list(&a.widest));
+    outln!(
         "critical path: {} ({} steps, {})",
         a.critical_path.join(" -> "),
         a.critical_path.len(),
         format_length(a.critical_length, a.unit)
     );
     if a.critical_length > 0.0 {
-        println!(
+        outln!(
             "one after another: {}; parallel speed-up at most {:.2}x",
             format_length(a.sequential_length, a.unit),
             a.sequential_length / a.critical_length
         );
     }
     if !a.unestimated.is_empty() {
-        println!("no duration known for: {} (counted as 0)", list(&a.unestimated));
+        outln!("no duration known for: {} (counted as 0)", list(&a.unestimated));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -52,21 +52,21 @@ fn status_name(status: RunStatus) -> String {
 }
 
 fn print_record(record: &RunRecord, gantt: bool) {
-    println!("run {} ({} v{}): {}", record.run_id, record.workflow, record.version, status_name(record.status));
+    outln!("run {} ({} v{}): {}", record.run_id, record.workflow, record.version, status_name(record.status));
     for e in &record.errors {
-        println!("  error: {e}");
+        outln!("  error: {e}");
     }
     if let Some(output) = &record.output {
-        println!("output: {}", serde_json::to_string_pretty(output).unwrap_or_default());
+        outln!("output: {}", serde_json::to_string_pretty(output).unwrap_or_default());
     }
-    println!();
-    print!("{}", timeline::table(record));
+    outln!();
+    out!("{}", timeline::table(record));
     if gantt {
-        println!();
-        print!("{}", timeline::gantt(record, 50));
+        outln!();
+        out!("{}", timeline::gantt(record, 50));
     }
-    println!();
-    print!("{}", timeline::summary_text(record, now_ms()));
+    outln!();
+    out!("{}", timeline::summary_text(record, now_ms()));
 }
 
 fn exit_for(record: &RunRecord) -> ExitCode {
@@ -89,7 +89,7 @@ pub async fn run(client: &WeftClient, file: &Path, input: Value, json: bool, qui
     }
     let record = client.status(run_id).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&record)?);
+        outln!("{}", serde_json::to_string_pretty(&record)?);
     } else {
         eprintln!();
         print_record(&record, true);
@@ -100,7 +100,7 @@ pub async fn run(client: &WeftClient, file: &Path, input: Value, json: bool, qui
 /// `weft submit`: print the run id at once.
 pub async fn submit(client: &WeftClient, file: &Path, input: Value) -> anyhow::Result<ExitCode> {
     let def = load(file)?;
-    println!("{}", client.submit(&def, input).await?);
+    outln!("{}", client.submit(&def, input).await?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -108,7 +108,7 @@ pub async fn submit(client: &WeftClient, file: &Path, input: Value) -> anyhow::R
 pub async fn status(client: &WeftClient, id: &str, json: bool, gantt: bool) -> anyhow::Result<ExitCode> {
     let record = client.status(parse_id(id)?).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&record)?);
+        outln!("{}", serde_json::to_string_pretty(&record)?);
     } else {
         print_record(&record, gantt);
     }
@@ -125,9 +125,9 @@ pub async fn watch(client: &WeftClient, id: &str, json: bool) -> anyhow::Result<
     while let Some(event) = events.next().await {
         let event = event?;
         if json {
-            println!("{}", serde_json::to_string(&event)?);
+            outln!("{}", serde_json::to_string(&event)?);
         } else {
-            println!("{} {}", event.seq, describe(&event));
+            outln!("{} {}", event.seq, describe(&event));
         }
         if let EventKind::RunFinished { status } = event.kind {
             last = Some(status);
@@ -139,7 +139,7 @@ pub async fn watch(client: &WeftClient, id: &str, json: bool) -> anyhow::Result<
 /// `weft cancel`.
 pub async fn cancel(client: &WeftClient, id: &str, reason: Option<String>) -> anyhow::Result<ExitCode> {
     client.cancel(parse_id(id)?, reason).await?;
-    println!("cancelling {id}");
+    outln!("cancelling {id}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -147,13 +147,13 @@ pub async fn cancel(client: &WeftClient, id: &str, reason: Option<String>) -> an
 pub async fn list(client: &WeftClient, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
     let runs = client.list(Some(limit)).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        outln!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<36}  {:<24}  {:<10}  TOOK", "RUN", "WORKFLOW", "STATUS");
+    outln!("{:<36}  {:<24}  {:<10}  TOOK", "RUN", "WORKFLOW", "STATUS");
     for r in runs {
         let took = r.finished_ms.map_or_else(|| "-".to_owned(), |f| format!("{}ms", f.saturating_sub(r.created_ms)));
-        println!("{:<36}  {:<24}  {:<10}  {took}", r.run_id, r.workflow, status_name(r.status));
+        outln!("{:<36}  {:<24}  {:<10}  {took}", r.run_id, r.workflow, status_name(r.status));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -166,11 +166,11 @@ pub async fn tools(client: &WeftClient, json: bool, functions: bool) -> anyhow::
         for ad in &ads {
             seen.entry(ad.spec.name.clone()).or_insert_with(|| ad.spec.to_function_schema());
         }
-        println!("{}", serde_json::to_string_pretty(&seen.into_values().collect::<Vec<_>>())?);
+        outln!("{}", serde_json::to_string_pretty(&seen.into_values().collect::<Vec<_>>())?);
         return Ok(ExitCode::SUCCESS);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&ads)?);
+        outln!("{}", serde_json::to_string_pretty(&ads)?);
         return Ok(ExitCode::SUCCESS);
     }
     if ads.is_empty() {
@@ -183,7 +183,7 @@ pub async fn tools(client: &WeftClient, json: bool, functions: bool) -> anyhow::
     for (tool, workers) in by_tool {
         let description = ads.iter().find(|a| a.spec.name == tool).map(|a| a.spec.description.as_str()).unwrap_or("");
         let first_line = description.lines().next().unwrap_or("");
-        println!("{tool:<28} {} worker(s)  {first_line}", workers.len());
+        outln!("{tool:<28} {} worker(s)  {first_line}", workers.len());
     }
     Ok(ExitCode::SUCCESS)
 }

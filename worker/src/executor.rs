@@ -1,0 +1,172 @@
+//! The executor: takes tasks from JetStream, runs tools, publishes results.
+//!
+//! One pull loop per tool shares the tool's durable consumer with every other worker of
+//! the tool, and never asks for more tasks than it has free slots. Each task runs in a
+//! handler of its own ([`task`]); a cancel listener stops running calls of cancelled
+//! runs; an advertiser keeps the tools listed in KV. Nothing here returns an error: NATS
+//! outages are logged and retried with backoff until shutdown.
+//!
+//! Shutdown: pull loops stop (tasks already delivered but not started are handed back),
+//! running tools get [`Config::grace`] to finish and answer, the rest are handed back for
+//! redelivery, advertisements are withdrawn.
+
+mod advertise;
+mod cancel;
+mod pull;
+mod result;
+mod running;
+mod task;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use weft_shared::client::setup::{self, Infra};
+
+use crate::config::Config;
+use crate::registry::Registry;
+use running::Running;
+
+/// What every part of the executor shares.
+struct Shared {
+    nats: async_nats::Client,
+    js: jetstream::Context,
+    registry: Registry,
+    config: Config,
+    running: Running,
+    /// Handlers of tasks, waited for at shutdown.
+    handlers: TaskTracker,
+    /// Fired when the grace period is over: running tools are abandoned.
+    hard_stop: CancellationToken,
+    /// Goes up at every (re)connection to NATS.
+    connections: watch::Receiver<u64>,
+}
+
+/// Serves `registry` until `shutdown` fires and running tools have finished (or the grace
+/// period has passed).
+pub(crate) async fn serve(
+    config: Config,
+    registry: Registry,
+    nats: async_nats::Client,
+    connections: watch::Receiver<u64>,
+    shutdown: CancellationToken,
+) {
+    let js = jetstream::new(nats.clone());
+    let Some(infra) = set_up(&js, &config, &shutdown).await else { return };
+    let shared = Arc::new(Shared {
+        nats,
+        js,
+        registry,
+        config,
+        running: Running::default(),
+        handlers: TaskTracker::new(),
+        hard_stop: CancellationToken::new(),
+        connections,
+    });
+    tracing::info!(
+        worker = %shared.config.worker_id,
+        tools = shared.registry.len(),
+        "serving tools: {}",
+        shared.registry.names().collect::<Vec<_>>().join(", ")
+    );
+
+    let stop_listening = CancellationToken::new();
+    let mut background = JoinSet::new();
+    background.spawn(cancel::listen(shared.clone(), stop_listening.clone()));
+    background.spawn(advertise::run(shared.clone(), infra.tools, shutdown.clone()));
+    let mut pulls = JoinSet::new();
+    for name in shared.registry.names() {
+        let limit = shared.config.concurrency.or(shared.registry.concurrency(name)).unwrap_or(1);
+        pulls.spawn(pull::run(shared.clone(), name.to_owned(), limit, shutdown.clone()));
+    }
+
+    shutdown.cancelled().await;
+    // Pull loops first, so no handler starts after the tracker is closed.
+    while pulls.join_next().await.is_some() {}
+    shared.handlers.close();
+    if !shared.handlers.is_empty() {
+        tracing::info!(running = shared.handlers.len(), grace = ?shared.config.grace, "waiting for running tools");
+    }
+    if tokio::time::timeout(shared.config.grace, shared.handlers.wait()).await.is_err() {
+        tracing::warn!(running = shared.handlers.len(), "grace period over: handing unfinished tasks back");
+        shared.hard_stop.cancel();
+        // Handlers only nak now; the bound covers a stuck connection.
+        let _ = tokio::time::timeout(Duration::from_secs(5), shared.handlers.wait()).await;
+    }
+    stop_listening.cancel();
+    while background.join_next().await.is_some() {}
+    if let Err(e) = shared.nats.flush().await {
+        tracing::warn!(error = %e, "could not flush the NATS connection");
+    }
+    tracing::info!("worker stopped");
+}
+
+/// Creates streams and buckets, retrying until NATS answers; `None` if shut down first.
+async fn set_up(js: &jetstream::Context, config: &Config, shutdown: &CancellationToken) -> Option<Infra> {
+    let mut backoff = Backoff::default();
+    loop {
+        tokio::select! {
+            ready = setup::ensure(js, &config.retention) => match ready {
+                Ok(infra) => return Some(infra),
+                Err(e) => tracing::warn!(error = %e, "JetStream is not ready; retrying"),
+            },
+            () = shutdown.cancelled() => return None,
+        }
+        if !pause(backoff.next(), shutdown).await {
+            return None;
+        }
+    }
+}
+
+/// Exponential backoff for retries against NATS: 100 ms doubling up to 5 s.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    fn next(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (now * 2).min(Backoff::MAX);
+        now
+    }
+
+    fn reset(&mut self) {
+        self.next = Backoff::FIRST;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff { next: Backoff::FIRST }
+    }
+}
+
+/// Sleeps for `duration`; false if `token` fired first.
+async fn pause(duration: Duration, token: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => true,
+        () = token.cancelled() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        let mut b = Backoff::default();
+        let delays: Vec<u128> = (0..8).map(|_| b.next().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.next(), Duration::from_millis(100));
+    }
+}

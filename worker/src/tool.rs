@@ -1,0 +1,80 @@
+//! The [`Tool`] trait: what a worker can run, and the context each call gets.
+//!
+//! A tool is a name, a version, a description and the JSON Schema of its params (its
+//! [`ToolSpec`]), plus an async `call`. The executor checks params against the schema
+//! before calling, enforces the task's timeout, turns panics into errors and cancels
+//! calls through [`ToolContext::cancel`]; a tool only has to do its work and, if it waits
+//! for long, return early when the token fires.
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use weft_shared::catalogue::ToolSpec;
+use weft_shared::wire::{ToolError, codes};
+
+/// How many calls of one tool a worker runs at once unless the tool says otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// A function a worker exposes to workflows.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// Name (a subject token: letters, digits, `_`, `-`), version, description, params schema.
+    /// Read once, when the tool is registered.
+    fn spec(&self) -> ToolSpec;
+
+    /// How many calls this worker runs at once (default [`DEFAULT_CONCURRENCY`]).
+    fn concurrency(&self) -> usize {
+        DEFAULT_CONCURRENCY
+    }
+
+    /// Runs the tool. `params` already fit [`Tool::spec`]'s schema.
+    async fn call(&self, params: Value, ctx: ToolContext) -> Result<Value, ToolError>;
+}
+
+/// What a call knows about where it comes from.
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    /// The run.
+    pub run_id: Uuid,
+    /// The step (for a compensation, the step being undone).
+    pub step_id: String,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Stable across retries and redeliveries of the step: use it to make effects exactly-once.
+    pub idempotency_key: String,
+    /// Whether this call undoes a step.
+    pub compensation: bool,
+    /// Fires when the call should stop: cancelled run, timeout, or worker shutdown.
+    pub cancel: CancellationToken,
+}
+
+impl Default for ToolContext {
+    /// A first attempt of nothing in particular, for tests and local calls.
+    fn default() -> ToolContext {
+        ToolContext {
+            run_id: Uuid::nil(),
+            step_id: String::new(),
+            attempt: 1,
+            idempotency_key: String::new(),
+            compensation: false,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// Reads params into a typed struct; a mismatch is a permanent `BAD_PARAMS` error.
+pub fn parse_params<T: DeserializeOwned>(tool: &str, params: Value) -> Result<T, ToolError> {
+    serde_json::from_value(params).map_err(|e| bad_params(format!("tool `{tool}`: {e}")))
+}
+
+/// A permanent `BAD_PARAMS` error: retrying the same params cannot help.
+pub fn bad_params(message: impl Into<String>) -> ToolError {
+    ToolError::new(message).with_code(codes::BAD_PARAMS).permanent()
+}
+
+/// The error a tool returns when its call was cancelled (permanent: the run stopped it).
+pub fn cancelled(tool: &str) -> ToolError {
+    ToolError::new(format!("tool `{tool}` was cancelled")).with_code(codes::CANCELLED).permanent()
+}
