@@ -245,3 +245,29 @@ async fn a_tool_that_panics_fails_its_step_and_the_worker_lives_on() {
     shutdown.cancel();
     worker.await.expect("joined").expect("worker stopped cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_saga_compensates_through_workers_in_reverse_order() {
+    let cluster = Cluster::start(2).await;
+    let client = cluster.client().await;
+    let input = json!({"order_id": "ORD123", "product_id": "PROD123", "quantity": 2, "amount": 100.0});
+    let record = client.run(&example("order_saga.json"), input).await.expect("saga runs");
+    assert_eq!(record.status, RunStatus::Compensated, "{record:#?}\n{}", cluster.logs());
+    assert_eq!(record.steps["shipping"].status, StepStatus::Failed);
+    // Each compensation ran on a worker, after the failure, refund before release.
+    let undo = |step: &str| {
+        let c = record.steps[step].compensation.as_ref().expect("compensated");
+        assert_eq!(c.status, StepStatus::Completed);
+        let a = c.attempts.last().expect("an attempt");
+        assert!(a.worker.as_deref().is_some_and(|w| w.starts_with('w')), "ran on a worker: {a:?}");
+        (a.started_ms.expect("started"), a.finished_ms.expect("finished"))
+    };
+    let (refund, release) = (undo("payment"), undo("reserve"));
+    let failed_at = record.steps["shipping"].attempts.last().and_then(|a| a.finished_ms).expect("shipping ended");
+    assert!(failed_at <= refund.0 && refund.1 <= release.0, "refund {refund:?} then release {release:?}");
+    // The timeline shows the compensations, in order.
+    let table = weft_shared::timeline::table(&record);
+    let refund_line = table.find("undo payment").expect("refund in the timeline");
+    let release_line = table.find("undo reserve").expect("release in the timeline");
+    assert!(refund_line < release_line, "{table}");
+}

@@ -11,6 +11,7 @@
 //! is applied once: one for an attempt that is not running (late, duplicated, timed out)
 //! is ignored.
 
+mod saga;
 mod step;
 
 use std::collections::BTreeMap;
@@ -23,8 +24,8 @@ use weft_shared::definition::FailurePolicy;
 use weft_shared::plan::{DepState, Gate, Kind, Plan};
 use weft_shared::reference::Context;
 use weft_shared::wire::{
-    Attempt, CancelTask, Event, EventKind, Millis, Outcome, RunRecord, RunStatus, StepRecord, StepStatus, Task,
-    TaskResult, ToolError, codes,
+    CancelTask, Event, EventKind, Millis, Outcome, RunRecord, RunStatus, StepRecord, StepStatus, Task, TaskResult,
+    ToolError, codes,
 };
 
 pub use step::StepState;
@@ -73,6 +74,22 @@ pub enum Timer {
     },
     /// The run ran out of time.
     RunTimeout,
+    /// Time for the next attempt of a compensation.
+    CompensationRetry {
+        /// The step being undone.
+        step: String,
+        /// The attempt that failed.
+        attempt: u32,
+    },
+    /// A compensation attempt ran out of time.
+    CompensationTimeout {
+        /// The step being undone.
+        step: String,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// Steps cancelled by a saga had their time to answer.
+    Drain,
 }
 
 /// What the run actor must do.
@@ -112,6 +129,10 @@ pub struct Run {
     /// Timers asked for and not fired yet, with their deadlines: what a restarted
     /// coordinator must arm again.
     timers: Vec<(Timer, Millis)>,
+    /// How many steps completed so far (orders completions for the saga).
+    completions: u64,
+    /// The saga, once a failure under `on_failure: compensate` started it.
+    saga: Option<saga::Saga>,
 }
 
 impl Run {
@@ -133,6 +154,8 @@ impl Run {
             output: None,
             seq: 0,
             timers: Vec::new(),
+            completions: 0,
+            saga: None,
         }
     }
 
@@ -149,61 +172,111 @@ impl Run {
     /// Applies one input at time `now`; returns what to do.
     pub fn apply(&mut self, input: Input, now: Millis) -> Vec<Effect> {
         let mut out = Vec::new();
-        if self.status.is_terminal() {
-            return out;
+        match self.status {
+            RunStatus::Running => self.apply_running(input, now, &mut out),
+            RunStatus::Compensating => self.apply_compensating(input, now, &mut out),
+            _ => {} // over: late inputs change nothing
         }
+        out
+    }
+
+    fn apply_running(&mut self, input: Input, now: Millis, out: &mut Vec<Effect>) {
         match input {
             Input::Start => {
-                self.emit(&mut out, now, EventKind::RunStarted { workflow: self.plan.name.clone() });
+                self.emit(out, now, EventKind::RunStarted { workflow: self.plan.name.clone() });
                 if let Some(after) = self.plan.timeout {
-                    self.schedule(&mut out, Timer::RunTimeout, after, now);
+                    self.schedule(out, Timer::RunTimeout, after, now);
                 }
             }
-            Input::Result { result } => self.on_result(result, now, &mut out),
-            Input::Timer { timer: Timer::Retry { step, attempt } } => {
-                self.fired(&Timer::Retry { step: step.clone(), attempt });
-                if let Some(i) = self.index(&step)
-                    && self.steps[i].status == StepStatus::Retrying
-                    && self.steps[i].attempt == attempt
-                {
-                    // Ready again; `advance` dispatches it when a slot is free.
-                    self.steps[i].status = StepStatus::Pending;
+            Input::Result { result } if result.compensation => {}
+            Input::Result { result } => self.on_result(result, now, out),
+            Input::Timer { timer } => {
+                self.fired(&timer);
+                match timer {
+                    Timer::Retry { step, attempt } => {
+                        if let Some(i) = self.index(&step)
+                            && self.steps[i].status == StepStatus::Retrying
+                            && self.steps[i].attempt == attempt
+                        {
+                            // Ready again; `advance` dispatches it when a slot is free.
+                            self.steps[i].status = StepStatus::Pending;
+                        }
+                    }
+                    Timer::StepTimeout { step, attempt } => self.on_step_timeout(&step, attempt, now, out),
+                    Timer::RunTimeout => {
+                        let limit = self.plan.timeout.unwrap_or_default();
+                        self.errors.push(format!("the run timed out after {limit:?}"));
+                        self.finish(RunStatus::TimedOut, now, out);
+                    }
+                    Timer::CompensationRetry { .. } | Timer::CompensationTimeout { .. } | Timer::Drain => {}
                 }
-            }
-            Input::Timer { timer: Timer::StepTimeout { step, attempt } } => {
-                self.fired(&Timer::StepTimeout { step: step.clone(), attempt });
-                if let Some(i) = self.index(&step)
-                    && self.steps[i].is_running(attempt)
-                {
-                    let limit = self.plan.steps[i].timeout.unwrap_or_default();
-                    let error = ToolError::new(format!("attempt {attempt} timed out after {limit:?}"))
-                        .with_code(codes::TIMEOUT);
-                    out.push(Effect::Cancel(CancelTask {
-                        run_id: self.id,
-                        step_id: Some(step),
-                        attempt: Some(attempt),
-                    }));
-                    self.running -= 1;
-                    self.steps[i].end_attempt(None, None, now, Err(error.clone()));
-                    self.on_failure(i, error, now, &mut out);
-                }
-            }
-            Input::Timer { timer: Timer::RunTimeout } => {
-                let limit = self.plan.timeout.unwrap_or_default();
-                self.errors.push(format!("the run timed out after {limit:?}"));
-                self.finish(RunStatus::TimedOut, now, &mut out);
-                return out;
             }
             Input::Cancel { reason } => {
                 self.errors.push(format!("cancelled: {reason}"));
-                self.finish(RunStatus::Cancelled, now, &mut out);
-                return out;
+                self.finish(RunStatus::Cancelled, now, out);
             }
         }
-        if !self.status.is_terminal() {
-            self.advance(now, &mut out);
+        match self.status {
+            RunStatus::Running => self.advance(now, out),
+            RunStatus::Compensating => self.saga_advance(now, out),
+            _ => {}
         }
-        out
+    }
+
+    /// While compensating, only the saga moves: the run's timeout no longer applies, and a
+    /// cancel stops the saga where it is.
+    fn apply_compensating(&mut self, input: Input, now: Millis, out: &mut Vec<Effect>) {
+        match input {
+            Input::Start => {}
+            Input::Result { result } if result.compensation => self.on_compensation_result(result, now, out),
+            Input::Result { result } => self.on_drained_result(result, now, out),
+            Input::Timer { timer } => {
+                self.fired(&timer);
+                match timer {
+                    Timer::CompensationRetry { step, attempt } => self.on_compensation_retry(&step, attempt),
+                    Timer::CompensationTimeout { step, attempt } => {
+                        self.on_compensation_timeout(&step, attempt, now, out);
+                    }
+                    Timer::Drain => self.on_drain_over(now),
+                    Timer::StepTimeout { step, attempt } => {
+                        if let Some(i) = self.index(&step)
+                            && self.steps[i].is_running(attempt)
+                        {
+                            self.running -= 1;
+                            let error = ToolError::new("timed out while the saga waited").with_code(codes::TIMEOUT);
+                            self.steps[i].end_attempt(None, None, now, Err(error));
+                            self.steps[i].cancel();
+                        }
+                    }
+                    Timer::Retry { .. } | Timer::RunTimeout => {}
+                }
+            }
+            Input::Cancel { reason } => {
+                self.errors.push(format!("cancelled while compensating: {reason}"));
+                self.finish(RunStatus::Cancelled, now, out);
+                return;
+            }
+        }
+        if self.status == RunStatus::Compensating {
+            self.saga_advance(now, out);
+        }
+    }
+
+    fn on_step_timeout(&mut self, step: &str, attempt: u32, now: Millis, out: &mut Vec<Effect>) {
+        let Some(i) = self.index(step) else { return };
+        if !self.steps[i].is_running(attempt) {
+            return;
+        }
+        let limit = self.plan.steps[i].timeout.unwrap_or_default();
+        let error = ToolError::new(format!("attempt {attempt} timed out after {limit:?}")).with_code(codes::TIMEOUT);
+        out.push(Effect::Cancel(CancelTask {
+            run_id: self.id,
+            step_id: Some(step.to_owned()),
+            attempt: Some(attempt),
+        }));
+        self.running -= 1;
+        self.steps[i].end_attempt(None, None, now, Err(error.clone()));
+        self.on_failure(i, error, now, out);
     }
 
     fn index(&self, step: &str) -> Option<usize> {
@@ -232,6 +305,11 @@ impl Run {
             .filter(|&i| self.steps[i].status == StepStatus::Running)
             .filter_map(|i| self.task(i).map(Effect::Dispatch))
             .collect();
+        out.extend(
+            (0..self.steps.len())
+                .filter(|&i| self.steps[i].compensation.as_ref().is_some_and(|c| c.status == StepStatus::Running))
+                .filter_map(|i| self.compensation_task(i).map(Effect::Dispatch)),
+        );
         out.extend(self.timers.iter().map(|(timer, deadline)| Effect::Schedule {
             timer: timer.clone(),
             after: Duration::from_millis(deadline.saturating_sub(now)),
@@ -255,7 +333,8 @@ impl Run {
         match r.outcome {
             Outcome::Ok(output) => {
                 self.steps[i].end_attempt(Some(r.worker.clone()), Some(r.started_ms), r.finished_ms, Ok(()));
-                self.steps[i].complete(output.clone());
+                self.completions += 1;
+                self.steps[i].complete(output.clone(), self.completions);
                 self.context.set(step_id.clone(), output);
                 self.emit(out, now, EventKind::StepCompleted { step_id, worker: r.worker });
             }
@@ -306,9 +385,13 @@ impl Run {
         self.context.skip(id.clone());
         match self.plan.on_failure {
             FailurePolicy::Continue => {}
-            FailurePolicy::Fail | FailurePolicy::Compensate => {
+            FailurePolicy::Fail => {
                 self.errors.push(format!("step `{id}` failed: {error}"));
                 self.finish(RunStatus::Failed, now, out);
+            }
+            FailurePolicy::Compensate => {
+                self.errors.push(format!("step `{id}` failed: {error}"));
+                self.begin_saga(now, out);
             }
         }
     }
@@ -430,15 +513,7 @@ impl Run {
         let state = &mut self.steps[i];
         state.attempt += 1;
         state.status = StepStatus::Running;
-        state.attempts.push(Attempt {
-            attempt: state.attempt,
-            dispatched_ms: now,
-            worker: None,
-            started_ms: None,
-            finished_ms: None,
-            error: None,
-            ok: false,
-        });
+        state.attempts.push(step::new_attempt(state.attempt, now));
         self.running += 1;
         let attempt = state.attempt;
         let Some(task) = self.task(i) else { return };

@@ -63,6 +63,27 @@ pub fn rows(record: &RunRecord) -> Vec<Row> {
             });
         }
     }
+    // Compensations, in the order they ran (a saga undoes in reverse order of completion).
+    let mut undo: Vec<Row> = Vec::new();
+    for id in &record.order {
+        let Some(c) = record.steps.get(id).and_then(|s| s.compensation.as_ref()) else { continue };
+        let status = format!("{:?}", c.status).to_lowercase();
+        let last = c.attempts.len().saturating_sub(1);
+        for (i, a) in c.attempts.iter().enumerate() {
+            undo.push(Row {
+                step: format!("undo {id}"),
+                tool: c.tool.clone(),
+                status: if i == last { status.clone() } else { "retried".to_owned() },
+                attempt: a.attempt,
+                worker: a.worker.clone().unwrap_or_default(),
+                start: Some(rel(a.started_ms.unwrap_or(a.dispatched_ms))),
+                end: a.finished_ms.map(rel),
+                note: a.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+            });
+        }
+    }
+    undo.sort_by_key(|r| r.start);
+    out.extend(undo);
     out
 }
 
@@ -249,6 +270,7 @@ mod tests {
                 output: Some(json!(1)),
                 reason: None,
                 attempts: vec![attempt(1, 1000, 1100, false), attempt(2, 1200, 1300, true)],
+                compensation: None,
             },
         );
         steps.insert(

@@ -284,12 +284,18 @@ pub enum RunStatus {
     TimedOut,
     /// Someone cancelled it.
     Cancelled,
+    /// A step failed under `on_failure: compensate`; completed steps are being undone.
+    Compensating,
+    /// A step failed and every compensation succeeded.
+    Compensated,
+    /// A step failed and at least one compensation failed for good (see `errors`).
+    CompensationFailed,
 }
 
 impl RunStatus {
     /// Whether the run is over.
     pub fn is_terminal(self) -> bool {
-        self != RunStatus::Running
+        !matches!(self, RunStatus::Running | RunStatus::Compensating)
     }
 }
 
@@ -359,6 +365,21 @@ pub struct StepRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Every attempt so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// Its compensation, once the saga started undoing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<CompensationRecord>,
+}
+
+/// How a step was undone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompensationRecord {
+    /// `pending`, `running`, `retrying`, `completed` or `failed`.
+    pub status: StepStatus,
+    /// The compensating tool.
+    pub tool: String,
+    /// Its attempts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
 }
@@ -483,6 +504,25 @@ pub enum EventKind {
         step_id: String,
         /// Why.
         reason: String,
+    },
+    /// A compensation's attempt was dispatched.
+    CompensationStarted {
+        /// The step being undone.
+        step_id: String,
+        /// Attempt.
+        attempt: u32,
+    },
+    /// A step was undone.
+    CompensationCompleted {
+        /// The step.
+        step_id: String,
+    },
+    /// A compensation failed for good.
+    CompensationFailed {
+        /// The step.
+        step_id: String,
+        /// Why.
+        error: String,
     },
     /// The run ended.
     RunFinished {

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use weft_shared::plan::Step;
-use weft_shared::wire::{Attempt, Millis, StepRecord, StepStatus, ToolError};
+use weft_shared::wire::{Attempt, CompensationRecord, Millis, StepRecord, StepStatus, ToolError};
 
 /// A step as the run sees it.
 #[derive(Debug, Clone)]
@@ -21,6 +21,65 @@ pub struct StepState {
     pub reason: Option<String>,
     /// It failed under `continue_on_error`: steps after it run.
     pub continued: bool,
+    /// Position among completions (1 = first to complete): sagas undo in reverse.
+    pub completed_order: Option<u64>,
+    /// Its compensation, once the saga reaches it.
+    pub compensation: Option<Compensating>,
+}
+
+/// A compensation's progress.
+#[derive(Debug, Clone)]
+pub struct Compensating {
+    /// `Pending`, `Running`, `Retrying`, `Completed` or `Failed`.
+    pub status: StepStatus,
+    /// Last attempt dispatched.
+    pub attempt: u32,
+    /// Every attempt.
+    pub attempts: Vec<Attempt>,
+    /// Params, resolved at its first attempt.
+    pub params: Option<Value>,
+}
+
+impl Compensating {
+    /// Not started.
+    pub fn new() -> Compensating {
+        Compensating { status: StepStatus::Pending, attempt: 0, attempts: Vec::new(), params: None }
+    }
+
+    /// Whether `attempt` is the one running.
+    pub fn is_running(&self, attempt: u32) -> bool {
+        self.status == StepStatus::Running && self.attempt == attempt
+    }
+}
+
+impl Default for Compensating {
+    fn default() -> Compensating {
+        Compensating::new()
+    }
+}
+
+/// Records how the last of `attempts` ended.
+pub fn end_attempt(
+    attempts: &mut [Attempt],
+    worker: Option<String>,
+    started_ms: Option<Millis>,
+    finished_ms: Millis,
+    outcome: Result<(), ToolError>,
+) {
+    if let Some(a) = attempts.last_mut() {
+        a.worker = worker.or(a.worker.take());
+        a.started_ms = started_ms.or(a.started_ms);
+        a.finished_ms = Some(finished_ms);
+        match outcome {
+            Ok(()) => a.ok = true,
+            Err(e) => a.error = Some(e),
+        }
+    }
+}
+
+/// A new attempt, dispatched at `now`.
+pub fn new_attempt(attempt: u32, now: Millis) -> Attempt {
+    Attempt { attempt, dispatched_ms: now, worker: None, started_ms: None, finished_ms: None, error: None, ok: false }
 }
 
 impl StepState {
@@ -34,6 +93,8 @@ impl StepState {
             output: None,
             reason: None,
             continued: false,
+            completed_order: None,
+            compensation: None,
         }
     }
 
@@ -50,21 +111,14 @@ impl StepState {
         finished_ms: Millis,
         outcome: Result<(), ToolError>,
     ) {
-        if let Some(a) = self.attempts.last_mut() {
-            a.worker = worker.or(a.worker.take());
-            a.started_ms = started_ms.or(a.started_ms);
-            a.finished_ms = Some(finished_ms);
-            match outcome {
-                Ok(()) => a.ok = true,
-                Err(e) => a.error = Some(e),
-            }
-        }
+        end_attempt(&mut self.attempts, worker, started_ms, finished_ms, outcome);
     }
 
-    /// The step produced `output`.
-    pub fn complete(&mut self, output: Value) {
+    /// The step produced `output`, as the `order`-th completion of the run.
+    pub fn complete(&mut self, output: Value, order: u64) {
         self.status = StepStatus::Completed;
         self.output = Some(output);
+        self.completed_order = Some(order);
     }
 
     /// The step failed for good.
@@ -100,6 +154,11 @@ impl StepState {
             output: self.output.clone(),
             reason: self.reason.clone(),
             attempts: self.attempts.clone(),
+            compensation: self.compensation.as_ref().map(|c| CompensationRecord {
+                status: c.status,
+                tool: step.compensate.as_ref().map(|p| p.tool.clone()).unwrap_or_default(),
+                attempts: c.attempts.clone(),
+            }),
         }
     }
 }

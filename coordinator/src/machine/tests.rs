@@ -31,7 +31,7 @@ fn ok(task: &Task, output: Value) -> Input {
             run_id: task.run_id,
             step_id: task.step_id.clone(),
             attempt: task.attempt,
-            compensation: false,
+            compensation: task.compensation,
             worker: "w1".into(),
             started_ms: 1,
             finished_ms: 2,
@@ -46,7 +46,7 @@ fn err(task: &Task, error: ToolError) -> Input {
             run_id: task.run_id,
             step_id: task.step_id.clone(),
             attempt: task.attempt,
-            compensation: false,
+            compensation: task.compensation,
             worker: "w1".into(),
             started_ms: 1,
             finished_ms: 2,
@@ -381,4 +381,116 @@ fn replaying_the_inputs_rebuilds_the_run_and_what_to_resume() {
     replayed.apply(ok(&take(&t, "a"), json!(1)), 2100);
     let after = replayed.resume(2200);
     assert!(!after.iter().any(|e| matches!(e, Effect::Schedule { timer: Timer::StepTimeout { .. }, .. })), "{after:?}");
+}
+
+fn saga_def() -> Value {
+    json!({"name": "order_saga", "on_failure": "compensate", "steps": [
+        {"id": "reserve", "tool": "reserve_inventory", "params": {"product_id": "P", "quantity": 2},
+         "compensate": {"tool": "release_inventory", "params": {"reservation_id": "{reserve.reservation_id}"}}},
+        {"id": "payment", "tool": "charge_payment", "params": {"amount": 100.0}, "depends_on": ["reserve"],
+         "compensate": {"tool": "refund_payment", "params": {"payment_id": "{payment.payment_id}"},
+                        "retry": {"max_attempts": 2, "backoff": "10ms", "jitter": 0}}},
+        {"id": "shipping", "tool": "ship_order", "params": {"order_id": "O"}, "depends_on": ["payment"]}
+    ]})
+}
+
+#[test]
+fn a_saga_undoes_completed_steps_in_reverse_order() {
+    let mut r = run(saga_def(), Value::Null);
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let t = dispatched(&r.apply(ok(&t[0], json!({"reservation_id": "RES123"})), 1));
+    let t = dispatched(&r.apply(ok(&t[0], json!({"payment_id": "PAY123"})), 2));
+    // Shipping fails for good: the refund goes out first, as a task for a worker.
+    let effects = r.apply(err(&t[0], ToolError::new("Shipping service unavailable").permanent()), 3);
+    assert_eq!(r.status(), RunStatus::Compensating);
+    let comp = dispatched(&effects);
+    assert_eq!(comp.len(), 1);
+    assert!(comp[0].compensation);
+    assert_eq!((comp[0].step_id.as_str(), comp[0].tool.as_str()), ("payment", "refund_payment"));
+    assert_eq!(comp[0].params, json!({"payment_id": "PAY123"}), "reads the step's own output");
+    assert_eq!(comp[0].message_id(), format!("comp:{}:payment:1", Uuid::nil()));
+    // The refund fails once and is retried under its own policy.
+    let effects = r.apply(err(&comp[0], ToolError::new("bank timeout")), 4);
+    assert!(effects.contains(&Effect::Schedule {
+        timer: Timer::CompensationRetry { step: "payment".into(), attempt: 1 },
+        after: Duration::from_millis(10)
+    }));
+    let comp = dispatched(
+        &r.apply(Input::Timer { timer: Timer::CompensationRetry { step: "payment".into(), attempt: 1 } }, 14),
+    );
+    assert_eq!(comp[0].attempt, 2);
+    let next = dispatched(&r.apply(ok(&comp[0], json!({"refunded": true})), 15));
+    assert_eq!((next[0].step_id.as_str(), next[0].tool.as_str()), ("reserve", "release_inventory"));
+    assert_eq!(next[0].params, json!({"reservation_id": "RES123"}));
+    let effects = r.apply(ok(&next[0], json!({"released": true})), 16);
+    assert!(events(&effects).contains(&EventKind::RunFinished { status: RunStatus::Compensated }));
+    let record = r.record();
+    assert_eq!(record.status, RunStatus::Compensated);
+    assert_eq!(record.errors, ["step `shipping` failed: Shipping service unavailable"]);
+    let refund = record.steps["payment"].compensation.as_ref().expect("compensated");
+    assert_eq!((refund.status, refund.attempts.len()), (StepStatus::Completed, 2));
+    assert!(record.steps["shipping"].compensation.is_none(), "a failed step has nothing to undo");
+}
+
+#[test]
+fn a_failed_compensation_is_a_distinct_ending_and_the_others_still_run() {
+    let mut r = run(saga_def(), Value::Null);
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let t = dispatched(&r.apply(ok(&t[0], json!({"reservation_id": "RES123"})), 1));
+    let t = dispatched(&r.apply(ok(&t[0], json!({"payment_id": "PAY123"})), 2));
+    let comp = dispatched(&r.apply(err(&t[0], ToolError::new("down").permanent()), 3));
+    let next = dispatched(&r.apply(err(&comp[0], ToolError::new("refund refused").permanent()), 4));
+    assert_eq!(next[0].step_id, "reserve", "the release still runs");
+    r.apply(ok(&next[0], json!({})), 5);
+    let record = r.record();
+    assert_eq!(record.status, RunStatus::CompensationFailed);
+    assert!(
+        record.errors.iter().any(|e| e == "compensation of `payment` (refund_payment) failed: refund refused"),
+        "{:?}",
+        record.errors
+    );
+}
+
+#[test]
+fn steps_running_at_the_failure_are_cancelled_and_undone_if_they_complete() {
+    let mut r = run(
+        json!({"name": "s", "on_failure": "compensate", "steps": [
+            {"id": "slow", "tool": "book", "compensate": {"tool": "unbook", "params": {"id": "{slow.id}"}}},
+            {"id": "fast", "tool": "charge", "compensate": {"tool": "refund", "params": {}}},
+            {"id": "bad", "tool": "fail", "params": {"after": "{fast}"}},
+            {"id": "never", "tool": "t", "params": {"b": "{bad}"}}
+        ]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let bad = dispatched(&r.apply(ok(&take(&t, "fast"), json!({})), 1));
+    let effects = r.apply(err(&bad[0], ToolError::new("no").permanent()), 2);
+    assert!(effects.contains(&Effect::Cancel(CancelTask { run_id: Uuid::nil(), step_id: None, attempt: None })));
+    assert!(dispatched(&effects).is_empty(), "the saga waits for the running step");
+    assert_eq!(r.record().steps["never"].status, StepStatus::Cancelled);
+    // The slow step completes anyway: it completed last, so it is undone first.
+    let comp = dispatched(&r.apply(ok(&take(&t, "slow"), json!({"id": "B1"})), 3));
+    assert_eq!((comp[0].tool.as_str(), comp[0].params.clone()), ("unbook", json!({"id": "B1"})));
+    let comp = dispatched(&r.apply(ok(&comp[0], json!({})), 4));
+    assert_eq!(comp[0].tool, "refund");
+    r.apply(ok(&comp[0], json!({})), 5);
+    assert_eq!(r.status(), RunStatus::Compensated);
+}
+
+#[test]
+fn a_saga_does_not_wait_forever_for_a_silent_step() {
+    let mut r = run(
+        json!({"name": "s", "on_failure": "compensate", "steps": [
+            {"id": "hangs", "tool": "t", "compensate": {"tool": "undo", "params": {}}},
+            {"id": "bad", "tool": "fail"}
+        ]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let effects = r.apply(err(&take(&t, "bad"), ToolError::new("no").permanent()), 1);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Schedule { timer: Timer::Drain, .. })));
+    r.apply(Input::Timer { timer: Timer::Drain }, 30_001);
+    let record = r.record();
+    assert_eq!(record.status, RunStatus::Compensated, "nothing completed, nothing to undo");
+    assert_eq!(record.steps["hangs"].status, StepStatus::Cancelled);
 }

@@ -43,6 +43,12 @@ fn describe(event: &Event) -> String {
         }
         EventKind::StepFailed { step_id, error } => format!("{step_id}: failed: {error}"),
         EventKind::StepSkipped { step_id, reason } => format!("{step_id}: skipped ({reason})"),
+        EventKind::CompensationStarted { step_id, attempt } if *attempt > 1 => {
+            format!("{step_id}: compensating, attempt {attempt}")
+        }
+        EventKind::CompensationStarted { step_id, .. } => format!("{step_id}: compensating"),
+        EventKind::CompensationCompleted { step_id } => format!("{step_id}: compensated"),
+        EventKind::CompensationFailed { step_id, error } => format!("{step_id}: compensation failed: {error}"),
         EventKind::RunFinished { status } => format!("run finished: {}", status_name(*status)),
     }
 }

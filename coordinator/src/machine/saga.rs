@@ -1,0 +1,264 @@
+//! The saga: under `on_failure: compensate`, a step failing for good undoes what the run
+//! did, as tasks for workers.
+//!
+//! 1. Nothing new is dispatched; pending and retrying steps are cancelled; running steps
+//!    are told to stop and the saga waits for their answers (at most [`DRAIN`]): one that
+//!    completes anyway is undone too.
+//! 2. The completed steps that have a `compensate` are undone one at a time, in reverse
+//!    order of completion, each with its own retry policy and timeout; params resolve
+//!    against the run's context, so they can read the step's own output.
+//! 3. The run ends `compensated`, or `compensation_failed` naming every compensation that
+//!    failed for good and why (the others are still attempted).
+
+use std::time::Duration;
+
+use weft_shared::wire::{
+    CancelTask, EventKind, Millis, Outcome, RunStatus, StepStatus, Task, TaskResult, ToolError, codes,
+};
+
+use super::step::{Compensating, end_attempt, new_attempt};
+use super::{Effect, Run, Timer, jitter_unit};
+
+/// How long running steps have to answer a cancel before the saga goes on without them.
+pub const DRAIN: Duration = Duration::from_secs(30);
+
+/// Where the saga is.
+#[derive(Debug, Clone, Default)]
+pub struct Saga {
+    /// Steps to undo, next first; fixed once draining is over.
+    queue: Option<Vec<usize>>,
+    /// The drain period ended.
+    drained: bool,
+    /// Compensations that failed for good.
+    failures: Vec<String>,
+}
+
+impl Run {
+    /// A step failed for good: start undoing.
+    pub(super) fn begin_saga(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        self.status = RunStatus::Compensating;
+        self.saga = Some(Saga::default());
+        for s in &mut self.steps {
+            if matches!(s.status, StepStatus::Pending | StepStatus::Retrying) {
+                s.cancel();
+            }
+        }
+        self.timers.retain(|(t, _)| !matches!(t, Timer::Retry { .. } | Timer::RunTimeout));
+        if self.running > 0 {
+            out.push(Effect::Cancel(CancelTask { run_id: self.id, step_id: None, attempt: None }));
+            self.schedule(out, Timer::Drain, DRAIN, now);
+        }
+        self.saga_advance(now, out);
+    }
+
+    /// A step that was running when the saga began answered.
+    pub(super) fn on_drained_result(&mut self, r: TaskResult, now: Millis, out: &mut Vec<Effect>) {
+        let Some(i) = self.index(&r.step_id) else { return };
+        if !self.steps[i].is_running(r.attempt) {
+            return;
+        }
+        self.running -= 1;
+        self.fired(&Timer::StepTimeout { step: r.step_id.clone(), attempt: r.attempt });
+        match r.outcome {
+            Outcome::Ok(output) => {
+                self.steps[i].end_attempt(Some(r.worker.clone()), Some(r.started_ms), r.finished_ms, Ok(()));
+                self.completions += 1;
+                self.steps[i].complete(output.clone(), self.completions);
+                self.context.set(r.step_id.clone(), output);
+                self.emit(out, now, EventKind::StepCompleted { step_id: r.step_id, worker: r.worker });
+            }
+            Outcome::Err(error) => {
+                self.steps[i].end_attempt(Some(r.worker), Some(r.started_ms), r.finished_ms, Err(error));
+                self.steps[i].cancel();
+            }
+        }
+    }
+
+    /// The drain period is over: steps that did not answer are given up.
+    pub(super) fn on_drain_over(&mut self, now: Millis) {
+        if let Some(saga) = &mut self.saga {
+            saga.drained = true;
+        }
+        for (i, s) in self.steps.iter_mut().enumerate() {
+            if s.status == StepStatus::Running {
+                s.end_attempt(
+                    None,
+                    None,
+                    now,
+                    Err(ToolError::new("no answer to the cancel").with_code(codes::CANCELLED)),
+                );
+                s.cancel();
+                let step = self.plan.steps[i].id.clone();
+                self.timers.retain(|(t, _)| !matches!(t, Timer::StepTimeout { step: s2, .. } if *s2 == step));
+            }
+        }
+        self.running = 0;
+    }
+
+    /// Moves the saga on: dispatch the next compensation, or finish.
+    pub(super) fn saga_advance(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        let Some(saga) = &self.saga else { return };
+        if self.running > 0 && !saga.drained {
+            return; // still waiting for cancelled steps to answer
+        }
+        if saga.queue.is_none() {
+            let mut done: Vec<(u64, usize)> = (0..self.steps.len())
+                .filter(|&i| self.plan.steps[i].compensate.is_some())
+                .filter_map(|i| self.steps[i].completed_order.map(|o| (o, i)))
+                .collect();
+            done.sort_by(|a, b| b.0.cmp(&a.0));
+            let queue: Vec<usize> = done.into_iter().map(|(_, i)| i).collect();
+            for &i in &queue {
+                self.steps[i].compensation = Some(Compensating::new());
+            }
+            if let Some(saga) = &mut self.saga {
+                saga.queue = Some(queue);
+            }
+        }
+        // One at a time: the first unfinished compensation in the queue.
+        let queue = self.saga.as_ref().and_then(|s| s.queue.clone()).unwrap_or_default();
+        for i in queue {
+            let Some(c) = &self.steps[i].compensation else { continue };
+            match c.status {
+                StepStatus::Completed | StepStatus::Failed => continue,
+                StepStatus::Pending => {
+                    self.dispatch_compensation(i, now, out);
+                    return;
+                }
+                _ => return, // running or waiting to retry
+            }
+        }
+        let failures = self.saga.as_ref().map(|s| s.failures.clone()).unwrap_or_default();
+        let status = if failures.is_empty() { RunStatus::Compensated } else { RunStatus::CompensationFailed };
+        self.errors.extend(failures);
+        self.finish(status, now, out);
+    }
+
+    /// The task of step `i`'s current compensation attempt.
+    pub(super) fn compensation_task(&self, i: usize) -> Option<Task> {
+        let step = &self.plan.steps[i];
+        let spec = step.compensate.as_ref()?;
+        let c = self.steps[i].compensation.as_ref()?;
+        Some(Task {
+            run_id: self.id,
+            step_id: step.id.clone(),
+            attempt: c.attempt,
+            tool: spec.tool.clone(),
+            params: c.params.clone().unwrap_or_default(),
+            idempotency_key: format!("{}/{}/compensate", self.id, step.id),
+            timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
+            compensation: true,
+        })
+    }
+
+    fn dispatch_compensation(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
+        let step = &self.plan.steps[i];
+        let id = step.id.clone();
+        let Some(spec) = step.compensate.clone() else { return };
+        let params = match self.steps[i].compensation.as_ref().and_then(|c| c.params.clone()) {
+            Some(p) => p,
+            None => match spec.params.resolve(&self.context) {
+                Ok(p) => p,
+                Err(e) => {
+                    let error = ToolError::new(format!("params: {e}")).with_code(codes::BAD_PARAMS).permanent();
+                    self.compensation_failed(i, error, now, out);
+                    return;
+                }
+            },
+        };
+        let Some(c) = self.steps[i].compensation.as_mut() else { return };
+        c.params = Some(params);
+        c.attempt += 1;
+        c.status = StepStatus::Running;
+        c.attempts.push(new_attempt(c.attempt, now));
+        let attempt = c.attempt;
+        if let Some(task) = self.compensation_task(i) {
+            out.push(Effect::Dispatch(task));
+        }
+        if let Some(after) = spec.timeout {
+            self.schedule(out, Timer::CompensationTimeout { step: id.clone(), attempt }, after, now);
+        }
+        self.emit(out, now, EventKind::CompensationStarted { step_id: id, attempt });
+    }
+
+    /// A worker answered a compensation.
+    pub(super) fn on_compensation_result(&mut self, r: TaskResult, now: Millis, out: &mut Vec<Effect>) {
+        let Some(i) = self.index(&r.step_id) else { return };
+        let Some(c) = self.steps[i].compensation.as_mut() else { return };
+        if !c.is_running(r.attempt) {
+            return;
+        }
+        self.fired(&Timer::CompensationTimeout { step: r.step_id.clone(), attempt: r.attempt });
+        let Some(c) = self.steps[i].compensation.as_mut() else { return };
+        match r.outcome {
+            Outcome::Ok(_) => {
+                end_attempt(&mut c.attempts, Some(r.worker), Some(r.started_ms), r.finished_ms, Ok(()));
+                c.status = StepStatus::Completed;
+                self.emit(out, now, EventKind::CompensationCompleted { step_id: r.step_id });
+            }
+            Outcome::Err(error) => {
+                end_attempt(&mut c.attempts, Some(r.worker), Some(r.started_ms), r.finished_ms, Err(error.clone()));
+                self.compensation_attempt_failed(i, error, now, out);
+            }
+        }
+    }
+
+    /// A compensation attempt ran out of time.
+    pub(super) fn on_compensation_timeout(&mut self, step: &str, attempt: u32, now: Millis, out: &mut Vec<Effect>) {
+        let Some(i) = self.index(step) else { return };
+        let limit = self.plan.steps[i].compensate.as_ref().and_then(|c| c.timeout).unwrap_or_default();
+        let Some(c) = self.steps[i].compensation.as_mut() else { return };
+        if !c.is_running(attempt) {
+            return;
+        }
+        let error = ToolError::new(format!("compensation attempt {attempt} timed out after {limit:?}"))
+            .with_code(codes::TIMEOUT);
+        end_attempt(&mut c.attempts, None, None, now, Err(error.clone()));
+        out.push(Effect::Cancel(CancelTask {
+            run_id: self.id,
+            step_id: Some(step.to_owned()),
+            attempt: Some(attempt),
+        }));
+        self.compensation_attempt_failed(i, error, now, out);
+    }
+
+    fn compensation_attempt_failed(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
+        let id = self.plan.steps[i].id.clone();
+        let Some(policy) = self.plan.steps[i].compensate.as_ref().map(|c| c.retry.clone()) else { return };
+        let attempt = self.steps[i].compensation.as_ref().map_or(0, |c| c.attempt);
+        if error.retryable && policy.should_retry(attempt, error.code.as_deref()) {
+            let delay = policy.delay(attempt, jitter_unit(self.id, &format!("{id}/compensate"), attempt));
+            if let Some(c) = self.steps[i].compensation.as_mut() {
+                c.status = StepStatus::Retrying;
+            }
+            self.schedule(out, Timer::CompensationRetry { step: id, attempt }, delay, now);
+            return;
+        }
+        self.compensation_failed(i, error, now, out);
+    }
+
+    fn compensation_failed(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
+        let step = &self.plan.steps[i];
+        let id = step.id.clone();
+        let tool = step.compensate.as_ref().map(|c| c.tool.clone()).unwrap_or_default();
+        if let Some(c) = self.steps[i].compensation.as_mut() {
+            c.status = StepStatus::Failed;
+        }
+        if let Some(saga) = &mut self.saga {
+            saga.failures.push(format!("compensation of `{id}` ({tool}) failed: {error}"));
+        }
+        self.emit(out, now, EventKind::CompensationFailed { step_id: id, error: error.to_string() });
+    }
+
+    /// Time for the next attempt of a compensation.
+    pub(super) fn on_compensation_retry(&mut self, step: &str, attempt: u32) {
+        let Some(i) = self.index(step) else { return };
+        if let Some(c) = self.steps[i].compensation.as_mut()
+            && c.status == StepStatus::Retrying
+            && c.attempt == attempt
+        {
+            // Pending again: `saga_advance` dispatches it (params are kept).
+            c.status = StepStatus::Pending;
+        }
+    }
+}
