@@ -281,6 +281,7 @@ mod tests {
                 output: None,
                 reason: Some("no".into()),
                 attempts: vec![],
+                compensation: None,
             },
         );
         RunRecord {
