@@ -106,7 +106,7 @@ impl Run {
                 .filter(|&i| self.plan.steps[i].compensate.is_some())
                 .filter_map(|i| self.steps[i].completed_order.map(|o| (o, i)))
                 .collect();
-            done.sort_by(|a, b| b.0.cmp(&a.0));
+            done.sort_by_key(|d| std::cmp::Reverse(d.0));
             let queue: Vec<usize> = done.into_iter().map(|(_, i)| i).collect();
             for &i in &queue {
                 self.steps[i].compensation = Some(Compensating::new());
