@@ -144,9 +144,12 @@ async fn bad_input_is_answered_and_nothing_goes_down() {
     assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
     assert!(reply["error"]["message"].as_str().unwrap_or("").contains("cannot read the request"), "{reply}");
 
-    // Garbage on task and result subjects: logged, nobody crashes.
+    // Garbage on task and run-log subjects: logged, nobody crashes.
     let js = async_nats::jetstream::new(nats.clone());
-    for subject in ["weft.task.echo", "weft.result.00000000-0000-0000-0000-000000000000"] {
+    let partitions = 8;
+    let nil = uuid::Uuid::nil();
+    let log_subject = weft_shared::subjects::input(weft_shared::subjects::partition_of(nil, partitions), nil);
+    for subject in ["weft.task.echo".to_owned(), log_subject, "weft.in.3.not-a-run".to_owned()] {
         js.publish(subject, vec![0xff, 0x00, 0x13].into()).await.expect("published").await.expect("stored");
     }
 

@@ -18,16 +18,20 @@ use weft_shared::plan::{Kind, Plan};
 use weft_shared::subjects;
 use weft_shared::validate::{self, Code, Problem};
 use weft_shared::wire::{
-    Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, RunRecord, RunStatus, RunSummary, Submit,
+    Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, RunRecord, RunSummary, Submit, now_ms,
 };
 
-use crate::machine::Input;
+use crate::log::{self, Entry};
+use crate::machine::{Input, Run};
 use crate::nats::Nats;
 use crate::run_actor::RunMsg;
 use crate::supervisor::SupervisorMsg;
 
 /// How long an API handler waits on an actor.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a status request waits for the coordinator owning the run.
+const QUERY_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Shared by the request handlers.
 #[derive(Debug, Clone)]
@@ -36,12 +40,36 @@ pub struct Api {
     supervisor: ActorRef<SupervisorMsg>,
     catalogue: Arc<Mutex<Option<(Instant, Catalogue)>>>,
     catalogue_ttl: Duration,
+    partitions: u32,
 }
 
 impl Api {
-    /// An API over `supervisor`.
-    pub fn new(nats: Nats, supervisor: ActorRef<SupervisorMsg>, catalogue_ttl: Duration) -> Api {
-        Api { nats, supervisor, catalogue: Arc::new(Mutex::new(None)), catalogue_ttl }
+    /// An API over `supervisor`, for runs spread over `partitions`.
+    pub fn new(nats: Nats, supervisor: ActorRef<SupervisorMsg>, catalogue_ttl: Duration, partitions: u32) -> Api {
+        Api { nats, supervisor, catalogue: Arc::new(Mutex::new(None)), catalogue_ttl, partitions }
+    }
+
+    /// Answers `weft.query.<run>` for the runs this coordinator owns; others stay silent.
+    pub async fn answer_queries(self, shutdown: CancellationToken) -> Result<(), async_nats::SubscribeError> {
+        let mut queries = self.nats.client.subscribe(subjects::QUERY_ALL.to_owned()).await?;
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                message = queries.next() => message,
+            };
+            let Some(message) = message else { return Ok(()) };
+            let (Some(reply), Some(run_id)) = (message.reply.clone(), log::run_of(&message.subject)) else { continue };
+            let api = self.clone();
+            tokio::spawn(async move {
+                if let Ok(Some(actor)) = api.lookup(run_id).await
+                    && let Ok(ractor::rpc::CallResult::Success(record)) =
+                        actor.call(RunMsg::Record, Some(CALL_TIMEOUT)).await
+                    && let Ok(payload) = serde_json::to_vec(&record)
+                {
+                    let _ = api.nats.client.publish(reply, payload.into()).await;
+                }
+            });
+        }
     }
 
     /// Serves requests until `shutdown`.
@@ -119,7 +147,7 @@ impl Api {
 
     async fn submit(&self, submit: Submit) -> Result<Uuid, ApiError> {
         let run_id = submit.run_id.unwrap_or_else(Uuid::now_v7);
-        if self.lookup(run_id).await?.is_some() || self.nats.stored(run_id).await.is_some() {
+        if self.nats.stored(run_id).await.is_some() {
             return Ok(run_id); // a repeated submit: same run
         }
         let catalogue = self.live_catalogue().await;
@@ -138,20 +166,17 @@ impl Api {
         if !problems.is_empty() {
             return Err(invalid(problems));
         }
-        let started = self
-            .supervisor
-            .call(
-                |reply| SupervisorMsg::Start { run_id, plan: Box::new(plan), input: submit.input, reply },
-                Some(CALL_TIMEOUT),
-            )
-            .await;
-        match started {
-            Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(run_id),
-            Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(ApiError::new(ApiErrorCode::Internal, e)),
-            other => {
-                Err(ApiError::new(ApiErrorCode::Internal, format!("the coordinator did not start the run: {other:?}")))
-            }
-        }
+        // Accepted means stored twice over: the record (for status) and the log entry
+        // (the run itself), both before the answer.
+        let partition = log::partition_of(run_id, self.partitions);
+        let record = Run::new(run_id, plan, submit.input.clone(), now_ms()).record();
+        let internal = |e: String| ApiError::new(ApiErrorCode::Internal, format!("the run could not be stored: {e}"));
+        self.nats.store(&record).await.map_err(|e| internal(e.to_string()))?;
+        let entry = Entry::Created { definition: Box::new(submit.definition), input: submit.input };
+        log::append(&self.nats.js, log::subject(partition, run_id), &entry, &format!("create:{run_id}"))
+            .await
+            .map_err(internal)?;
+        Ok(run_id)
     }
 
     async fn lookup(&self, run_id: Uuid) -> Result<Option<ActorRef<RunMsg>>, ApiError> {
@@ -167,8 +192,16 @@ impl Api {
         {
             return Ok(record);
         }
-        // Not running here (any more): the stored record.
-        self.nats.stored(run_id).await.ok_or_else(|| not_found(run_id))
+        let stored = self.nats.stored(run_id).await.ok_or_else(|| not_found(run_id))?;
+        if stored.status.is_terminal() {
+            return Ok(stored);
+        }
+        // Running on another coordinator: ask its owner, else show what is stored.
+        let asked = self.nats.client.request(subjects::query(run_id), bytes::Bytes::new());
+        match tokio::time::timeout(QUERY_TIMEOUT, asked).await {
+            Ok(Ok(reply)) => Ok(serde_json::from_slice(&reply.payload).unwrap_or(stored)),
+            _ => Ok(stored),
+        }
     }
 
     async fn list(&self, limit: usize) -> Result<Vec<RunSummary>, ApiError> {
@@ -206,21 +239,24 @@ impl Api {
     }
 
     async fn cancel(&self, run_id: Uuid, reason: Option<String>) -> Result<(), ApiError> {
-        if let Some(actor) = self.lookup(run_id).await? {
-            let reason = reason.unwrap_or_else(|| "cancelled by request".to_owned());
-            let _ = actor.cast(RunMsg::Input(Input::Cancel { reason }, None));
-            return Ok(());
-        }
-        match self.nats.stored(run_id).await {
-            Some(r) if r.status != RunStatus::Running => Err(ApiError::new(
+        let reason = reason.unwrap_or_else(|| "cancelled by request".to_owned());
+        self.command(run_id, Input::Cancel { reason }, "cancel").await
+    }
+
+    /// Logs a command for a run that has not ended; its owner applies it.
+    async fn command(&self, run_id: Uuid, input: Input, verb: &str) -> Result<(), ApiError> {
+        let record = self.status(run_id).await?;
+        if record.status.is_terminal() {
+            return Err(ApiError::new(
                 ApiErrorCode::Conflict,
-                format!("run {run_id} already ended ({:?})", r.status).to_lowercase(),
-            )),
-            Some(_) => {
-                Err(ApiError::new(ApiErrorCode::Conflict, format!("run {run_id} is not running on any coordinator")))
-            }
-            None => Err(not_found(run_id)),
+                format!("run {run_id} already ended ({})", serde_json::to_value(record.status).unwrap_or_default()),
+            ));
         }
+        let partition = log::partition_of(run_id, self.partitions);
+        let id = format!("{verb}:{run_id}:{}", Uuid::now_v7());
+        log::append(&self.nats.js, log::subject(partition, run_id), &Entry::Input { input }, &id)
+            .await
+            .map_err(|e| ApiError::new(ApiErrorCode::Internal, format!("the {verb} could not be stored: {e}")))
     }
 }
 

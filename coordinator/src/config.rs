@@ -11,8 +11,15 @@ pub struct Config {
     pub nats_url: String,
     /// How long events, finished runs and tool advertisements are kept.
     pub retention: Retention,
-    /// Ack wait of the results consumer: an unacked result is redelivered after it (default 30s).
-    pub results_ack_wait: Duration,
+    /// Ack wait of the partition consumers: an entry not acked by then is redelivered
+    /// (default 30s).
+    pub ack_wait: Duration,
+    /// Partitions the runs are spread over; every coordinator must use the same number
+    /// (default 8, env `WEFT_PARTITIONS`).
+    pub partitions: u32,
+    /// A partition's pin moves to another coordinator when its owner has not pulled for
+    /// this long (default 6s).
+    pub pin_timeout: Duration,
     /// How long the live tool catalogue is cached for submit-time validation (default 2s).
     pub catalogue_ttl: Duration,
 }
@@ -22,7 +29,9 @@ impl Default for Config {
         Config {
             nats_url: "nats://127.0.0.1:4222".to_owned(),
             retention: Retention::default(),
-            results_ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(30),
+            partitions: 8,
+            pin_timeout: Duration::from_secs(6),
             catalogue_ttl: Duration::from_secs(2),
         }
     }

@@ -2,11 +2,13 @@
 //! and dispatches ready steps to workers over NATS JetStream.
 //!
 //! Message flow: a client's `submit` request reaches [`api`], which validates the
-//! workflow against the live tool catalogue and asks the [`supervisor`] to start a
-//! [`run_actor`]. The run actor feeds inputs to its [`machine`] and carries out the
-//! effects: tasks published to `weft.task.<tool>`, timers as delayed messages to itself,
-//! events on `weft.events.<run>`. Workers' results arrive through [`results`] and are
-//! routed back to the run's actor, which acks each once applied.
+//! workflow against the live tool catalogue and writes the run's creation to its
+//! partition of the run [`log`]. The coordinator that owns the partition ([`partition`]:
+//! one pinned consumer per partition) receives it and its [`supervisor`] starts a
+//! [`run_actor`], which applies every logged input to the run's [`machine`] and carries
+//! out the effects: tasks on `weft.task.<tool>` (replying to the run's log), timers that
+//! write themselves to the log when they fire, events on `weft.events.<run>`. A
+//! coordinator taking a partition over replays its log and resumes every run in it.
 //!
 //! # Layout
 //!
@@ -15,14 +17,16 @@
 //! - [`run_actor`]: the actor carrying out one run's effects.
 //! - [`supervisor`]: spawns run actors, routes results, forgets finished runs.
 //! - [`api`]: submit, status, list, cancel over NATS request/reply.
-//! - [`results`]: the JetStream consumer of workers' results.
+//! - [`log`]: the run log on JetStream: entries, appends, replay, purge.
+//! - [`partition`]: pinned consumers (ownership) and the ticks that reveal it.
 //! - [`nats`]: connections and the publishes the coordinator makes.
 
 pub mod api;
 pub mod config;
+pub mod log;
 pub mod machine;
 pub mod nats;
-pub mod results;
+pub mod partition;
 pub mod run_actor;
 pub mod supervisor;
 
@@ -55,15 +59,30 @@ pub async fn run(
     let js = async_nats::jetstream::new(client.clone());
     let infra = setup::ensure(&js, &config.retention).await?;
     let nats = nats::Nats { client, js, infra };
-    let (supervisor, handle) = Actor::spawn(None, supervisor::Supervisor, nats.clone())
-        .await
-        .map_err(|e| CoordinatorError::Spawn(e.to_string()))?;
-    let consumer =
-        tokio::spawn(results::consume(nats.clone(), supervisor.clone(), config.results_ack_wait, shutdown.clone()));
-    tracing::info!("coordinator ready");
-    let served = api::Api::new(nats, supervisor.clone(), config.catalogue_ttl).serve(shutdown.clone()).await;
+    let args = supervisor::SupervisorArgs { nats: nats.clone(), lost_after: config.pin_timeout };
+    let (supervisor, handle) =
+        Actor::spawn(None, supervisor::Supervisor, args).await.map_err(|e| CoordinatorError::Spawn(e.to_string()))?;
+    let mut tasks = Vec::new();
+    for p in 0..config.partitions {
+        tasks.push(tokio::spawn(partition::pull(
+            nats.clone(),
+            supervisor.clone(),
+            p,
+            config.ack_wait,
+            config.pin_timeout,
+            shutdown.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(partition::tick(nats.clone(), config.partitions, shutdown.clone())));
+    let api = api::Api::new(nats, supervisor.clone(), config.catalogue_ttl, config.partitions);
+    let queries = tokio::spawn(api.clone().answer_queries(shutdown.clone()));
+    tracing::info!(partitions = config.partitions, "coordinator ready");
+    let served = api.serve(shutdown.clone()).await;
     shutdown.cancel();
-    let _ = consumer.await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = queries.await;
     supervisor.stop(None);
     let _ = handle.await;
     served.map_err(CoordinatorError::from)

@@ -131,6 +131,8 @@ pub struct Run {
     timers: Vec<(Timer, Millis)>,
     /// How many steps completed so far (orders completions for the saga).
     completions: u64,
+    /// Where workers publish results: the run's log subject.
+    reply_to: String,
     /// The saga, once a failure under `on_failure: compensate` started it.
     saga: Option<saga::Saga>,
 }
@@ -156,7 +158,14 @@ impl Run {
             timers: Vec::new(),
             completions: 0,
             saga: None,
+            reply_to: weft_shared::subjects::input(0, id),
         }
+    }
+
+    /// Sets where workers publish this run's results.
+    pub fn with_reply_to(mut self, subject: String) -> Run {
+        self.reply_to = subject;
+        self
     }
 
     /// Its id.
@@ -506,6 +515,7 @@ impl Run {
             idempotency_key: format!("{}/{}", self.id, step.id),
             timeout_ms: step.timeout.map(|t| t.as_millis() as u64),
             compensation: false,
+            reply_to: self.reply_to.clone(),
         })
     }
 

@@ -4,14 +4,18 @@ use anyhow::Context as _;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use weft_coordinator::Config;
+use weft_shared::client::nats_url;
 
 /// The Weft coordinator.
 #[derive(Debug, Parser)]
 #[command(name = "weft-coordinator", version, about)]
 struct Args {
-    /// NATS server URL.
+    /// NATS server URL (several separated by commas; credentials as in nats://user:password@host:4222).
     #[arg(long = "nats", env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// Partitions the runs are spread over (the same for every coordinator).
+    #[arg(long, env = "WEFT_PARTITIONS", default_value_t = 8)]
+    partitions: u32,
     /// Log as JSON lines.
     #[arg(long, env = "WEFT_LOG_JSON")]
     log_json: bool,
@@ -21,15 +25,14 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     weft_shared::service::init_logs(args.log_json);
-    let client = async_nats::ConnectOptions::new()
-        .name("weft-coordinator")
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connect(&args.nats_url)
+    let options =
+        async_nats::ConnectOptions::new().name("weft-coordinator").retry_on_initial_connect().max_reconnects(None);
+    let client = nats_url::with_credentials(options, &args.nats_url)
+        .connect(nats_url::servers(&args.nats_url))
         .await
-        .with_context(|| format!("cannot connect to NATS at {}", args.nats_url))?;
+        .with_context(|| format!("cannot connect to NATS at {}", nats_url::redact(&args.nats_url)))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(weft_shared::service::stop_on_signals(shutdown.clone()));
-    let config = Config { nats_url: args.nats_url, ..Config::default() };
+    let config = Config { nats_url: args.nats_url, partitions: args.partitions.max(1), ..Config::default() };
     weft_coordinator::run(config, client, shutdown).await.context("coordinator stopped")
 }

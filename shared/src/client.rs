@@ -13,6 +13,7 @@
 //! # }
 //! ```
 
+pub mod nats_url;
 pub mod setup;
 
 use std::time::Duration;
@@ -80,14 +81,14 @@ pub struct WeftClient {
 const API_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl WeftClient {
-    /// Connects (fails at once if NATS is not there).
+    /// Connects (fails at once if NATS is not there). `url` may carry credentials and
+    /// list several servers: see [`nats_url`].
     pub async fn connect(url: &str) -> Result<WeftClient, ClientError> {
-        let nats = async_nats::ConnectOptions::new()
-            .name("weft-client")
-            .request_timeout(Some(API_TIMEOUT))
-            .connect(url)
+        let options = async_nats::ConnectOptions::new().name("weft-client").request_timeout(Some(API_TIMEOUT));
+        let nats = nats_url::with_credentials(options, url)
+            .connect(nats_url::servers(url))
             .await
-            .map_err(|source| ClientError::Connect { url: url.to_owned(), source })?;
+            .map_err(|source| ClientError::Connect { url: nats_url::redact(url), source })?;
         Ok(WeftClient::from_nats(nats))
     }
 

@@ -3,7 +3,7 @@
 //! | what | subject | carried by |
 //! |---|---|---|
 //! | tasks for tool `T` | `weft.task.T` | stream `WEFT_TASKS` (work queue), durable consumer `tool-T` shared by T's workers |
-//! | results of run `R` | `weft.result.R` | stream `WEFT_RESULTS` (work queue), consumer `coordinator` |
+//! | everything that happens to run `R` (creation, results, timers, commands) | `weft.in.<partition>.R` | stream `WEFT_INPUTS` (the run log), pinned consumer `part-<partition>` of the owning coordinator |
 //! | lifecycle events of run `R` | `weft.events.R` | stream `WEFT_EVENTS` (kept for a day) |
 //! | cancel tools of run `R` | `weft.cancel.R` | core NATS (best effort; the coordinator ignores late results) |
 //! | API | `weft.api.submit`, `.status`, `.list`, `.cancel` | core NATS request/reply, queue group `weft-coordinators` |
@@ -14,16 +14,14 @@ use uuid::Uuid;
 
 /// Stream of tasks.
 pub const TASKS_STREAM: &str = "WEFT_TASKS";
-/// Stream of results.
-pub const RESULTS_STREAM: &str = "WEFT_RESULTS";
+/// Stream of every run's inputs (the run log).
+pub const INPUTS_STREAM: &str = "WEFT_INPUTS";
 /// Stream of lifecycle events.
 pub const EVENTS_STREAM: &str = "WEFT_EVENTS";
 /// Bucket of tool advertisements.
 pub const TOOLS_BUCKET: &str = "weft_tools";
 /// Bucket of run records.
 pub const RUNS_BUCKET: &str = "weft_runs";
-/// Durable consumer of results.
-pub const RESULTS_CONSUMER: &str = "coordinator";
 /// Queue group of API handlers.
 pub const API_QUEUE: &str = "weft-coordinators";
 
@@ -40,13 +38,41 @@ pub fn tool_consumer(tool: &str) -> String {
     format!("tool-{tool}")
 }
 
-/// Subject of results of a run.
-pub fn result(run: Uuid) -> String {
-    format!("weft.result.{run}")
+/// Subject of a run's inputs: its log, where workers also publish its results.
+pub fn input(partition: u32, run: Uuid) -> String {
+    format!("weft.in.{partition}.{run}")
 }
 
-/// Every result subject.
-pub const RESULTS_ALL: &str = "weft.result.>";
+/// Every input subject.
+pub const INPUTS_ALL: &str = "weft.in.>";
+
+/// Every input subject of a partition.
+pub fn partition_inputs(partition: u32) -> String {
+    format!("weft.in.{partition}.>")
+}
+
+/// Subject of a partition's ticks (they tell its owner it owns it, and expire).
+pub fn tick(partition: u32) -> String {
+    format!("weft.in.{partition}.tick")
+}
+
+/// The pinned consumer through which one coordinator owns a partition.
+pub fn partition_consumer(partition: u32) -> String {
+    format!("part-{partition}")
+}
+
+/// The partition a run belongs to, among `partitions`.
+pub fn partition_of(run: Uuid, partitions: u32) -> u32 {
+    (run.as_u128() % u128::from(partitions.max(1))) as u32
+}
+
+/// Subject on which the owner of a run answers questions about it (core NATS).
+pub fn query(run: Uuid) -> String {
+    format!("weft.query.{run}")
+}
+
+/// Every query subject.
+pub const QUERY_ALL: &str = "weft.query.*";
 
 /// Subject of a run's lifecycle events.
 pub fn events(run: Uuid) -> String {

@@ -45,6 +45,8 @@ pub struct Task {
     /// Whether this undoes a step.
     #[serde(default, skip_serializing_if = "is_false")]
     pub compensation: bool,
+    /// Subject (on JetStream) to publish the [`TaskResult`] to: the run's log.
+    pub reply_to: String,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -59,7 +61,7 @@ impl Task {
     }
 }
 
-/// How a tool call ended (`weft.result.<run_id>`).
+/// How a tool call ended (published to the task's `reply_to`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {
     /// The run.

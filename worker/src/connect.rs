@@ -3,6 +3,7 @@
 
 use async_nats::{ConnectOptions, Event};
 use tokio::sync::watch;
+use weft_shared::client::nats_url;
 
 use crate::config::Config;
 use crate::error::WorkerError;
@@ -11,7 +12,7 @@ use crate::error::WorkerError;
 /// The receiver's value goes up by one at every (re)connection.
 pub async fn connect(config: &Config) -> Result<(async_nats::Client, watch::Receiver<u64>), WorkerError> {
     let (connections, watcher) = watch::channel(0u64);
-    let failed = |message: String| WorkerError::Connect { url: config.nats_url.clone(), message };
+    let failed = |message: String| WorkerError::Connect { url: nats_url::redact(&config.nats_url), message };
     let mut options = ConnectOptions::new()
         .name(format!("weft-worker {}", config.worker_id))
         .retry_on_initial_connect()
@@ -40,7 +41,7 @@ pub async fn connect(config: &Config) -> Result<(async_nats::Client, watch::Rece
             .await
             .map_err(|e| failed(format!("cannot read credentials {}: {e}", path.display())))?;
     }
-    let servers: Vec<&str> = config.nats_url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    let client = options.connect(servers).await.map_err(|e| failed(e.to_string()))?;
+    let options = nats_url::with_credentials(options, &config.nats_url);
+    let client = options.connect(nats_url::servers(&config.nats_url)).await.map_err(|e| failed(e.to_string()))?;
     Ok((client, watcher))
 }

@@ -11,7 +11,7 @@ use weft_worker::Config;
 #[derive(Debug, Parser)]
 #[command(name = "weft-worker", version)]
 struct Args {
-    /// NATS server URL (several separated by commas).
+    /// NATS server URL (several separated by commas; credentials as in nats://user:password@host:4222).
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats: String,
     /// NATS credentials file.
@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(weft_shared::service::stop_on_signals(shutdown.clone()));
-    tracing::info!(worker = %config.worker_id, nats = %config.nats_url, demo_tools = config.demo_tools, "starting");
+    tracing::info!(worker = %config.worker_id, nats = %weft_shared::client::nats_url::redact(&config.nats_url), demo_tools = config.demo_tools, "starting");
     weft_worker::run(config, shutdown).await?;
     Ok(())
 }

@@ -148,6 +148,7 @@ impl Run {
             idempotency_key: format!("{}/{}/compensate", self.id, step.id),
             timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
             compensation: true,
+            reply_to: self.reply_to.clone(),
         })
     }
 

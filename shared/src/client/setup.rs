@@ -63,11 +63,13 @@ pub async fn ensure(js: &jetstream::Context, retention: &Retention) -> Result<In
             ..Default::default()
         },
         stream::Config {
-            name: subjects::RESULTS_STREAM.into(),
-            subjects: vec![subjects::RESULTS_ALL.into()],
-            retention: stream::RetentionPolicy::WorkQueue,
+            name: subjects::INPUTS_STREAM.into(),
+            subjects: vec![subjects::INPUTS_ALL.into()],
+            // Kept until a run ends and its entries are purged: the log is the run's state.
+            retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
+            allow_message_ttl: true,
             ..Default::default()
         },
         stream::Config {

@@ -13,7 +13,6 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use weft_shared::subjects;
 use weft_shared::wire::{Outcome, Task, TaskResult, ToolError, codes, now_ms};
 
 use super::{Backoff, Shared, result};
@@ -191,7 +190,7 @@ pub(super) fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// Publishes the result on JetStream and waits for the server to store it, retrying while
 /// NATS is away; false if it could not within [`PUBLISH_PATIENCE`] (or at hard stop).
 async fn publish(shared: &Shared, task: &Task, id: &str, payload: bytes::Bytes, message: &jetstream::Message) -> bool {
-    let subject = subjects::result(task.run_id);
+    let subject = task.reply_to.clone();
     let give_up = Instant::now() + PUBLISH_PATIENCE;
     let mut backoff = Backoff::default();
     loop {

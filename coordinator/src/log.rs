@@ -1,0 +1,208 @@
+//! The run log: every input of every run, persisted on JetStream before it is applied.
+//!
+//! Each run's inputs go to `weft.in.<partition>.<run>` on stream `WEFT_INPUTS`: its
+//! creation (definition and input), workers' results (tasks name this subject as their
+//! `reply_to`), timers that fired, and commands (cancel). The owner of a partition applies
+//! entries in stream order, taking `now` from the stream's own timestamp, so replaying a
+//! run's entries rebuilds it exactly. A finished run's entries are purged.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, message::PublishMessage};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+use weft_shared::definition::WorkflowDef;
+use weft_shared::wire::{Millis, TaskResult};
+
+use crate::machine::Input;
+
+pub use weft_shared::subjects::{INPUTS_STREAM as STREAM, input as subject, partition_inputs as partition_filter};
+pub use weft_shared::subjects::{partition_of, tick as tick_subject};
+
+/// What the log holds, besides workers' results (which are plain [`TaskResult`]s).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "entry", rename_all = "snake_case")]
+pub enum Entry {
+    /// A run was accepted.
+    Created {
+        /// The workflow.
+        definition: Box<WorkflowDef>,
+        /// Its input.
+        input: Value,
+    },
+    /// Anything else that happens to it.
+    Input {
+        /// What.
+        input: Input,
+    },
+}
+
+/// A decoded log message.
+#[derive(Debug)]
+pub enum Decoded {
+    /// A run's creation.
+    Created(Box<WorkflowDef>, Value),
+    /// An input for a run.
+    Input(Input),
+    /// A partition tick.
+    Tick,
+}
+
+/// The message could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable log entry on {subject}: {message}")]
+pub struct DecodeError {
+    /// Where.
+    pub subject: String,
+    /// Why.
+    pub message: String,
+}
+
+/// Reads a log message: a tick, an [`Entry`], or a worker's [`TaskResult`].
+pub fn decode(subject: &str, payload: &[u8]) -> Result<Decoded, DecodeError> {
+    if subject.ends_with(".tick") {
+        return Ok(Decoded::Tick);
+    }
+    let error = |e: serde_json::Error| DecodeError { subject: subject.to_owned(), message: e.to_string() };
+    let value: Value = serde_json::from_slice(payload).map_err(error)?;
+    if value.get("entry").is_some() {
+        return Ok(match serde_json::from_value::<Entry>(value).map_err(error)? {
+            Entry::Created { definition, input } => Decoded::Created(definition, input),
+            Entry::Input { input } => Decoded::Input(input),
+        });
+    }
+    let result: TaskResult = serde_json::from_value(value).map_err(error)?;
+    Ok(Decoded::Input(Input::Result { result }))
+}
+
+/// The run id of a run subject (`weft.in.<p>.<run>`).
+pub fn run_of(subject: &str) -> Option<Uuid> {
+    subject.rsplit('.').next()?.parse().ok()
+}
+
+/// When the stream stored a message, in ms: the `now` its input is applied at.
+pub fn stored_at(message: &jetstream::Message) -> Option<(u64, Millis)> {
+    let info = message.info().ok()?;
+    Some((info.stream_sequence, (info.published.unix_timestamp_nanos() / 1_000_000) as Millis))
+}
+
+/// Appends an entry (deduplicated by `id`) and waits until it is stored.
+pub async fn append(js: &jetstream::Context, subject: String, entry: &Entry, id: &str) -> Result<(), String> {
+    let payload = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
+    js.send_publish(subject, PublishMessage::build().payload(payload.into()).message_id(id))
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Publishes a tick for a partition (one per second across coordinators, expiring).
+pub async fn tick(js: &jetstream::Context, partition: u32, second: u64) -> Result<(), String> {
+    let message = PublishMessage::build()
+        .payload(bytes::Bytes::new())
+        .message_id(format!("tick:{partition}:{second}"))
+        .ttl(Duration::from_secs(30));
+    js.send_publish(tick_subject(partition), message)
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// A run's history, as stored.
+#[derive(Debug, Default)]
+pub struct History {
+    /// The creation.
+    pub created: Option<(Box<WorkflowDef>, Value, Millis)>,
+    /// Inputs after it, with when they were stored.
+    pub inputs: Vec<(Input, Millis)>,
+}
+
+/// Reads every run entry of a partition stored up to now; returns the histories by run and
+/// the last stream sequence read (entries after it are for the live consumer).
+pub async fn read_partition(js: &jetstream::Context, partition: u32) -> Result<(BTreeMap<Uuid, History>, u64), String> {
+    let mut stream = js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
+    let last = stream.info().await.map_err(|e| e.to_string())?.state.last_sequence;
+    let mut runs: BTreeMap<Uuid, History> = BTreeMap::new();
+    let mut read = 0;
+    if last == 0 {
+        return Ok((runs, 0));
+    }
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: partition_filter(partition),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    // Nothing of this partition may be stored at all: ask how many there are.
+    let pending = consumer.cached_info().num_pending;
+    if pending == 0 {
+        return Ok((runs, last));
+    }
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| e.to_string())?;
+        let Some((seq, at)) = stored_at(&message) else { continue };
+        read += 1;
+        if let Some(run) = run_of(&message.subject)
+            && let Ok(decoded) = decode(&message.subject, &message.payload)
+        {
+            let history = runs.entry(run).or_default();
+            match decoded {
+                Decoded::Created(def, input) => history.created = Some((def, input, at)),
+                Decoded::Input(input) => history.inputs.push((input, at)),
+                Decoded::Tick => {}
+            }
+        }
+        if seq >= last || read >= pending {
+            break;
+        }
+    }
+    Ok((runs, last))
+}
+
+/// Removes a finished run's entries.
+pub async fn purge(js: &jetstream::Context, partition: u32, run: Uuid) -> Result<(), String> {
+    let stream = js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
+    stream.purge().filter(subject(partition, run)).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn partitions_spread_and_are_stable() {
+        let counts = (0..8000).map(|_| partition_of(Uuid::now_v7(), 8)).fold([0u32; 8], |mut c, p| {
+            c[p as usize] += 1;
+            c
+        });
+        assert!(counts.iter().all(|c| *c > 700), "{counts:?}");
+        let id = Uuid::now_v7();
+        assert_eq!(partition_of(id, 8), partition_of(id, 8));
+    }
+
+    #[test]
+    fn decodes_every_kind_of_entry() {
+        let run = Uuid::now_v7();
+        let s = subject(3, run);
+        assert_eq!(run_of(&s), Some(run));
+        assert!(matches!(decode(&tick_subject(3), b""), Ok(Decoded::Tick)));
+        let cancel = serde_json::to_vec(&Entry::Input { input: Input::Cancel { reason: "x".into() } }).expect("json");
+        assert!(matches!(decode(&s, &cancel), Ok(Decoded::Input(Input::Cancel { .. }))));
+        let result = json!({"run_id": run, "step_id": "a", "attempt": 1, "worker": "w", "started_ms": 1,
+                            "finished_ms": 2, "outcome": {"ok": 5}});
+        let bytes = serde_json::to_vec(&result).expect("json");
+        assert!(matches!(decode(&s, &bytes), Ok(Decoded::Input(Input::Result { .. }))));
+        assert!(decode(&s, b"garbage").is_err());
+    }
+}
