@@ -1,7 +1,9 @@
 //! Weft's integration tests, compiled into one binary.
 //!
 //! - [`cli`]: the `weft` binary on real files: exit codes, messages, analysis, drawings.
+//! - [`durability`]: SIGKILLed coordinators and workers, a restarted NATS: nothing lost.
 //! - [`runtime`]: nats-server, coordinator and worker processes running workflows.
 
 mod cli;
+mod durability;
 mod runtime;

@@ -16,6 +16,9 @@ struct Args {
     /// Partitions the runs are spread over (the same for every coordinator).
     #[arg(long, env = "WEFT_PARTITIONS", default_value_t = 8)]
     partitions: u32,
+    /// Seconds after which a silent owner's partitions move to another coordinator.
+    #[arg(long, env = "WEFT_PIN_TIMEOUT", default_value_t = 6)]
+    pin_timeout: u64,
     /// Log as JSON lines.
     #[arg(long, env = "WEFT_LOG_JSON")]
     log_json: bool,
@@ -33,6 +36,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot connect to NATS at {}", nats_url::redact(&args.nats_url)))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(weft_shared::service::stop_on_signals(shutdown.clone()));
-    let config = Config { nats_url: args.nats_url, partitions: args.partitions.max(1), ..Config::default() };
+    let config = Config {
+        nats_url: args.nats_url,
+        partitions: args.partitions.max(1),
+        pin_timeout: std::time::Duration::from_secs(args.pin_timeout.max(1)),
+        ..Config::default()
+    };
     weft_coordinator::run(config, client, shutdown).await.context("coordinator stopped")
 }

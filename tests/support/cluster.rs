@@ -63,35 +63,61 @@ impl Drop for Proc {
     }
 }
 
-/// NATS, one coordinator and some workers.
+/// NATS, coordinators and workers.
 #[derive(Debug)]
 pub struct Cluster {
     /// The server.
     pub nats: NatsServer,
-    /// The coordinator.
+    /// The (first) coordinator.
     pub coordinator: Proc,
+    /// More coordinators, `c2`, `c3`...
+    pub more_coordinators: Vec<Proc>,
     /// The workers, `w1`, `w2`...
     pub workers: Vec<Proc>,
     dir: tempfile::TempDir,
+    restarts: usize,
+    /// Coordinators killed by [`Cluster::crash_coordinator`], kept for their logs.
+    pub crashed: Vec<Proc>,
 }
+
+/// Settings that make failures show up fast in tests.
+pub const FAST: &[(&str, &str)] = &[("WEFT_PIN_TIMEOUT", "2"), ("WEFT_ACK_WAIT", "3s")];
 
 impl Cluster {
     /// Starts everything; workers serve the demo tools. Returns once every worker's tools
     /// are advertised.
     pub async fn start(workers: usize) -> Cluster {
+        Cluster::start_with(1, workers, &[]).await
+    }
+
+    /// Starts `coordinators` coordinators and `workers` workers with extra environment.
+    pub async fn start_with(coordinators: usize, workers: usize, env: &[(&str, &str)]) -> Cluster {
         let nats = NatsServer::start();
         let dir = tempfile::tempdir().expect("log dir");
         let url = nats.url.clone();
-        let coordinator = Proc::start("coordinator", "weft-coordinator", &["--nats", &url], &[], dir.path());
+        let coordinator = Proc::start("coordinator", "weft-coordinator", &["--nats", &url], env, dir.path());
+        let more_coordinators = (2..=coordinators)
+            .map(|i| Proc::start(&format!("c{i}"), "weft-coordinator", &["--nats", &url], env, dir.path()))
+            .collect();
         let workers = (1..=workers)
             .map(|i| {
                 let id = format!("w{i}");
-                Proc::start(&id, "weft-worker", &["--nats", &url, "--demo-tools", "--id", &id], &[], dir.path())
+                Proc::start(&id, "weft-worker", &["--nats", &url, "--demo-tools", "--id", &id], env, dir.path())
             })
             .collect();
-        let cluster = Cluster { nats, coordinator, workers, dir };
+        let cluster = Cluster { nats, coordinator, more_coordinators, workers, dir, restarts: 0, crashed: Vec::new() };
         cluster.wait_ready().await;
         cluster
+    }
+
+    /// Kills the coordinator with SIGKILL and starts a new one in its place.
+    pub fn crash_coordinator(&mut self, env: &[(&str, &str)]) {
+        self.coordinator.kill();
+        self.restarts += 1;
+        let name = format!("coordinator-{}", self.restarts);
+        let url = self.nats.url.clone();
+        let next = Proc::start(&name, "weft-coordinator", &["--nats", &url], env, self.dir.path());
+        self.crashed.push(std::mem::replace(&mut self.coordinator, next));
     }
 
     /// A client of this cluster.
@@ -116,20 +142,27 @@ impl Cluster {
     }
 
     /// Starts one more worker.
-    pub fn add_worker(&mut self, id: &str) {
+    pub fn add_worker(&mut self, id: &str, env: &[(&str, &str)]) {
         let url = self.nats.url.clone();
         self.workers.push(Proc::start(
             id,
             "weft-worker",
             &["--nats", &url, "--demo-tools", "--id", id],
-            &[],
+            env,
             self.dir.path(),
         ));
     }
 
     /// Every process's log, for failure messages.
     pub fn logs(&self) -> String {
-        let mut out = format!("--- coordinator\n{}", self.coordinator.logs());
+        let mut out = String::new();
+        for c in &self.crashed {
+            out.push_str(&format!("--- {} (crashed)\n{}", c.name, c.logs()));
+        }
+        out.push_str(&format!("--- {}\n{}", self.coordinator.name, self.coordinator.logs()));
+        for c in &self.more_coordinators {
+            out.push_str(&format!("--- {}\n{}", c.name, c.logs()));
+        }
         for w in &self.workers {
             out.push_str(&format!("--- {}\n{}", w.name, w.logs()));
         }

@@ -1,0 +1,260 @@
+//! Nothing lost: real processes killed with SIGKILL, a NATS server stopped and started,
+//! and every accepted run still reaches the outcome it would have reached undisturbed.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+use weft_shared::client::WeftClient;
+use weft_shared::definition::WorkflowDef;
+use weft_shared::wire::{RunRecord, RunStatus, StepStatus};
+use weft_tests::cluster::{Cluster, FAST};
+use weft_tests::repo_root;
+
+fn inline(def: Value) -> WorkflowDef {
+    WorkflowDef::from_json(&def.to_string()).expect("workflow parses")
+}
+
+/// A random number in `0..n` (no crate for this).
+fn random(n: u64) -> u64 {
+    RandomState::new().hash_one(Instant::now()) % n.max(1)
+}
+
+/// What a run must end as.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Chain,
+    FanOut,
+    Saga,
+    Retries,
+    Timeout,
+}
+
+fn workflow(shape: Shape) -> (WorkflowDef, Value) {
+    match shape {
+        Shape::Chain => (
+            inline(json!({"name": "chain", "steps": [
+                {"id": "s1", "tool": "sleep", "params": {"ms": 400}},
+                {"id": "e2", "tool": "echo", "params": {"n": "{s1.slept_ms}"}},
+                {"id": "s3", "tool": "sleep", "params": {"ms": 400}, "depends_on": ["e2"]},
+                {"id": "e4", "tool": "echo", "params": {"final": "{e2.n}", "after": "{s3.slept_ms}"}}
+            ], "output": {"result": "{e4.final}"}})),
+            Value::Null,
+        ),
+        Shape::FanOut => {
+            let mut steps: Vec<Value> = (1..=6)
+                .map(|i| json!({"id": format!("f{i}"), "tool": "sleep", "params": {"ms": 300 + 100 * i}}))
+                .collect();
+            steps.push(json!({"id": "join", "tool": "echo", "params": {"a": "{f1.slept_ms}", "f": "{f6.slept_ms}"}}));
+            (inline(json!({"name": "fanout", "steps": steps})), Value::Null)
+        }
+        Shape::Saga => {
+            let def = WorkflowDef::load(&repo_root().join("examples/order_saga.json")).expect("example");
+            (def, json!({"order_id": "ORD123", "product_id": "PROD123", "quantity": 2, "amount": 100.0}))
+        }
+        Shape::Retries => (
+            inline(json!({"name": "retries", "steps": [
+                {"id": "f", "tool": "fail", "params": {"message": "not yet", "times": 2},
+                 "retry": {"max_attempts": 3, "backoff": "700ms", "multiplier": 1, "jitter": 0}}
+            ]})),
+            Value::Null,
+        ),
+        Shape::Timeout => (
+            inline(json!({"name": "timeout", "steps": [
+                {"id": "slow", "tool": "sleep", "params": {"ms": 20000}, "timeout": "1500ms"}
+            ]})),
+            Value::Null,
+        ),
+    }
+}
+
+/// Checks a final record against what its shape must give, attempt counts included: a
+/// result applied twice or a task dispatched again as a new attempt would show here.
+fn check(shape: Shape, r: &RunRecord) -> Result<(), String> {
+    let attempts = |step: &str| r.steps[step].attempts.len();
+    let ok = match shape {
+        Shape::Chain => {
+            r.status == RunStatus::Completed
+                && r.output == Some(json!({"result": 400}))
+                && ["s1", "e2", "s3", "e4"].iter().all(|s| attempts(s) == 1)
+        }
+        Shape::FanOut => {
+            r.status == RunStatus::Completed
+                && r.steps["join"].output == Some(json!({"a": 400, "f": 900}))
+                && r.steps.keys().all(|s| attempts(s) == 1)
+        }
+        Shape::Saga => {
+            r.status == RunStatus::Compensated
+                && ["payment", "reserve"].iter().all(|s| {
+                    r.steps[*s]
+                        .compensation
+                        .as_ref()
+                        .is_some_and(|c| c.status == StepStatus::Completed && c.attempts.len() == 1)
+                })
+        }
+        Shape::Retries => {
+            r.status == RunStatus::Completed && attempts("f") == 3 && r.steps["f"].output == Some(json!({"attempt": 3}))
+        }
+        Shape::Timeout => {
+            r.status == RunStatus::Failed
+                && attempts("slow") == 1
+                && r.steps["slow"].attempts[0].error.as_ref().and_then(|e| e.code.as_deref()) == Some("TIMEOUT")
+        }
+    };
+    if ok { Ok(()) } else { Err(format!("{shape:?} ended wrong: {r:#?}")) }
+}
+
+/// Waits until every run has ended; returns the records.
+async fn wait_all(
+    client: &WeftClient,
+    runs: &[(Uuid, Shape)],
+    limit: Duration,
+) -> Result<HashMap<Uuid, RunRecord>, String> {
+    let deadline = Instant::now() + limit;
+    let mut done = HashMap::new();
+    while done.len() < runs.len() {
+        for (id, _) in runs {
+            if done.contains_key(id) {
+                continue;
+            }
+            if let Ok(record) = client.status(*id).await
+                && record.status.is_terminal()
+            {
+                done.insert(*id, record);
+            }
+        }
+        if Instant::now() > deadline {
+            let stuck: Vec<String> =
+                runs.iter().filter(|(id, _)| !done.contains_key(id)).map(|(id, s)| format!("{id} {s:?}")).collect();
+            return Err(format!("{} runs stuck: {stuck:?}", stuck.len()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(done)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_crashes_lose_nothing() {
+    let mut cluster = Cluster::start_with(1, 2, FAST).await;
+    let client = cluster.client().await;
+    let shapes = [Shape::Chain, Shape::FanOut, Shape::Saga, Shape::Retries, Shape::Timeout];
+    let mut runs = Vec::new();
+    for i in 0..50 {
+        let shape = shapes[i % shapes.len()];
+        let (def, input) = workflow(shape);
+        runs.push((client.submit(&def, input).await.expect("accepted"), shape));
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+    // SIGKILL the coordinator at random moments while runs are in flight, restarting it.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300 + random(1500))).await;
+        cluster.crash_coordinator(FAST);
+    }
+    let records = match wait_all(&client, &runs, Duration::from_secs(120)).await {
+        Ok(r) => r,
+        Err(e) => panic!("{e}\n{}", cluster.logs()),
+    };
+    let wrong: Vec<String> = runs.iter().filter_map(|(id, shape)| check(*shape, &records[id]).err()).collect();
+    assert!(wrong.is_empty(), "{} runs ended differently:\n{}", wrong.len(), wrong.join("\n"));
+    // The crashes did hit runs in flight: restarted coordinators resumed some.
+    let logs = cluster.logs();
+    assert!(logs.matches("resuming").count() > 0, "no run was in flight at a crash:\n{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_coordinator_takes_over_a_dead_ones_runs() {
+    let mut cluster = Cluster::start_with(1, 2, FAST).await;
+    let client = cluster.client().await;
+    let mut runs = Vec::new();
+    for i in 0..12 {
+        let shape = if i % 2 == 0 { Shape::Chain } else { Shape::Retries };
+        let (def, input) = workflow(shape);
+        runs.push((client.submit(&def, input).await.expect("accepted"), shape));
+    }
+    // A second coordinator joins; the first, which owns every partition, dies for good.
+    let url = cluster.nats.url.clone();
+    let standby = weft_tests::cluster::Proc::start(
+        "c2",
+        "weft-coordinator",
+        &["--nats", &url],
+        FAST,
+        std::env::temp_dir().as_path(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.coordinator.kill();
+    let records = match wait_all(&client, &runs, Duration::from_secs(60)).await {
+        Ok(r) => r,
+        Err(e) => panic!("{e}\n--- c2\n{}\n{}", standby.logs(), cluster.logs()),
+    };
+    for (id, shape) in &runs {
+        check(*shape, &records[id]).unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(standby.logs().contains("partition owned"), "{}", standby.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_task_is_redelivered_and_a_live_long_tool_keeps_its_task() {
+    let mut cluster = Cluster::start_with(1, 1, FAST).await;
+    let client = cluster.client().await;
+    // A tool running five times the ack wait on a live worker keeps its task.
+    let long = inline(json!({"name": "long", "steps": [{"id": "s", "tool": "sleep", "params": {"ms": 15000}}]}));
+    let long_run = client.submit(&long, Value::Null).await.expect("accepted");
+    // Another, on the worker about to die.
+    let doomed = inline(json!({"name": "doomed", "steps": [{"id": "s", "tool": "sleep", "params": {"ms": 4000}}]}));
+    let doomed_run = client.submit(&doomed, Value::Null).await.expect("accepted");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // both picked up by w1
+    cluster.add_worker("w2", FAST);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.workers[0].kill();
+    let doomed = client.wait(doomed_run).await.expect("doomed run ends");
+    assert_eq!(doomed.status, RunStatus::Completed, "{doomed:#?}");
+    let a = &doomed.steps["s"].attempts;
+    assert_eq!(a.len(), 1, "a redelivery is the same attempt");
+    assert_eq!(a[0].worker.as_deref(), Some("w2"), "redelivered to the live worker");
+    // The long one was on the killed worker too: redelivered; now run it on a live worker
+    // and check nothing redelivers it while it runs.
+    let long = client.wait(long_run).await.expect("long run ends");
+    assert_eq!(long.status, RunStatus::Completed);
+    let long2 = inline(json!({"name": "long2", "steps": [{"id": "s", "tool": "sleep", "params": {"ms": 12000}}]}));
+    let again = client.run(&long2, Value::Null).await.expect("long run on a live worker");
+    assert_eq!(again.status, RunStatus::Completed);
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream("WEFT_TASKS")
+        .await
+        .expect("tasks stream")
+        .get_consumer("tool-sleep")
+        .await
+        .expect("sleep consumer");
+    let info = consumer.info().await.expect("consumer info");
+    assert_eq!(info.num_redelivered, 0, "a live tool's task was redelivered: {info:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_complete_across_a_nats_restart() {
+    let mut cluster = Cluster::start_with(1, 2, FAST).await;
+    let client = cluster.client().await;
+    let mut runs = Vec::new();
+    for i in 0..10 {
+        let shape = [Shape::Chain, Shape::FanOut, Shape::Retries][i % 3];
+        let (def, input) = workflow(shape);
+        runs.push((client.submit(&def, input).await.expect("accepted"), shape));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.nats.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.nats.restart();
+    let client = cluster.client().await;
+    let records = match wait_all(&client, &runs, Duration::from_secs(90)).await {
+        Ok(r) => r,
+        Err(e) => panic!("{e}\n{}", cluster.logs()),
+    };
+    for (id, shape) in &runs {
+        check(*shape, &records[id]).unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(cluster.coordinator.alive() && cluster.workers.iter_mut().all(|w| w.alive()), "{}", cluster.logs());
+}
