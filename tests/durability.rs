@@ -258,3 +258,96 @@ async fn runs_complete_across_a_nats_restart() {
     }
     assert!(cluster.coordinator.alive() && cluster.workers.iter_mut().all(|w| w.alive()), "{}", cluster.logs());
 }
+
+/// Polls until `check` holds for the run's record.
+async fn until(client: &WeftClient, run: Uuid, what: &str, check: impl Fn(&RunRecord) -> bool) -> RunRecord {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = client.status(run).await.expect("status");
+        if check(&record) {
+            return record;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {record:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_signals_and_waits_across_a_crash() {
+    let mut cluster = Cluster::start_with(1, 1, FAST).await;
+    let client = cluster.client().await;
+
+    // Pause: the running step finishes, the next one does not start until resumed.
+    let chain = inline(json!({"name": "pausable", "steps": [
+        {"id": "first", "tool": "sleep", "params": {"ms": 800}},
+        {"id": "second", "tool": "echo", "params": {"after": "{first.slept_ms}"}}
+    ]}));
+    let run = client.submit(&chain, Value::Null).await.expect("accepted");
+    until(&client, run, "running", |r| r.steps["first"].status == StepStatus::Running).await;
+    client.pause(run).await.expect("paused");
+    let paused =
+        until(&client, run, "first done while paused", |r| r.steps["first"].status == StepStatus::Completed).await;
+    assert_eq!(paused.status, RunStatus::Paused);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still = client.status(run).await.expect("status");
+    assert_eq!(still.steps["second"].status, StepStatus::Pending, "nothing starts while paused");
+    client.resume(run).await.expect("resumed");
+    let done = client.wait(run).await.expect("ends");
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.steps["second"].output, Some(json!({"after": 800})));
+
+    // Human approval: a signal step waits for `weft signal`, across a coordinator crash.
+    let approval = inline(json!({"name": "approval", "steps": [
+        {"id": "draft", "tool": "echo", "params": {"text": "release notes"}},
+        {"id": "review", "signal": {"name": "approve", "timeout": "5m"}, "depends_on": ["draft"]},
+        {"id": "publish", "tool": "echo", "params": {"by": "{review.by}", "text": "{draft.text}"}}
+    ]}));
+    let run = client.submit(&approval, Value::Null).await.expect("accepted");
+    until(&client, run, "waiting for approval", |r| r.steps["review"].status == StepStatus::Running).await;
+    cluster.crash_coordinator(FAST);
+    client.signal(run, "approve", json!({"by": "alice"})).await.expect("signal sent");
+    let done = client.wait(run).await.expect("ends");
+    assert_eq!(done.status, RunStatus::Completed, "{done:#?}\n{}", cluster.logs());
+    assert_eq!(done.steps["publish"].output, Some(json!({"by": "alice", "text": "release notes"})));
+
+    // A wait's timer fires after a crash, on time.
+    let waiting = inline(json!({"name": "waiting", "steps": [
+        {"id": "nap", "wait": {"duration": "3s"}},
+        {"id": "after", "tool": "echo", "params": {"waited": "{nap.waited_ms}"}}
+    ]}));
+    let run = client.submit(&waiting, Value::Null).await.expect("accepted");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.crash_coordinator(FAST);
+    let done = client.wait(run).await.expect("ends");
+    assert_eq!(done.status, RunStatus::Completed, "{done:#?}\n{}", cluster.logs());
+    let waited = done.steps["after"].output.as_ref().and_then(|o| o["waited"].as_u64()).unwrap_or(0);
+    assert!(waited >= 3000, "the wait was cut short: {waited}ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_runs_leave_nothing_behind_but_their_record_for_the_retention() {
+    let env = [("WEFT_PIN_TIMEOUT", "2"), ("WEFT_RETENTION", "3s")];
+    let cluster = Cluster::start_with(1, 1, &env).await;
+    let client = cluster.client().await;
+    let def = inline(json!({"name": "brief", "steps": [{"id": "e", "tool": "echo", "params": {"x": 1}}]}));
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(client.run(&def, Value::Null).await.expect("runs").run_id);
+    }
+    // The run log of each finished run is purged: only its record remains.
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let stream = js.get_stream("WEFT_INPUTS").await.expect("inputs stream");
+    for id in &ids {
+        let subject = weft_shared::subjects::input(weft_shared::subjects::partition_of(*id, 8), *id);
+        assert!(stream.get_last_raw_message_by_subject(&subject).await.is_err(), "{subject} still holds entries");
+    }
+    // Nothing of them stays in the coordinator: no active run.
+    let active: Vec<_> =
+        client.list(Some(100)).await.expect("list").into_iter().filter(|r| !r.status.is_terminal()).collect();
+    assert!(active.is_empty(), "{active:?}");
+    // Records go after the retention.
+    assert!(client.status(ids[0]).await.is_ok());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let gone = client.status(ids[0]).await.expect_err("expired");
+    assert!(gone.is_not_found(), "{gone}");
+}

@@ -120,6 +120,11 @@ impl Api {
             ApiRequest::Status { run_id } => self.status(run_id).await.map(|r| ApiReply::Run(Box::new(r))),
             ApiRequest::List { limit } => self.list(limit.unwrap_or(50)).await.map(ApiReply::Runs),
             ApiRequest::Cancel { run_id, reason } => self.cancel(run_id, reason).await.map(|()| ApiReply::Ok),
+            ApiRequest::Pause { run_id } => self.command(run_id, Input::Pause, "pause").await.map(|()| ApiReply::Ok),
+            ApiRequest::Resume { run_id } => self.command(run_id, Input::Resume, "resume").await.map(|()| ApiReply::Ok),
+            ApiRequest::Signal { run_id, name, data } => {
+                self.command(run_id, Input::Signal { name, data }, "signal").await.map(|()| ApiReply::Ok)
+            }
         };
         result.unwrap_or_else(ApiReply::Error)
     }
@@ -269,12 +274,15 @@ fn unsupported(plan: &Plan) -> Vec<Problem> {
     plan.steps
         .iter()
         .enumerate()
-        .filter(|(_, s)| !matches!(s.kind, Kind::Task { .. }))
+        .filter(|(_, s)| !matches!(s.kind, Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. }))
         .map(|(i, s)| Problem {
             path: format!("steps[{i}]"),
             step: Some(s.id.clone()),
             code: Code::InvalidValue,
-            message: format!("`{}` steps are not run by this coordinator yet; only tool steps are", s.kind.keyword()),
+            message: format!(
+                "`{}` steps are not run by this coordinator yet; tool, wait and signal steps are",
+                s.kind.keyword()
+            ),
         })
         .collect()
 }

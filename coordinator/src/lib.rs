@@ -58,6 +58,7 @@ pub async fn run(
 ) -> Result<(), CoordinatorError> {
     let js = async_nats::jetstream::new(client.clone());
     let infra = setup::ensure(&js, &config.retention).await?;
+    setup::apply_retention(&js, &config.retention).await?;
     let nats = nats::Nats { client, js, infra };
     let args = supervisor::SupervisorArgs { nats: nats.clone(), lost_after: config.pin_timeout };
     let (supervisor, handle) =

@@ -13,6 +13,7 @@
 
 mod saga;
 mod step;
+mod waiting;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -52,6 +53,17 @@ pub enum Input {
         /// Why.
         reason: String,
     },
+    /// Dispatch nothing new until resumed.
+    Pause,
+    /// Carry on.
+    Resume,
+    /// Data for `signal` steps waiting for `name`.
+    Signal {
+        /// The signal.
+        name: String,
+        /// Its data.
+        data: Value,
+    },
 }
 
 /// Timers a run asks for.
@@ -90,6 +102,16 @@ pub enum Timer {
     },
     /// Steps cancelled by a saga had their time to answer.
     Drain,
+    /// A `wait` step's time is up.
+    WaitOver {
+        /// The step.
+        step: String,
+    },
+    /// A `signal` step waited long enough.
+    SignalTimeout {
+        /// The step.
+        step: String,
+    },
 }
 
 /// What the run actor must do.
@@ -133,6 +155,8 @@ pub struct Run {
     completions: u64,
     /// Where workers publish results: the run's log subject.
     reply_to: String,
+    /// Signals that arrived before a step waited for them.
+    signals: BTreeMap<String, Value>,
     /// The saga, once a failure under `on_failure: compensate` started it.
     saga: Option<saga::Saga>,
 }
@@ -159,6 +183,7 @@ impl Run {
             completions: 0,
             saga: None,
             reply_to: weft_shared::subjects::input(0, id),
+            signals: BTreeMap::new(),
         }
     }
 
@@ -182,7 +207,7 @@ impl Run {
     pub fn apply(&mut self, input: Input, now: Millis) -> Vec<Effect> {
         let mut out = Vec::new();
         match self.status {
-            RunStatus::Running => self.apply_running(input, now, &mut out),
+            RunStatus::Running | RunStatus::Paused => self.apply_running(input, now, &mut out),
             RunStatus::Compensating => self.apply_compensating(input, now, &mut out),
             _ => {} // over: late inputs change nothing
         }
@@ -217,6 +242,7 @@ impl Run {
                         self.errors.push(format!("the run timed out after {limit:?}"));
                         self.finish(RunStatus::TimedOut, now, out);
                     }
+                    Timer::WaitOver { .. } | Timer::SignalTimeout { .. } => self.on_waiting_timer(&timer, now, out),
                     Timer::CompensationRetry { .. } | Timer::CompensationTimeout { .. } | Timer::Drain => {}
                 }
             }
@@ -224,6 +250,19 @@ impl Run {
                 self.errors.push(format!("cancelled: {reason}"));
                 self.finish(RunStatus::Cancelled, now, out);
             }
+            Input::Pause => {
+                if self.status == RunStatus::Running {
+                    self.status = RunStatus::Paused;
+                    self.emit(out, now, EventKind::RunPaused);
+                }
+            }
+            Input::Resume => {
+                if self.status == RunStatus::Paused {
+                    self.status = RunStatus::Running;
+                    self.emit(out, now, EventKind::RunResumed);
+                }
+            }
+            Input::Signal { name, data } => self.on_signal(name, data, now, out),
         }
         match self.status {
             RunStatus::Running => self.advance(now, out),
@@ -257,7 +296,7 @@ impl Run {
                             self.steps[i].cancel();
                         }
                     }
-                    Timer::Retry { .. } | Timer::RunTimeout => {}
+                    Timer::Retry { .. } | Timer::RunTimeout | Timer::WaitOver { .. } | Timer::SignalTimeout { .. } => {}
                 }
             }
             Input::Cancel { reason } => {
@@ -265,6 +304,7 @@ impl Run {
                 self.finish(RunStatus::Cancelled, now, out);
                 return;
             }
+            Input::Pause | Input::Resume | Input::Signal { .. } => {}
         }
         if self.status == RunStatus::Compensating {
             self.saga_advance(now, out);
@@ -447,6 +487,12 @@ impl Run {
                         Prepared::Ready(params) => self.steps[i].params = Some(params),
                     }
                 }
+                let is_task = matches!(self.plan.steps[i].kind, Kind::Task { .. });
+                if !is_task {
+                    self.start_waiting(i, now, out);
+                    moved = true;
+                    continue;
+                }
                 if self.plan.max_parallel.is_some_and(|m| self.running >= m as usize) {
                     continue;
                 }
@@ -495,6 +541,7 @@ impl Run {
                     Prepared::Fail(ToolError::new(format!("params: {e}")).with_code(codes::BAD_PARAMS).permanent())
                 }
             },
+            Kind::Wait(_) | Kind::Signal { .. } => Prepared::Ready(Value::Null),
             other => Prepared::Fail(
                 ToolError::new(format!("`{}` steps are not run by this coordinator yet", other.keyword())).permanent(),
             ),

@@ -19,6 +19,9 @@ struct Args {
     /// Seconds after which a silent owner's partitions move to another coordinator.
     #[arg(long, env = "WEFT_PIN_TIMEOUT", default_value_t = 6)]
     pin_timeout: u64,
+    /// How long finished runs' records are kept (e.g. "7d", "12h").
+    #[arg(long, env = "WEFT_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    retention: std::time::Duration,
     /// Log as JSON lines.
     #[arg(long, env = "WEFT_LOG_JSON")]
     log_json: bool,
@@ -40,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         nats_url: args.nats_url,
         partitions: args.partitions.max(1),
         pin_timeout: std::time::Duration::from_secs(args.pin_timeout.max(1)),
+        retention: weft_shared::client::setup::Retention { runs: args.retention, ..Default::default() },
         ..Config::default()
     };
     weft_coordinator::run(config, client, shutdown).await.context("coordinator stopped")

@@ -80,6 +80,9 @@ pub struct WeftClient {
 /// How long an API call may take before it is reported as timed out.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a call keeps asking while no coordinator answers at all.
+const NO_COORDINATOR_PATIENCE: Duration = Duration::from_secs(10);
+
 impl WeftClient {
     /// Connects (fails at once if NATS is not there). `url` may carry credentials and
     /// list several servers: see [`nats_url`].
@@ -107,12 +110,24 @@ impl WeftClient {
         let subject = subjects::api(verb);
         let payload = serde_json::to_vec(request)
             .map_err(|e| ClientError::Request { subject: subject.clone(), message: e.to_string() })?;
-        let reply = self.nats.request(subject.clone(), payload.into()).await.map_err(|e| match e.kind() {
-            async_nats::client::RequestErrorKind::NoResponders => {
-                ClientError::NoCoordinator { subject: subject.clone() }
+        // No coordinator may answer for a moment (one restarting): nothing was done then,
+        // so asking again is safe.
+        let give_up = std::time::Instant::now() + NO_COORDINATOR_PATIENCE;
+        let mut pause = Duration::from_millis(50);
+        let payload = bytes::Bytes::from(payload);
+        let reply = loop {
+            match self.nats.request(subject.clone(), payload.clone()).await {
+                Ok(reply) => break reply,
+                Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => {
+                    if std::time::Instant::now() >= give_up {
+                        return Err(ClientError::NoCoordinator { subject });
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(ClientError::Request { subject, message: e.to_string() }),
             }
-            _ => ClientError::Request { subject: subject.clone(), message: e.to_string() },
-        })?;
+        };
         let reply: ApiReply = serde_json::from_slice(&reply.payload)
             .map_err(|e| ClientError::Decode { subject: subject.clone(), message: e.to_string() })?;
         match reply {
@@ -163,9 +178,28 @@ impl WeftClient {
 
     /// Cancels a run.
     pub async fn cancel(&self, run_id: Uuid, reason: Option<String>) -> Result<(), ClientError> {
-        match self.call("cancel", &ApiRequest::Cancel { run_id, reason }).await? {
+        self.command("cancel", ApiRequest::Cancel { run_id, reason }).await
+    }
+
+    /// Pauses a run: running steps finish, nothing new starts.
+    pub async fn pause(&self, run_id: Uuid) -> Result<(), ClientError> {
+        self.command("pause", ApiRequest::Pause { run_id }).await
+    }
+
+    /// Resumes a paused run.
+    pub async fn resume(&self, run_id: Uuid) -> Result<(), ClientError> {
+        self.command("resume", ApiRequest::Resume { run_id }).await
+    }
+
+    /// Sends `data` to the run's `signal` steps waiting for `name` (kept until one waits).
+    pub async fn signal(&self, run_id: Uuid, name: &str, data: Value) -> Result<(), ClientError> {
+        self.command("signal", ApiRequest::Signal { run_id, name: name.to_owned(), data }).await
+    }
+
+    async fn command(&self, verb: &str, request: ApiRequest) -> Result<(), ClientError> {
+        match self.call(verb, &request).await? {
             ApiReply::Ok => Ok(()),
-            other => Err(Self::unexpected("cancel", &other)),
+            other => Err(Self::unexpected(verb, &other)),
         }
     }
 

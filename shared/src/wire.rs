@@ -202,6 +202,26 @@ pub enum ApiRequest {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// Dispatch nothing new until resumed.
+    Pause {
+        /// Which run.
+        run_id: Uuid,
+    },
+    /// Carry on after a pause.
+    Resume {
+        /// Which run.
+        run_id: Uuid,
+    },
+    /// Send data to the run's `signal` steps waiting for `name`.
+    Signal {
+        /// Which run.
+        run_id: Uuid,
+        /// The signal.
+        name: String,
+        /// Its data (the waiting step's output).
+        #[serde(default)]
+        data: Value,
+    },
 }
 
 /// Start a run of a definition.
@@ -292,12 +312,14 @@ pub enum RunStatus {
     Compensated,
     /// A step failed and at least one compensation failed for good (see `errors`).
     CompensationFailed,
+    /// Paused: running steps finish, nothing new starts until resumed.
+    Paused,
 }
 
 impl RunStatus {
     /// Whether the run is over.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, RunStatus::Running | RunStatus::Compensating)
+        !matches!(self, RunStatus::Running | RunStatus::Compensating | RunStatus::Paused)
     }
 }
 
@@ -525,6 +547,15 @@ pub enum EventKind {
         step_id: String,
         /// Why.
         error: String,
+    },
+    /// The run was paused.
+    RunPaused,
+    /// The run was resumed.
+    RunResumed,
+    /// Data arrived for the run's `signal` steps.
+    SignalReceived {
+        /// The signal's name.
+        name: String,
     },
     /// The run ended.
     RunFinished {

@@ -494,3 +494,78 @@ fn a_saga_does_not_wait_forever_for_a_silent_step() {
     assert_eq!(record.status, RunStatus::Compensated, "nothing completed, nothing to undo");
     assert_eq!(record.steps["hangs"].status, StepStatus::Cancelled);
 }
+
+#[test]
+fn pause_lets_running_steps_finish_and_starts_nothing_until_resumed() {
+    let mut r = run(
+        json!({"name": "p", "steps": [
+            {"id": "a", "tool": "t"}, {"id": "b", "tool": "t", "params": {"a": "{a}"}}
+        ]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let effects = r.apply(Input::Pause, 1);
+    assert!(events(&effects).contains(&EventKind::RunPaused));
+    assert_eq!(r.status(), RunStatus::Paused);
+    // a finishes while paused: recorded, but b does not start.
+    let effects = r.apply(ok(&t[0], json!(1)), 2);
+    assert!(dispatched(&effects).is_empty());
+    assert_eq!(r.record().steps["a"].status, StepStatus::Completed);
+    let effects = r.apply(Input::Resume, 3);
+    assert_eq!(ids(&dispatched(&effects)), ["b"]);
+    assert_eq!(r.status(), RunStatus::Running);
+}
+
+#[test]
+fn signals_feed_waiting_steps_early_late_or_by_default() {
+    let def = json!({"name": "approve", "steps": [
+        {"id": "draft", "tool": "t"},
+        {"id": "approval", "signal": {"name": "approve", "timeout": "1h", "default": {"approved": false}},
+         "depends_on": ["draft"]},
+        {"id": "publish", "tool": "t", "params": {"ok": "{approval.approved}"}}
+    ]});
+    // The signal arrives while the step waits.
+    let mut r = run(def.clone(), Value::Null);
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let effects = r.apply(ok(&t[0], json!({})), 1);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Schedule { timer: Timer::SignalTimeout { .. }, .. })));
+    assert_eq!(r.record().steps["approval"].status, StepStatus::Running);
+    let next = dispatched(&r.apply(Input::Signal { name: "approve".into(), data: json!({"approved": true}) }, 2));
+    assert_eq!(next[0].params, json!({"ok": true}));
+    // The signal arrives before the step is reached: kept for it.
+    let mut r = run(def.clone(), Value::Null);
+    let t = dispatched(&r.apply(Input::Start, 0));
+    r.apply(Input::Signal { name: "approve".into(), data: json!({"approved": true}) }, 1);
+    let next = dispatched(&r.apply(ok(&t[0], json!({})), 2));
+    assert_eq!(next[0].params, json!({"ok": true}));
+    // Nobody answers: the default path.
+    let mut r = run(def, Value::Null);
+    let t = dispatched(&r.apply(Input::Start, 0));
+    r.apply(ok(&t[0], json!({})), 1);
+    let next =
+        dispatched(&r.apply(Input::Timer { timer: Timer::SignalTimeout { step: "approval".into() } }, 3_600_001));
+    assert_eq!(next[0].params, json!({"ok": false}));
+}
+
+#[test]
+fn waits_are_timers() {
+    let mut r = run(
+        json!({"name": "w", "steps": [
+            {"id": "pause", "wait": {"duration": "10s"}},
+            {"id": "until", "wait": {"until": "1970-01-01T00:00:30Z"}},
+            {"id": "after", "tool": "t", "params": {"w": "{pause.waited_ms}"}}
+        ]}),
+        Value::Null,
+    );
+    let effects = r.apply(Input::Start, 5_000);
+    assert!(effects.contains(&Effect::Schedule {
+        timer: Timer::WaitOver { step: "pause".into() },
+        after: Duration::from_secs(10)
+    }));
+    assert!(effects.contains(&Effect::Schedule {
+        timer: Timer::WaitOver { step: "until".into() },
+        after: Duration::from_secs(25)
+    }));
+    let next = dispatched(&r.apply(Input::Timer { timer: Timer::WaitOver { step: "pause".into() } }, 15_000));
+    assert_eq!(next[0].params, json!({"w": 10_000}));
+}

@@ -90,6 +90,27 @@ pub async fn ensure(js: &jetstream::Context, retention: &Retention) -> Result<In
     Ok(Infra { tools, runs })
 }
 
+/// Makes the retention of run records and events what `retention` says (the coordinator
+/// owns these settings; other processes only create what is missing).
+pub async fn apply_retention(js: &jetstream::Context, retention: &Retention) -> Result<(), SetupError> {
+    js.create_or_update_key_value(kv::Config {
+        bucket: subjects::RUNS_BUCKET.into(),
+        history: 1,
+        max_age: retention.runs,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| err(&format!("bucket {}", subjects::RUNS_BUCKET), e))?;
+    let mut events = js.get_stream(subjects::EVENTS_STREAM).await.map_err(|e| err("stream WEFT_EVENTS", e))?;
+    let mut config = events.info().await.map_err(|e| err("stream WEFT_EVENTS", e))?.config.clone();
+    if config.max_age != retention.events {
+        config.max_age = retention.events;
+        js.update_stream(config).await.map_err(|e| err("stream WEFT_EVENTS", e))?;
+    }
+    Ok(())
+}
+
 async fn bucket(js: &jetstream::Context, name: &str, max_age: Duration) -> Result<kv::Store, SetupError> {
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);

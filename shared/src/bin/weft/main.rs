@@ -2,7 +2,7 @@
 //!
 //! Offline commands read workflow files (`validate`, `graph`, `analyze`); online commands
 //! talk to coordinators and workers over NATS (`run`, `submit`, `status`, `watch`,
-//! `cancel`, `list`, `tools`).
+//! `cancel`, `pause`, `resume`, `signal`, `list`, `tools`).
 
 /// Prints a line to stdout; a closed pipe (`weft tools | head`) ends the program quietly.
 macro_rules! outln {
@@ -126,6 +126,25 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Pause a run: running steps finish, nothing new starts until `weft resume`.
+    Pause {
+        /// Run id.
+        id: String,
+    },
+    /// Resume a paused run.
+    Resume {
+        /// Run id.
+        id: String,
+    },
+    /// Send data to a run's `signal` step waiting for NAME (e.g. a human approval).
+    Signal {
+        /// Run id.
+        id: String,
+        /// Signal name.
+        name: String,
+        /// Data, as JSON (default `{}`).
+        data: Option<String>,
+    },
     /// List recent runs.
     List {
         /// How many.
@@ -203,6 +222,9 @@ fn run_online(url: &str, command: Command) -> anyhow::Result<ExitCode> {
             Command::Status { id, json, gantt } => online::status(&client, &id, json, gantt).await,
             Command::Watch { id, json } => online::watch(&client, &id, json).await,
             Command::Cancel { id, reason } => online::cancel(&client, &id, reason).await,
+            Command::Pause { id } => online::pause(&client, &id).await,
+            Command::Resume { id } => online::resume(&client, &id).await,
+            Command::Signal { id, name, data } => online::signal(&client, &id, &name, data.as_deref()).await,
             Command::List { limit, json } => online::list(&client, limit, json).await,
             Command::Tools { json, functions } => online::tools(&client, json, functions).await,
             Command::Validate { .. } | Command::Graph { .. } | Command::Analyze { .. } => unreachable!("offline"),

@@ -49,6 +49,9 @@ fn describe(event: &Event) -> String {
         EventKind::CompensationStarted { step_id, .. } => format!("{step_id}: compensating"),
         EventKind::CompensationCompleted { step_id } => format!("{step_id}: compensated"),
         EventKind::CompensationFailed { step_id, error } => format!("{step_id}: compensation failed: {error}"),
+        EventKind::RunPaused => "run paused".to_owned(),
+        EventKind::RunResumed => "run resumed".to_owned(),
+        EventKind::SignalReceived { name } => format!("signal `{name}` received"),
         EventKind::RunFinished { status } => format!("run finished: {}", status_name(*status)),
     }
 }
@@ -146,6 +149,31 @@ pub async fn watch(client: &WeftClient, id: &str, json: bool) -> anyhow::Result<
 pub async fn cancel(client: &WeftClient, id: &str, reason: Option<String>) -> anyhow::Result<ExitCode> {
     client.cancel(parse_id(id)?, reason).await?;
     outln!("cancelling {id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft pause`.
+pub async fn pause(client: &WeftClient, id: &str) -> anyhow::Result<ExitCode> {
+    client.pause(parse_id(id)?).await?;
+    outln!("pausing {id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft resume`.
+pub async fn resume(client: &WeftClient, id: &str) -> anyhow::Result<ExitCode> {
+    client.resume(parse_id(id)?).await?;
+    outln!("resuming {id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft signal`.
+pub async fn signal(client: &WeftClient, id: &str, name: &str, data: Option<&str>) -> anyhow::Result<ExitCode> {
+    let data = match data {
+        Some(text) => serde_json::from_str(text).with_context(|| format!("the signal's data is not JSON: {text}"))?,
+        None => Value::Object(Default::default()),
+    };
+    client.signal(parse_id(id)?, name, data).await?;
+    outln!("signal `{name}` sent to {id}");
     Ok(ExitCode::SUCCESS)
 }
 
