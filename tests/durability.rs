@@ -166,34 +166,49 @@ async fn coordinator_crashes_lose_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_coordinator_takes_over_a_dead_ones_runs() {
-    let mut cluster = Cluster::start_with(1, 2, FAST).await;
+async fn two_coordinators_share_runs_and_one_takes_over_when_the_other_dies() {
+    let mut cluster = Cluster::start_with(2, 2, FAST).await;
     let client = cluster.client().await;
-    let mut runs = Vec::new();
-    for i in 0..12 {
-        let shape = if i % 2 == 0 { Shape::Chain } else { Shape::Retries };
-        let (def, input) = workflow(shape);
-        runs.push((client.submit(&def, input).await.expect("accepted"), shape));
-    }
-    // A second coordinator joins; the first, which owns every partition, dies for good.
-    let url = cluster.nats.url.clone();
-    let standby = weft_tests::cluster::Proc::start(
-        "c2",
-        "weft-coordinator",
-        &["--nats", &url],
-        FAST,
-        std::env::temp_dir().as_path(),
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    cluster.coordinator.kill();
-    let records = match wait_all(&client, &runs, Duration::from_secs(60)).await {
-        Ok(r) => r,
-        Err(e) => panic!("{e}\n--- c2\n{}\n{}", standby.logs(), cluster.logs()),
+    let submit = |client: WeftClient, n: usize| async move {
+        let mut runs = Vec::new();
+        for i in 0..n {
+            let shape = [Shape::Chain, Shape::Retries, Shape::FanOut][i % 3];
+            let (def, input) = workflow(shape);
+            runs.push((client.submit(&def, input).await.expect("accepted"), shape));
+        }
+        runs
     };
-    for (id, shape) in &runs {
+    // Both run at once: every run is applied by one of them, once.
+    let first = submit(client.clone(), 12).await;
+    let records =
+        wait_all(&client, &first, Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    for (id, shape) in &first {
         check(*shape, &records[id]).unwrap_or_else(|e| panic!("{e}"));
     }
-    assert!(standby.logs().contains("partition owned"), "{}", standby.logs());
+    // Runs in flight when the first coordinator dies for good: the other takes them over.
+    let second = submit(client.clone(), 12).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Kill one that owns partitions (the server may have pinned them all to either).
+    let first_owns = cluster.coordinator.logs().contains("partition owned");
+    let (dead, survivor) = if first_owns {
+        cluster.coordinator.kill();
+        (cluster.coordinator.name.clone(), &cluster.more_coordinators[0])
+    } else {
+        cluster.more_coordinators[0].kill();
+        (cluster.more_coordinators[0].name.clone(), &cluster.coordinator)
+    };
+    let survivor_logs = survivor.logs();
+    let records =
+        wait_all(&client, &second, Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    for (id, shape) in &second {
+        check(*shape, &records[id]).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let taken = survivor.logs().matches("partition owned").count();
+    assert!(
+        taken > survivor_logs.matches("partition owned").count(),
+        "the survivor took nothing over from {dead}:\n{}",
+        survivor.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
