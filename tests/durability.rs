@@ -149,9 +149,11 @@ async fn coordinator_crashes_lose_nothing() {
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
     }
-    // SIGKILL the coordinator at random moments while runs are in flight, restarting it.
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(300 + random(1500))).await;
+    // SIGKILL the coordinator at random moments while runs are in flight (the first soon
+    // after the last submit, when every run still is), restarting it each time.
+    for crash in 0..3 {
+        let delay = if crash == 0 { 100 + random(400) } else { 300 + random(1500) };
+        tokio::time::sleep(Duration::from_millis(delay)).await;
         cluster.crash_coordinator(FAST);
     }
     let records = match wait_all(&client, &runs, Duration::from_secs(120)).await {

@@ -2,8 +2,10 @@
 //!
 //! - [`cli`]: the `weft` binary on real files: exit codes, messages, analysis, drawings.
 //! - [`durability`]: SIGKILLed coordinators and workers, a restarted NATS: nothing lost.
+//! - [`tracing`]: one trace per run, checked with a real OTLP receiver.
 //! - [`runtime`]: nats-server, coordinator and worker processes running workflows.
 
 mod cli;
 mod durability;
 mod runtime;
+mod tracing;

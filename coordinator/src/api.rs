@@ -12,6 +12,8 @@ use ractor::ActorRef;
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 use weft_shared::catalogue::Catalogue;
 use weft_shared::plan::{Kind, Plan};
@@ -93,13 +95,30 @@ impl Api {
             tracing::warn!(subject = %message.subject, "API request without a reply subject; ignored");
             return;
         };
-        let reply = match serde_json::from_slice::<ApiRequest>(&message.payload) {
-            Ok(request) => self.handle(request).await,
-            Err(e) => ApiReply::Error(ApiError::new(
-                ApiErrorCode::BadRequest,
-                format!("cannot read the request on {}: {e}", message.subject),
-            )),
-        };
+        // The request's span continues the client's trace (context in the headers).
+        let verb = message.subject.rsplit('.').next().unwrap_or("api").to_owned();
+        let span = tracing::info_span!("api",
+            otel.name = format!("weft.api {verb}"),
+            otel.kind = "server",
+            messaging.system = "nats",
+            messaging.destination.name = %message.subject,
+            weft.workflow = tracing::field::Empty,
+            weft.run_id = tracing::field::Empty);
+        let _ = span.set_parent(weft_shared::telemetry::extract(message.headers.as_ref()));
+        let reply = async {
+            match serde_json::from_slice::<ApiRequest>(&message.payload) {
+                Ok(request) => self.handle(request).await,
+                Err(e) => ApiReply::Error(ApiError::new(
+                    ApiErrorCode::BadRequest,
+                    format!("cannot read the request on {}: {e}", message.subject),
+                )),
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        if let ApiReply::Error(e) = &reply {
+            weft_shared::telemetry::fail(&span, e.message.as_str());
+        }
         let mut payload = serde_json::to_vec(&reply).unwrap_or_default();
         let limit = self.nats.client.server_info().max_payload;
         if payload.len() > limit {
@@ -177,7 +196,10 @@ impl Api {
         let record = Run::new(run_id, plan, submit.input.clone(), now_ms()).record();
         let internal = |e: String| ApiError::new(ApiErrorCode::Internal, format!("the run could not be stored: {e}"));
         self.nats.store(&record).await.map_err(|e| internal(e.to_string()))?;
-        let entry = Entry::Created { definition: Box::new(submit.definition), input: submit.input };
+        let trace = weft_shared::telemetry::traceparent(&tracing::Span::current());
+        tracing::Span::current().record("weft.workflow", name.as_str());
+        tracing::Span::current().record("weft.run_id", tracing::field::display(run_id));
+        let entry = Entry::Created { definition: Box::new(submit.definition), input: submit.input, trace };
         log::append(&self.nats.js, log::subject(partition, run_id), &entry, &format!("create:{run_id}"))
             .await
             .map_err(internal)?;

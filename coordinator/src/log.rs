@@ -32,6 +32,9 @@ pub enum Entry {
         definition: Box<WorkflowDef>,
         /// Its input.
         input: Value,
+        /// W3C `traceparent` of the submit: every span of the run joins this trace.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace: Option<String>,
     },
     /// Anything else that happens to it.
     Input {
@@ -43,8 +46,8 @@ pub enum Entry {
 /// A decoded log message.
 #[derive(Debug)]
 pub enum Decoded {
-    /// A run's creation.
-    Created(Box<WorkflowDef>, Value),
+    /// A run's creation, with the trace it belongs to.
+    Created(Box<WorkflowDef>, Value, Option<String>),
     /// An input for a run.
     Input(Input),
     /// A partition tick.
@@ -70,7 +73,7 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Decoded, DecodeError> {
     let value: Value = serde_json::from_slice(payload).map_err(error)?;
     if value.get("entry").is_some() {
         return Ok(match serde_json::from_value::<Entry>(value).map_err(error)? {
-            Entry::Created { definition, input } => Decoded::Created(definition, input),
+            Entry::Created { definition, input, trace } => Decoded::Created(definition, input, trace),
             Entry::Input { input } => Decoded::Input(input),
         });
     }
@@ -117,8 +120,8 @@ pub async fn tick(js: &jetstream::Context, partition: u32, second: u64) -> Resul
 /// A run's history, as stored.
 #[derive(Debug, Default)]
 pub struct History {
-    /// The creation.
-    pub created: Option<(Box<WorkflowDef>, Value, Millis)>,
+    /// The creation: definition, input, when, trace.
+    pub created: Option<(Box<WorkflowDef>, Value, Millis, Option<String>)>,
     /// Inputs after it, with when they were stored.
     pub inputs: Vec<(Input, Millis)>,
 }
@@ -156,7 +159,7 @@ pub async fn read_partition(js: &jetstream::Context, partition: u32) -> Result<(
         {
             let history = runs.entry(run).or_default();
             match decoded {
-                Decoded::Created(def, input) => history.created = Some((def, input, at)),
+                Decoded::Created(def, input, trace) => history.created = Some((def, input, at, trace)),
                 Decoded::Input(input) => history.inputs.push((input, at)),
                 Decoded::Tick => {}
             }

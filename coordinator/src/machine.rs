@@ -193,6 +193,11 @@ impl Run {
         self
     }
 
+    /// Its workflow's name.
+    pub fn workflow(&self) -> &str {
+        &self.plan.name
+    }
+
     /// Its id.
     pub fn id(&self) -> Uuid {
         self.id

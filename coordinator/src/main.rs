@@ -30,7 +30,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    weft_shared::service::init_logs(args.log_json);
+    let telemetry = weft_shared::telemetry::init("weft-coordinator", args.log_json);
     let options =
         async_nats::ConnectOptions::new().name("weft-coordinator").retry_on_initial_connect().max_reconnects(None);
     let client = nats_url::with_credentials(options, &args.nats_url)
@@ -46,5 +46,7 @@ async fn main() -> anyhow::Result<()> {
         retention: weft_shared::client::setup::Retention { runs: args.retention, ..Default::default() },
         ..Config::default()
     };
-    weft_coordinator::run(config, client, shutdown).await.context("coordinator stopped")
+    let result = weft_coordinator::run(config, client, shutdown).await.context("coordinator stopped");
+    telemetry.shutdown().await;
+    result
 }

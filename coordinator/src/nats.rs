@@ -43,7 +43,7 @@ impl Nats {
     /// the stream has it: a dispatch must not be lost to a passing NATS outage.
     ///
     /// A task larger than the server accepts is refused here, with the sizes.
-    pub async fn dispatch(&self, task: &Task) -> Result<(), ToolError> {
+    pub async fn dispatch(&self, task: &Task, headers: async_nats::HeaderMap) -> Result<(), ToolError> {
         let subject = subjects::task(&task.tool);
         let payload = json(task);
         let limit = self.client.server_info().max_payload;
@@ -56,7 +56,7 @@ impl Nats {
             .permanent());
         }
         let id = task.message_id();
-        self.publish_reliably(subject, payload, id).await;
+        self.publish_reliably(subject, payload, id, headers).await;
         Ok(())
     }
 
@@ -64,12 +64,19 @@ impl Nats {
     pub async fn emit(&self, event: &Event) {
         let subject = subjects::events(event.run_id);
         let id = format!("event:{}:{}", event.run_id, event.seq);
-        self.publish_reliably(subject, json(event), id).await;
+        self.publish_reliably(subject, json(event), id, async_nats::HeaderMap::new()).await;
     }
 
-    async fn publish_reliably(&self, subject: String, payload: bytes::Bytes, id: String) {
+    async fn publish_reliably(
+        &self,
+        subject: String,
+        payload: bytes::Bytes,
+        id: String,
+        headers: async_nats::HeaderMap,
+    ) {
         let js = self.js.clone();
-        let first = js.send_publish(subject.clone(), Publish::build().payload(payload.clone()).message_id(&id)).await;
+        let build = move || Publish::build().payload(payload.clone()).message_id(&id).headers(headers.clone());
+        let first = js.send_publish(subject.clone(), build()).await;
         tokio::spawn(async move {
             let mut pending = first;
             let mut delay = Duration::from_millis(100);
@@ -84,8 +91,7 @@ impl Nats {
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
-                pending =
-                    js.send_publish(subject.clone(), Publish::build().payload(payload.clone()).message_id(&id)).await;
+                pending = js.send_publish(subject.clone(), build()).await;
             }
             tracing::error!(%subject, "publish abandoned after 60 attempts");
         });

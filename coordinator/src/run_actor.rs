@@ -13,6 +13,8 @@ use crate::machine::{Effect, Input, Run, Timer};
 use crate::nats::Nats;
 use crate::supervisor::SupervisorMsg;
 
+mod spans;
+
 /// The run actor.
 #[derive(Debug)]
 pub struct RunActor;
@@ -64,6 +66,8 @@ pub struct RunArgs {
     pub partition: u32,
     /// How to begin.
     pub start: Start,
+    /// The run's trace (`traceparent` of its submit), if traced.
+    pub trace: Option<String>,
 }
 
 /// A run actor's state.
@@ -74,6 +78,7 @@ pub struct RunState {
     supervisor: ActorRef<SupervisorMsg>,
     partition: u32,
     start: Option<Start>,
+    spans: spans::RunSpans,
 }
 
 impl Actor for RunActor {
@@ -88,6 +93,7 @@ impl Actor for RunActor {
             supervisor: args.supervisor,
             partition: args.partition,
             start: Some(args.start),
+            spans: spans::RunSpans::new(args.trace.as_deref()),
         })
     }
 
@@ -123,7 +129,12 @@ impl Actor for RunActor {
             RunMsg::Record(reply) => {
                 let _ = reply.send(state.run.record());
             }
-            RunMsg::Apply { input, at, message } => apply(&myself, state, input, at, message).await,
+            RunMsg::Apply { input, at, message } => {
+                if let (Input::Result { result }, Some(m)) = (&input, &message) {
+                    state.spans.result(&state.run, result, m.headers.as_ref());
+                }
+                apply(&myself, state, input, at, message).await
+            }
             RunMsg::Fired(timer) => log_input(&myself, state, Input::Timer { timer }).await,
         }
         Ok(())
@@ -190,7 +201,7 @@ async fn end(myself: &ActorRef<RunMsg>, state: &RunState) {
 
 /// Carries out effects in order; returns whether the run finished, and inputs that
 /// effects turned into (a dispatch refused becomes that attempt's failure).
-async fn carry_out(myself: &ActorRef<RunMsg>, state: &RunState, effects: Vec<Effect>) -> (bool, Vec<Input>) {
+async fn carry_out(myself: &ActorRef<RunMsg>, state: &mut RunState, effects: Vec<Effect>) -> (bool, Vec<Input>) {
     let mut follow_ups = Vec::new();
     let finished = effects.contains(&Effect::Finished);
     if finished {
@@ -204,7 +215,8 @@ async fn carry_out(myself: &ActorRef<RunMsg>, state: &RunState, effects: Vec<Eff
         match effect {
             Effect::Dispatch(task) => {
                 tracing::debug!(run_id = %task.run_id, step_id = %task.step_id, attempt = task.attempt, tool = %task.tool, "dispatch");
-                if let Err(error) = state.nats.dispatch(&task).await {
+                let headers = state.spans.dispatch(&state.run, &task);
+                if let Err(error) = state.nats.dispatch(&task, headers).await {
                     let now = now_ms();
                     follow_ups.push(Input::Result {
                         result: TaskResult {
@@ -224,10 +236,14 @@ async fn carry_out(myself: &ActorRef<RunMsg>, state: &RunState, effects: Vec<Eff
                 myself.send_after(after, move || RunMsg::Fired(timer));
             }
             Effect::Cancel(cancel) => state.nats.cancel(&cancel).await,
-            Effect::Emit(event) => state.nats.emit(&event).await,
+            Effect::Emit(event) => {
+                state.spans.event(&state.run, &event);
+                state.nats.emit(&event).await;
+            }
             Effect::Finished => {
                 let record = state.run.record();
-                tracing::info!(run_id = %record.run_id, workflow = %record.workflow, status = ?record.status, "run finished");
+                let trace_id = state.spans.trace_id().unwrap_or_default();
+                tracing::info!(run_id = %record.run_id, workflow = %record.workflow, status = ?record.status, %trace_id, "run finished");
             }
         }
     }

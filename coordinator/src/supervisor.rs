@@ -171,23 +171,30 @@ async fn claim(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, pa
     };
     let mut resumed = 0;
     for (run_id, history) in histories {
-        let Some((def, input, created)) = history.created else { continue };
+        let Some((def, input, created, trace)) = history.created else { continue };
         let Some(plan) = plan_of(&def) else { continue };
         let mut run = Run::new(run_id, plan, input, created).with_reply_to(log::subject(partition, run_id));
         run.apply(Input::Start, created);
         for (input, at) in history.inputs {
             run.apply(input, at);
         }
-        spawn(myself, state, partition, run, Start::Resume).await;
+        spawn(myself, state, partition, run, Start::Resume, trace).await;
         resumed += 1;
     }
     tracing::info!(partition, runs = resumed, took = ?started.elapsed(), "partition owned");
     state.owned.insert(partition, Owned { replayed_to, last_seen: Instant::now() });
 }
 
-async fn spawn(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, partition: u32, run: Run, start: Start) {
+async fn spawn(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    partition: u32,
+    run: Run,
+    start: Start,
+    trace: Option<String>,
+) {
     let run_id = run.id();
-    let args = RunArgs { run, nats: state.nats.clone(), supervisor: myself.clone(), partition, start };
+    let args = RunArgs { run, nats: state.nats.clone(), supervisor: myself.clone(), partition, start, trace };
     match Actor::spawn_linked(None, RunActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {
             state.runs.insert(run_id, (partition, actor));
@@ -226,7 +233,7 @@ async fn route(
         (Decoded::Tick, _) => {
             let _ = message.ack().await;
         }
-        (Decoded::Created(def, input), Some(run_id)) => {
+        (Decoded::Created(def, input, trace), Some(run_id)) => {
             if state.runs.contains_key(&run_id) {
                 let _ = message.ack().await;
                 return;
@@ -236,7 +243,7 @@ async fn route(
                 return;
             };
             let run = Run::new(run_id, plan, input, at).with_reply_to(log::subject(partition, run_id));
-            spawn(myself, state, partition, run, Start::New { at, message: Box::new(message) }).await;
+            spawn(myself, state, partition, run, Start::New { at, message: Box::new(message) }, trace).await;
         }
         (Decoded::Input(input), Some(run_id)) => match state.runs.get(&run_id) {
             Some((_, actor)) => {

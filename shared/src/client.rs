@@ -112,11 +112,19 @@ impl WeftClient {
             .map_err(|e| ClientError::Request { subject: subject.clone(), message: e.to_string() })?;
         // No coordinator may answer for a moment (one restarting): nothing was done then,
         // so asking again is safe.
+        // The request starts the run's trace, or continues the caller's (the current span).
+        let span = tracing::info_span!("weft.client",
+            otel.name = format!("weft {verb}"),
+            otel.kind = "client",
+            messaging.system = "nats",
+            messaging.destination.name = %subject);
+        let mut headers = async_nats::HeaderMap::new();
+        crate::telemetry::inject(&span, &mut headers);
         let give_up = std::time::Instant::now() + NO_COORDINATOR_PATIENCE;
         let mut pause = Duration::from_millis(50);
         let payload = bytes::Bytes::from(payload);
         let reply = loop {
-            match self.nats.request(subject.clone(), payload.clone()).await {
+            match self.nats.request_with_headers(subject.clone(), headers.clone(), payload.clone()).await {
                 Ok(reply) => break reply,
                 Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => {
                     if std::time::Instant::now() >= give_up {

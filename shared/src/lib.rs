@@ -21,7 +21,8 @@
 //! - [`wire`]: the JSON messages between clients, coordinators and workers.
 //! - [`subjects`]: NATS subjects, streams, consumers and buckets.
 //! - [`client`]: the Rust client API over NATS (and JetStream set-up).
-//! - [`service`]: logs and signal handling shared by the service binaries.
+//! - [`service`]: signal handling shared by the service binaries.
+//! - [`telemetry`]: logs, OTLP traces, W3C trace context in NATS headers.
 //! - [`timeline`]: a run's attempts as a table, a Gantt chart and a summary.
 //!
 //! # Example
@@ -52,6 +53,7 @@ pub mod plan;
 pub mod reference;
 pub mod service;
 pub mod subjects;
+pub mod telemetry;
 pub mod timeline;
 pub mod validate;
 pub mod wire;

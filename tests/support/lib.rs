@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod nats_server;
+pub mod otlp;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -40,7 +40,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    weft_shared::service::init_logs(args.log_json);
+    let telemetry = weft_shared::telemetry::init("weft-worker", args.log_json);
     let defaults = Config::default();
     let config = Config {
         nats_url: args.nats,
@@ -55,6 +55,8 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(weft_shared::service::stop_on_signals(shutdown.clone()));
     tracing::info!(worker = %config.worker_id, nats = %weft_shared::client::nats_url::redact(&config.nats_url), demo_tools = config.demo_tools, "starting");
-    weft_worker::run(config, shutdown).await?;
+    let result = weft_worker::run(config, shutdown).await;
+    telemetry.shutdown().await;
+    result?;
     Ok(())
 }

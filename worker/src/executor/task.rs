@@ -45,8 +45,31 @@ pub(super) async fn handle(
         }
     };
     let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-    let span = tracing::info_span!("task", run_id = %task.run_id, step_id = %task.step_id, attempt = task.attempt,
-                                   tool = %task.tool, delivered);
+    // The tool's span is a child of the coordinator's dispatch span, whose context the
+    // task carries in its headers.
+    let kind = if task.compensation { "compensation" } else { "tool" };
+    let span = tracing::info_span!("task",
+        otel.name = format!("{kind} {}", task.tool),
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.operation.type = "process",
+        messaging.destination.name = %message.subject,
+        weft.run_id = %task.run_id,
+        weft.step_id = %task.step_id,
+        weft.attempt = task.attempt,
+        weft.tool = %task.tool,
+        weft.worker = %shared.config.worker_id,
+        weft.compensation = task.compensation,
+        weft.outcome = tracing::field::Empty,
+        run_id = %task.run_id, step_id = %task.step_id, attempt = task.attempt, delivered,
+        trace_id = tracing::field::Empty);
+    {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let _ = span.set_parent(weft_shared::telemetry::extract(message.headers.as_ref()));
+        if let Some(trace_id) = weft_shared::telemetry::trace_id(&span) {
+            span.record("trace_id", trace_id);
+        }
+    }
     run(shared, task, message, delivered, progress_every).instrument(span).await;
 }
 
@@ -71,9 +94,17 @@ async fn run(shared: Arc<Shared>, task: Task, message: jetstream::Message, deliv
         hand_back(&message).await;
         return;
     };
+    let span = tracing::Span::current();
     match &outcome {
-        Outcome::Ok(_) => tracing::info!(ms = now_ms().saturating_sub(started_ms), "tool succeeded"),
-        Outcome::Err(e) => tracing::info!(ms = now_ms().saturating_sub(started_ms), error = %e, "tool failed"),
+        Outcome::Ok(_) => {
+            span.record("weft.outcome", "ok");
+            tracing::info!(ms = now_ms().saturating_sub(started_ms), "tool succeeded");
+        }
+        Outcome::Err(e) => {
+            span.record("weft.outcome", "error");
+            weft_shared::telemetry::fail(&span, e.to_string());
+            tracing::info!(ms = now_ms().saturating_sub(started_ms), error = %e, "tool failed");
+        }
     }
     let result = TaskResult {
         run_id: task.run_id,
@@ -195,7 +226,10 @@ async fn publish(shared: &Shared, task: &Task, id: &str, payload: bytes::Bytes, 
     let mut backoff = Backoff::default();
     loop {
         let sent = async {
-            let publish = PublishMessage::build().payload(payload.clone()).message_id(id);
+            // The result carries the tool span's context back to the coordinator.
+            let mut headers = async_nats::HeaderMap::new();
+            weft_shared::telemetry::inject(&tracing::Span::current(), &mut headers);
+            let publish = PublishMessage::build().payload(payload.clone()).message_id(id).headers(headers);
             shared.js.send_publish(subject.clone(), publish).await?.await
         };
         match sent.await {

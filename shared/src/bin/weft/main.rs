@@ -209,6 +209,15 @@ fn main() -> ExitCode {
 fn run_online(url: &str, command: Command) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
+        let telemetry = weft_shared::telemetry::init("weft", false);
+        let result = run_command(url, command).await;
+        telemetry.shutdown().await;
+        result
+    })
+}
+
+async fn run_command(url: &str, command: Command) -> anyhow::Result<ExitCode> {
+    {
         let client = WeftClient::connect(url).await?;
         match command {
             Command::Run { file, input, json, quiet } => {
@@ -229,5 +238,5 @@ fn run_online(url: &str, command: Command) -> anyhow::Result<ExitCode> {
             Command::Tools { json, functions } => online::tools(&client, json, functions).await,
             Command::Validate { .. } | Command::Graph { .. } | Command::Analyze { .. } => unreachable!("offline"),
         }
-    })
+    }
 }

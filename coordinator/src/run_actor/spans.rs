@@ -1,0 +1,121 @@
+//! A run's spans. A run may last days and move between coordinators, so it is not one long
+//! span: every span is short and joins the run's trace through the submit's context, which
+//! the run's log keeps (`created.trace`). Dispatch spans are producers whose context rides
+//! in the task's headers, so the worker's tool span is their child; a result span is the
+//! child of the tool span that produced it; a compensation's dispatch links to the last
+//! dispatch of the step it undoes.
+
+use std::collections::HashMap;
+
+use async_nats::HeaderMap;
+use opentelemetry::Context;
+use opentelemetry::trace::{SpanContext, TraceContextExt};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use weft_shared::telemetry;
+use weft_shared::wire::{Event, EventKind, Outcome, RunStatus, Task, TaskResult};
+
+use crate::machine::Run;
+
+/// The trace a run's spans join, and the span contexts compensations link to.
+#[derive(Debug)]
+pub struct RunSpans {
+    parent: Context,
+    dispatched: HashMap<String, SpanContext>,
+}
+
+impl RunSpans {
+    /// Spans under the submit whose `traceparent` the run's log kept.
+    pub fn new(traceparent: Option<&str>) -> RunSpans {
+        RunSpans {
+            parent: traceparent.map(telemetry::from_traceparent).unwrap_or_default(),
+            dispatched: HashMap::new(),
+        }
+    }
+
+    /// The run's trace id, for logs.
+    pub fn trace_id(&self) -> Option<String> {
+        let id = self.parent.span().span_context().trace_id();
+        (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
+    }
+
+    /// The dispatch span of a task; returns the headers carrying its context to the worker.
+    pub fn dispatch(&mut self, run: &Run, task: &Task) -> HeaderMap {
+        let kind = if task.compensation { "compensate" } else { "dispatch" };
+        let span = tracing::info_span!("dispatch",
+            otel.name = format!("{kind} {}", task.step_id),
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.operation.type = "send",
+            messaging.destination.name = %weft_shared::subjects::task(&task.tool),
+            weft.run_id = %task.run_id,
+            weft.workflow = %run.workflow(),
+            weft.step_id = %task.step_id,
+            weft.tool = %task.tool,
+            weft.attempt = task.attempt,
+            weft.compensation = task.compensation);
+        let _ = span.set_parent(self.parent.clone());
+        if task.compensation {
+            if let Some(undone) = self.dispatched.get(&task.step_id) {
+                span.add_link(undone.clone());
+            }
+        } else {
+            let cx = span.context();
+            self.dispatched.insert(task.step_id.clone(), cx.span().span_context().clone());
+        }
+        let mut headers = HeaderMap::new();
+        telemetry::inject(&span, &mut headers);
+        headers
+    }
+
+    /// The span of applying a worker's result, child of the worker's tool span.
+    pub fn result(&self, run: &Run, result: &TaskResult, headers: Option<&HeaderMap>) {
+        let span = tracing::info_span!("result",
+            otel.name = format!("result {}", result.step_id),
+            otel.kind = "consumer",
+            messaging.system = "nats",
+            messaging.operation.type = "process",
+            weft.run_id = %result.run_id,
+            weft.workflow = %run.workflow(),
+            weft.step_id = %result.step_id,
+            weft.attempt = result.attempt,
+            weft.worker = %result.worker,
+            weft.compensation = result.compensation,
+            weft.outcome = if matches!(result.outcome, Outcome::Ok(_)) { "ok" } else { "error" });
+        let from_worker = telemetry::extract(headers);
+        let parent = if from_worker.span().span_context().is_valid() { from_worker } else { self.parent.clone() };
+        let _ = span.set_parent(parent);
+        if let Outcome::Err(e) = &result.outcome {
+            telemetry::fail(&span, e.to_string());
+        }
+    }
+
+    /// Spans for what a lifecycle event makes visible: retries, skips, failures, the end.
+    pub fn event(&self, run: &Run, event: &Event) {
+        let (name, error) = match &event.kind {
+            EventKind::StepRetrying { step_id, attempt, error, .. } => {
+                (format!("retry {step_id} after attempt {attempt}"), Some(error.clone()))
+            }
+            EventKind::StepSkipped { step_id, reason } => (format!("skip {step_id}: {reason}"), None),
+            EventKind::StepFailed { step_id, error } => (format!("failed {step_id}"), Some(error.clone())),
+            EventKind::CompensationFailed { step_id, error } => {
+                (format!("compensation failed {step_id}"), Some(error.clone()))
+            }
+            EventKind::RunFinished { status } => {
+                let status =
+                    serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                let failed = !matches!(event.kind, EventKind::RunFinished { status: RunStatus::Completed });
+                (format!("run {} {status}", run.workflow()), failed.then(|| run.record().errors.join("; ")))
+            }
+            _ => return,
+        };
+        let span = tracing::info_span!("event",
+            otel.name = name,
+            weft.run_id = %event.run_id,
+            weft.workflow = %run.workflow(),
+            weft.event_seq = event.seq);
+        let _ = span.set_parent(self.parent.clone());
+        if let Some(message) = error {
+            telemetry::fail(&span, message);
+        }
+    }
+}
