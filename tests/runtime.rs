@@ -274,3 +274,39 @@ async fn the_order_saga_compensates_through_workers_in_reverse_order() {
     let release_line = table.find("undo reserve").expect("release in the timeline");
     assert!(refund_line < release_line, "{table}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_definitions_by_name_and_version() {
+    let cluster = Cluster::start(1).await;
+    let client = cluster.client().await;
+    let version = |v: u32, ms: u64| {
+        inline(json!({"name": "order", "version": v, "steps": [
+            {"id": "wait", "tool": "sleep", "params": {"ms": ms}},
+            {"id": "out", "tool": "echo", "params": {"v": v, "after": "{wait.slept_ms}"}}
+        ]}))
+    };
+    client.deploy(&version(1, 800)).await.expect("v1 registered");
+    client.deploy(&version(1, 800)).await.expect("the same content again is fine");
+    let clash = client.deploy(&version(1, 5)).await.expect_err("other content under v1");
+    assert!(clash.to_string().contains("give this one a new version"), "{clash}");
+    let bad = inline(json!({"name": "bad", "steps": [{"id": "x", "tool": "nope"}]}));
+    assert!(client.deploy(&bad).await.is_err(), "validated before it is stored");
+
+    // Started on v1; v2 is registered meanwhile; the run keeps v1.
+    let latest = client.definition("order", None).await.expect("latest");
+    let first = client.submit(&latest, Value::Null).await.expect("submitted");
+    client.deploy(&version(2, 10)).await.expect("v2 registered");
+    let first = client.wait(first).await.expect("ends");
+    assert_eq!(first.steps["out"].output.as_ref().map(|o| o["v"].clone()), Some(json!(1)));
+    assert_eq!(client.definitions().await.expect("listed"), [("order".to_owned(), 1), ("order".to_owned(), 2)]);
+    let latest = client.definition("order", None).await.expect("latest");
+    assert_eq!(latest.version, 2);
+    // The CLI runs by name and version.
+    let out = std::process::Command::new(weft_tests::bin("weft"))
+        .args(["run", "--name", "order", "--version", "1", "--json", "-q"])
+        .env("NATS_URL", &cluster.nats.url)
+        .output()
+        .expect("weft runs");
+    let record: RunRecord = serde_json::from_slice(&out.stdout).expect("a record");
+    assert_eq!((record.version, record.status), (1, RunStatus::Completed));
+}

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 use weft_shared::catalogue::Catalogue;
+use weft_shared::definition::WorkflowDef;
 use weft_shared::plan::{Kind, Plan};
 use weft_shared::subjects;
 use weft_shared::validate::{self, Code, Problem};
@@ -139,6 +140,7 @@ impl Api {
             ApiRequest::Status { run_id } => self.status(run_id).await.map(|r| ApiReply::Run(Box::new(r))),
             ApiRequest::List { limit } => self.list(limit.unwrap_or(50)).await.map(ApiReply::Runs),
             ApiRequest::Cancel { run_id, reason } => self.cancel(run_id, reason).await.map(|()| ApiReply::Ok),
+            ApiRequest::Deploy { definition } => self.deploy(*definition).await.map(|()| ApiReply::Ok),
             ApiRequest::Pause { run_id } => self.command(run_id, Input::Pause, "pause").await.map(|()| ApiReply::Ok),
             ApiRequest::Resume { run_id } => self.command(run_id, Input::Resume, "resume").await.map(|()| ApiReply::Ok),
             ApiRequest::Signal { run_id, name, data } => {
@@ -204,6 +206,36 @@ impl Api {
             .await
             .map_err(internal)?;
         Ok(run_id)
+    }
+
+    async fn deploy(&self, definition: WorkflowDef) -> Result<(), ApiError> {
+        let catalogue = self.live_catalogue().await;
+        let name = definition.name.clone();
+        validate::compile(&definition, Some(&catalogue)).map_err(|p| ApiError {
+            code: ApiErrorCode::Invalid,
+            message: format!("workflow `{name}` is invalid ({} problems)", p.0.len()),
+            problems: p.0,
+        })?;
+        let key = weft_shared::subjects::definition_key(&name, definition.version);
+        let payload = serde_json::to_vec(&definition).unwrap_or_default();
+        let store = &self.nats.infra.definitions;
+        match store.create(&key, payload.clone().into()).await {
+            Ok(_) => Ok(()),
+            Err(_) => match store.get(&key).await {
+                // The same content again: fine (deploys are repeatable).
+                Ok(Some(existing)) if serde_json::from_slice::<WorkflowDef>(&existing).ok() == Some(definition) => {
+                    Ok(())
+                }
+                Ok(Some(_)) => Err(ApiError::new(
+                    ApiErrorCode::Conflict,
+                    format!(
+                        "version {} of `{name}` is registered with other content; give this one a new version",
+                        key.rsplit('.').next().unwrap_or("?")
+                    ),
+                )),
+                _ => Err(ApiError::new(ApiErrorCode::Internal, format!("cannot register `{key}`"))),
+            },
+        }
     }
 
     async fn lookup(&self, run_id: Uuid) -> Result<Option<ActorRef<RunMsg>>, ApiError> {

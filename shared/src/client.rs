@@ -189,6 +189,65 @@ impl WeftClient {
         self.command("cancel", ApiRequest::Cancel { run_id, reason }).await
     }
 
+    /// Validates `definition` against the live tools and registers it under its name and
+    /// version; registering the same content again is fine, different content under an
+    /// existing version is refused.
+    pub async fn deploy(&self, definition: &WorkflowDef) -> Result<(), ClientError> {
+        self.command("deploy", ApiRequest::Deploy { definition: Box::new(definition.clone()) }).await
+    }
+
+    /// Registered definitions: (name, version), sorted.
+    pub async fn definitions(&self) -> Result<Vec<(String, u32)>, ClientError> {
+        let kv = self.definitions_bucket().await?;
+        let mut keys = kv.keys().await.map_err(|e| ClientError::JetStream(e.to_string()))?;
+        let mut out = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| ClientError::JetStream(e.to_string()))?;
+            if let Some((name, version)) = key.rsplit_once('.')
+                && let Ok(version) = version.parse()
+            {
+                out.push((name.to_owned(), version));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// A registered definition; the latest version if `version` is `None`.
+    pub async fn definition(&self, name: &str, version: Option<u32>) -> Result<WorkflowDef, ClientError> {
+        let version = match version {
+            Some(v) => v,
+            None => self.definitions().await?.into_iter().filter(|(n, _)| n == name).map(|(_, v)| v).max().ok_or_else(
+                || {
+                    ClientError::Api(ApiError::new(
+                        ApiErrorCode::NotFound,
+                        format!("no workflow `{name}` is registered"),
+                    ))
+                },
+            )?,
+        };
+        let kv = self.definitions_bucket().await?;
+        let bytes = kv
+            .get(subjects::definition_key(name, version))
+            .await
+            .map_err(|e| ClientError::JetStream(e.to_string()))?
+            .ok_or_else(|| {
+                ClientError::Api(ApiError::new(
+                    ApiErrorCode::NotFound,
+                    format!("no version {version} of workflow `{name}`"),
+                ))
+            })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Decode { subject: subjects::DEFINITIONS_BUCKET.into(), message: e.to_string() })
+    }
+
+    async fn definitions_bucket(&self) -> Result<async_nats::jetstream::kv::Store, ClientError> {
+        self.js
+            .get_key_value(subjects::DEFINITIONS_BUCKET)
+            .await
+            .map_err(|e| ClientError::JetStream(format!("definitions bucket: {e} (has a coordinator started?)")))
+    }
+
     /// Pauses a run: running steps finish, nothing new starts.
     pub async fn pause(&self, run_id: Uuid) -> Result<(), ClientError> {
         self.command("pause", ApiRequest::Pause { run_id }).await

@@ -9,6 +9,7 @@
 //! | API | `weft.api.submit`, `.status`, `.list`, `.cancel` | core NATS request/reply, queue group `weft-coordinators` |
 //! | tool advertisements | key `<tool>.<worker>` | KV bucket `weft_tools` (entries expire unless refreshed) |
 //! | finished runs | key `R` | KV bucket `weft_runs` |
+//! | registered definitions | key `<name>.<version>` | KV bucket `weft_definitions` |
 
 use uuid::Uuid;
 
@@ -22,6 +23,13 @@ pub const EVENTS_STREAM: &str = "WEFT_EVENTS";
 pub const TOOLS_BUCKET: &str = "weft_tools";
 /// Bucket of run records.
 pub const RUNS_BUCKET: &str = "weft_runs";
+/// Bucket of registered workflow definitions, key `<name>.<version>`.
+pub const DEFINITIONS_BUCKET: &str = "weft_definitions";
+
+/// Key of a registered definition.
+pub fn definition_key(name: &str, version: u32) -> String {
+    format!("{name}.{version}")
+}
 /// Queue group of API handlers.
 pub const API_QUEUE: &str = "weft-coordinators";
 

@@ -202,6 +202,11 @@ pub enum ApiRequest {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// Validate and register a definition under its name and version.
+    Deploy {
+        /// The workflow.
+        definition: Box<WorkflowDef>,
+    },
     /// Dispatch nothing new until resumed.
     Pause {
         /// Which run.

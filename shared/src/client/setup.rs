@@ -35,6 +35,8 @@ pub struct Infra {
     pub tools: kv::Store,
     /// Run records.
     pub runs: kv::Store,
+    /// Registered definitions.
+    pub definitions: kv::Store,
 }
 
 /// Setting up JetStream failed.
@@ -87,7 +89,8 @@ pub async fn ensure(js: &jetstream::Context, retention: &Retention) -> Result<In
     }
     let tools = bucket(js, subjects::TOOLS_BUCKET, retention.tools).await?;
     let runs = bucket(js, subjects::RUNS_BUCKET, retention.runs).await?;
-    Ok(Infra { tools, runs })
+    let definitions = bucket(js, subjects::DEFINITIONS_BUCKET, Duration::ZERO).await?;
+    Ok(Infra { tools, runs, definitions })
 }
 
 /// Makes the retention of run records and events what `retention` says (the coordinator

@@ -35,6 +35,20 @@ struct Cli {
     command: Command,
 }
 
+/// Which workflow: a file, or a registered name (and version).
+#[derive(Debug, Args)]
+struct WorkflowArgs {
+    /// Workflow file.
+    #[arg(required_unless_present = "name")]
+    file: Option<PathBuf>,
+    /// A registered workflow's name (see `weft deploy`).
+    #[arg(long, conflicts_with = "file")]
+    name: Option<String>,
+    /// Its version (default: the latest).
+    #[arg(long, requires = "name")]
+    version: Option<u32>,
+}
+
 /// The run's input.
 #[derive(Debug, Args)]
 struct InputArgs {
@@ -81,8 +95,8 @@ enum Command {
     },
     /// Submit a workflow, follow it, print its outcome and timeline. Exit 0 only if it completed.
     Run {
-        /// Workflow file.
-        file: PathBuf,
+        #[command(flatten)]
+        workflow: WorkflowArgs,
         #[command(flatten)]
         input: InputArgs,
         /// Print the final record as JSON.
@@ -94,11 +108,19 @@ enum Command {
     },
     /// Submit a workflow and print its run id at once.
     Submit {
-        /// Workflow file.
-        file: PathBuf,
+        #[command(flatten)]
+        workflow: WorkflowArgs,
         #[command(flatten)]
         input: InputArgs,
     },
+    /// Register a workflow under its name and version (validated against live tools).
+    Deploy {
+        /// Workflow files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List registered workflows.
+    Definitions,
     /// Show a run: status, output, timeline, summary.
     Status {
         /// Run id.
@@ -220,14 +242,22 @@ async fn run_command(url: &str, command: Command) -> anyhow::Result<ExitCode> {
     {
         let client = WeftClient::connect(url).await?;
         match command {
-            Command::Run { file, input, json, quiet } => {
+            Command::Run { workflow, input, json, quiet } => {
+                let def =
+                    online::workflow(&client, workflow.file.as_deref(), workflow.name.as_deref(), workflow.version)
+                        .await?;
                 let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
-                online::run(&client, &file, input, json, quiet).await
+                online::run(&client, &def, input, json, quiet).await
             }
-            Command::Submit { file, input } => {
+            Command::Submit { workflow, input } => {
+                let def =
+                    online::workflow(&client, workflow.file.as_deref(), workflow.name.as_deref(), workflow.version)
+                        .await?;
                 let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
-                online::submit(&client, &file, input).await
+                online::submit(&client, &def, input).await
             }
+            Command::Deploy { files } => online::deploy(&client, &files).await,
+            Command::Definitions => online::definitions(&client).await,
             Command::Status { id, json, gantt } => online::status(&client, &id, json, gantt).await,
             Command::Watch { id, json } => online::watch(&client, &id, json).await,
             Command::Cancel { id, reason } => online::cancel(&client, &id, reason).await,

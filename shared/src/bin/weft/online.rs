@@ -24,8 +24,36 @@ pub fn read_input(inline: Option<&str>, file: Option<&Path>) -> anyhow::Result<V
     }
 }
 
-fn load(file: &Path) -> anyhow::Result<WorkflowDef> {
-    Ok(WorkflowDef::load(file)?)
+/// The workflow to run: a file, or a registered definition.
+pub async fn workflow(
+    client: &WeftClient,
+    file: Option<&Path>,
+    name: Option<&str>,
+    version: Option<u32>,
+) -> anyhow::Result<WorkflowDef> {
+    match (file, name) {
+        (Some(file), _) => Ok(WorkflowDef::load(file)?),
+        (None, Some(name)) => Ok(client.definition(name, version).await?),
+        (None, None) => bail!("give a workflow file or --name"),
+    }
+}
+
+/// `weft deploy`.
+pub async fn deploy(client: &WeftClient, files: &[std::path::PathBuf]) -> anyhow::Result<ExitCode> {
+    for file in files {
+        let def = WorkflowDef::load(file)?;
+        client.deploy(&def).await.with_context(|| format!("{}", file.display()))?;
+        outln!("registered {} v{}", def.name, def.version);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft definitions`.
+pub async fn definitions(client: &WeftClient) -> anyhow::Result<ExitCode> {
+    for (name, version) in client.definitions().await? {
+        outln!("{name} v{version}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_id(id: &str) -> anyhow::Result<Uuid> {
@@ -83,9 +111,14 @@ fn exit_for(record: &RunRecord) -> ExitCode {
 }
 
 /// `weft run`: submit, follow, print the outcome; exit 0 only if the run completed.
-pub async fn run(client: &WeftClient, file: &Path, input: Value, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
-    let def = load(file)?;
-    let run_id = client.submit(&def, input).await?;
+pub async fn run(
+    client: &WeftClient,
+    def: &WorkflowDef,
+    input: Value,
+    json: bool,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let run_id = client.submit(def, input).await?;
     if !json && !quiet {
         eprintln!("submitted run {run_id}");
     }
@@ -107,9 +140,8 @@ pub async fn run(client: &WeftClient, file: &Path, input: Value, json: bool, qui
 }
 
 /// `weft submit`: print the run id at once.
-pub async fn submit(client: &WeftClient, file: &Path, input: Value) -> anyhow::Result<ExitCode> {
-    let def = load(file)?;
-    outln!("{}", client.submit(&def, input).await?);
+pub async fn submit(client: &WeftClient, def: &WorkflowDef, input: Value) -> anyhow::Result<ExitCode> {
+    outln!("{}", client.submit(def, input).await?);
     Ok(ExitCode::SUCCESS)
 }
 
