@@ -10,9 +10,11 @@
 //! JSON Schema.
 //!
 //! Layout: [`scope`] resolves reference roots through nested bodies; [`step`] compiles
-//! one step and its bodies; [`checks`] holds the small field checks.
+//! one step; [`constructs`] compiles each construct's parts and bodies; [`checks`] holds
+//! the small field checks.
 
 mod checks;
+mod constructs;
 mod scope;
 mod step;
 
