@@ -1,23 +1,50 @@
 #!/usr/bin/env bash
-# Weft on this machine without Docker: the same topology as deploy/compose.yaml, as
-# processes. nats-server with JetStream, one coordinator, N workers with the demo tools.
+# Weft on this machine without Docker: the topology of deploy/compose.yaml as processes.
+# nats-server with JetStream and the same config (deploy/nats/: users, permissions), one
+# coordinator, N workers with the demo tools, the same settings (deploy/weft.env).
 #
 #   deploy/local.sh [demo] [FILE [INPUT_JSON]]   set up, start, run a workflow, print its timeline, stop
 #   deploy/local.sh up                           set up and start in the background
-#   deploy/local.sh down                         stop what `up` started
+#   deploy/local.sh env                          the client's NATS_URL: eval "$(deploy/local.sh env)"
 #   deploy/local.sh status                       what is running
+#   deploy/local.sh down                         stop what `up` started
 #
-# Environment: WEFT_NATS_PORT (4222), WEFT_WORKERS (2), WEFT_HOME (.weft), RUST_LOG.
+# Environment: WEFT_NATS_PORT (4222; monitoring on port + 4000), WEFT_WORKERS (2),
+# WEFT_HOME (.weft), WEFT_TLS (0; 1 serves NATS over TLS with deploy/tls.sh's certificates),
+# the passwords WEFT_*_PASSWORD (default: generated once into $WEFT_HOME/credentials.env),
+# and every setting of deploy/weft.env. Logs and pids: $WEFT_HOME/local/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/deploy/env.sh"
 port="${WEFT_NATS_PORT:-4222}"
 workers="${WEFT_WORKERS:-2}"
-export NATS_URL="nats://127.0.0.1:$port"
 run_dir="$WEFT_HOME/local"
 mkdir -p "$run_dir"
 
-pids() { cat "$run_dir"/*.pid 2>/dev/null || true; }
+# Settings shared with compose: deploy/weft.env, unless already set here.
+while IFS='=' read -r key value; do
+  [[ "$key" =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue
+  [[ -n "${!key+x}" ]] || export "$key=$value"
+done <"$root/deploy/weft.env"
+
+# Passwords: the environment's, else the generated ones.
+"$root/deploy/credentials.sh" "$WEFT_HOME/credentials.env"
+while IFS='=' read -r key value; do
+  [[ "$key" =~ ^WEFT_[A-Z_]*PASSWORD$ ]] || continue
+  [[ -n "${!key:-}" ]] || export "$key=$value"
+done <"$WEFT_HOME/credentials.env"
+
+if [[ "${WEFT_TLS:-0}" == 1 ]]; then
+  scheme=tls
+  nats_config="$root/deploy/nats/tls.conf"
+  export WEFT_TLS_CERT="$WEFT_HOME/tls/server.pem" WEFT_TLS_KEY="$WEFT_HOME/tls/server-key.pem"
+  export SSL_CERT_FILE="$WEFT_HOME/tls/ca.pem"
+else
+  scheme=nats
+  nats_config="$root/deploy/nats/nats.conf"
+fi
+url() { echo "$scheme://$1:$2@127.0.0.1:$port"; } # user, password
+client_url="$(url client "$WEFT_CLIENT_PASSWORD")"
 
 alive() { [[ -f "$run_dir/$1.pid" ]] && kill -0 "$(cat "$run_dir/$1.pid")" 2>/dev/null; }
 
@@ -36,6 +63,18 @@ wait_port() {
   return 1
 }
 
+# Waits until every worker advertises its tools.
+wait_workers() {
+  local seen
+  for _ in $(seq 1 300); do
+    seen="$(NATS_URL="$client_url" "$WEFT_BIN_DIR/weft" tools --json 2>/dev/null | grep -o '"worker": *"[^"]*"' | sort -u | wc -l || true)"
+    [[ "$seen" -ge "$workers" ]] && return 0
+    sleep 0.1
+  done
+  echo "workers did not advertise their tools; see $run_dir/*.log" >&2
+  return 1
+}
+
 up() {
   "$root/deploy/setup.sh"
   if alive nats; then
@@ -46,32 +85,49 @@ up() {
     echo "port $port is taken by another program; set WEFT_NATS_PORT" >&2
     return 1
   fi
-  echo "starting nats-server (JetStream, store $WEFT_HOME/nats) on $NATS_URL" >&2
-  start nats "$NATS_SERVER" -a 127.0.0.1 -p "$port" -js -sd "$WEFT_HOME/nats" -m "$((port + 4000))"
+  [[ "$scheme" == tls ]] && "$root/deploy/tls.sh" "$WEFT_HOME/tls"
+  echo "starting nats-server ($(basename "$nats_config"), JetStream store $WEFT_HOME/nats) on $scheme://127.0.0.1:$port" >&2
+  WEFT_NATS_STORE_DIR="$WEFT_HOME/nats" \
+    start nats "$NATS_SERVER" -c "$nats_config" -a 127.0.0.1 -p "$port" -m "$((port + 4000))"
   wait_port
-  echo "starting weft-coordinator and $workers weft-worker(s); logs in $run_dir" >&2
-  start coordinator "$WEFT_BIN_DIR/weft-coordinator"
-  for i in $(seq 1 "$workers"); do
-    WEFT_WORKER_ID="worker-$i" start "worker-$i" "$WEFT_BIN_DIR/weft-worker" --demo-tools
-  done
-  # Ready when every worker advertises its tools.
+  echo "starting weft-coordinator; logs in $run_dir" >&2
+  NATS_URL="$(url coordinator "$WEFT_COORDINATOR_PASSWORD")" OTEL_SERVICE_NAME=weft-coordinator \
+    start coordinator "$WEFT_BIN_DIR/weft-coordinator"
+  # Workers once the coordinator answers: it creates the streams they consume.
+  local answered=0
   for _ in $(seq 1 300); do
-    n="$("$WEFT_BIN_DIR/weft" tools --json 2>/dev/null | grep -o '"worker": *"[^"]*"' | sort -u | wc -l || true)"
-    [[ "$n" -ge "$workers" ]] && { echo "ready: $NATS_URL" >&2; return 0; }
+    if NATS_URL="$client_url" "$WEFT_BIN_DIR/weft" list --limit 1 >/dev/null 2>&1; then answered=1; break; fi
     sleep 0.1
   done
-  echo "workers did not advertise their tools; see $run_dir/*.log" >&2
-  return 1
+  ((answered)) || { echo "the coordinator does not answer; see $run_dir/coordinator.log" >&2; return 1; }
+  echo "starting $workers weft-worker(s)" >&2
+  for i in $(seq 1 "$workers"); do
+    NATS_URL="$(url worker "$WEFT_WORKER_PASSWORD")" OTEL_SERVICE_NAME=weft-worker WEFT_WORKER_ID="worker-$i" \
+      start "worker-$i" "$WEFT_BIN_DIR/weft-worker"
+  done
+  wait_workers
+  echo "ready: $scheme://127.0.0.1:$port (as the client user: eval \"\$(deploy/local.sh env)\")" >&2
 }
 
+# Stops workers first, then the coordinator, then NATS, each gracefully (SIGTERM), and
+# returns once they are gone.
 down() {
+  local pid
   for name in worker-* coordinator nats; do
     for f in "$run_dir"/$name.pid; do
       [[ -f "$f" ]] || continue
-      kill "$(cat "$f")" 2>/dev/null || true
+      pid="$(cat "$f")"
       rm -f "$f"
+      kill "$pid" 2>/dev/null || continue
+      for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
     done
   done
+}
+
+env_lines() {
+  echo "export NATS_URL='$client_url'"
+  [[ "$scheme" == tls ]] && echo "export SSL_CERT_FILE='$SSL_CERT_FILE'"
+  return 0
 }
 
 demo() {
@@ -86,13 +142,14 @@ demo() {
   up
   echo >&2
   echo "== weft run $(realpath --relative-to="$root" "$file") --input '$input'" >&2
-  "$WEFT_BIN_DIR/weft" run "$file" --input "$input"
+  NATS_URL="$client_url" "$WEFT_BIN_DIR/weft" run "$file" --input "$input"
 }
 
 case "${1:-demo}" in
   up) up ;;
   down) down ;;
-  status) for f in "$run_dir"/*.pid; do [[ -f "$f" ]] && echo "$(basename "$f" .pid): pid $(cat "$f")"; done ;;
+  env) env_lines ;;
+  status) for f in "$run_dir"/*.pid; do [[ -f "$f" ]] && echo "$(basename "$f" .pid): pid $(cat "$f")"; done; true ;;
   demo) shift || true; demo "$@" ;;
   *) demo "$@" ;;
 esac

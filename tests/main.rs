@@ -1,11 +1,13 @@
 //! Weft's integration tests, compiled into one binary.
 //!
 //! - [`cli`]: the `weft` binary on real files: exit codes, messages, analysis, drawings.
+//! - [`deploy`]: deploy/nats/'s users, permissions and cluster on a real nats-server.
 //! - [`durability`]: SIGKILLed coordinators and workers, a restarted NATS: nothing lost.
 //! - [`tracing`]: one trace per run, checked with a real OTLP receiver.
 //! - [`runtime`]: nats-server, coordinator and worker processes running workflows.
 
 mod cli;
+mod deploy;
 mod durability;
 mod runtime;
 mod tracing;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what the tests need, builds once, runs every test.
+# The whole test suite: installs what the tests need, builds once, checks the deployment
+# files and the launcher (deploy/check.sh), runs every test.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/deploy/setup.sh"
 source "$root/deploy/env.sh"
 cd "$root"
+"$root/deploy/check.sh"
 cargo test --workspace "$@"

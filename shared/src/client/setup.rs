@@ -95,21 +95,20 @@ pub async fn ensure(js: &jetstream::Context, retention: &Retention) -> Result<In
 
 /// Makes the retention of run records and events what `retention` says (the coordinator
 /// owns these settings; other processes only create what is missing).
+///
+/// Only `max_age` changes: the replicas and the rest of each stream's config stay as they
+/// are (a cluster raises them to three; rewriting the whole config would scale it back).
 pub async fn apply_retention(js: &jetstream::Context, retention: &Retention) -> Result<(), SetupError> {
-    js.create_or_update_key_value(kv::Config {
-        bucket: subjects::RUNS_BUCKET.into(),
-        history: 1,
-        max_age: retention.runs,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| err(&format!("bucket {}", subjects::RUNS_BUCKET), e))?;
-    let mut events = js.get_stream(subjects::EVENTS_STREAM).await.map_err(|e| err("stream WEFT_EVENTS", e))?;
-    let mut config = events.info().await.map_err(|e| err("stream WEFT_EVENTS", e))?.config.clone();
-    if config.max_age != retention.events {
-        config.max_age = retention.events;
-        js.update_stream(config).await.map_err(|e| err("stream WEFT_EVENTS", e))?;
+    let runs = format!("KV_{}", subjects::RUNS_BUCKET);
+    for (name, max_age) in [(runs.as_str(), retention.runs), (subjects::EVENTS_STREAM, retention.events)] {
+        let what = format!("stream {name}");
+        let mut stream = js.get_stream(name).await.map_err(|e| err(&what, e))?;
+        let mut config = stream.info().await.map_err(|e| err(&what, e))?.config.clone();
+        if config.max_age != max_age {
+            config.max_age = max_age;
+            config.duplicate_window = config.duplicate_window.min(max_age);
+            js.update_stream(config).await.map_err(|e| err(&what, e))?;
+        }
     }
     Ok(())
 }
