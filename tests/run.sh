@@ -8,3 +8,4 @@ source "$root/deploy/env.sh"
 cd "$root"
 "$root/deploy/check.sh"
 cargo test --workspace "$@"
+"$WEFT_BIN_DIR/weft-bench" --quick --out "$(mktemp -d)" # benchmark harness at small scale, no timing asserted
