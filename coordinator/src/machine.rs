@@ -157,6 +157,8 @@ pub struct Run {
     reply_to: String,
     /// Signals that arrived before a step waited for them.
     signals: BTreeMap<String, Value>,
+    /// Position of each top-level step by id (results find their step without a scan).
+    positions: std::collections::HashMap<String, usize>,
     /// The saga, once a failure under `on_failure: compensate` started it.
     saga: Option<saga::Saga>,
 }
@@ -167,6 +169,7 @@ impl Run {
         let mut context = Context::with_input(input);
         context.set("workflow", json!({"id": id, "name": plan.name, "version": plan.version}));
         let steps = plan.steps.iter().map(StepState::new).collect();
+        let positions = plan.steps.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
         Run {
             id,
             plan,
@@ -184,6 +187,7 @@ impl Run {
             saga: None,
             reply_to: weft_shared::subjects::input(0, id),
             signals: BTreeMap::new(),
+            positions,
         }
     }
 
@@ -334,7 +338,7 @@ impl Run {
     }
 
     fn index(&self, step: &str) -> Option<usize> {
-        self.plan.steps.iter().position(|s| s.id == step)
+        self.positions.get(step).copied()
     }
 
     fn schedule(&mut self, out: &mut Vec<Effect>, timer: Timer, after: Duration, now: Millis) {

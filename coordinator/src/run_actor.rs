@@ -108,7 +108,7 @@ impl Actor for RunActor {
                 tracing::info!(run_id = %state.run.id(), status = ?state.run.status(), "resuming");
                 let (finished, follow_ups) = carry_out(&myself, state, effects).await;
                 for input in follow_ups {
-                    log_input(&myself, state, input).await;
+                    log_input(state, input).await;
                 }
                 if finished {
                     end(&myself, state).await;
@@ -135,7 +135,7 @@ impl Actor for RunActor {
                 }
                 apply(&myself, state, input, at, message).await
             }
-            RunMsg::Fired(timer) => log_input(&myself, state, Input::Timer { timer }).await,
+            RunMsg::Fired(timer) => log_input(state, Input::Timer { timer }).await,
         }
         Ok(())
     }
@@ -152,7 +152,7 @@ async fn apply(
     let effects = state.run.apply(input, at);
     let (finished, follow_ups) = carry_out(myself, state, effects).await;
     for input in follow_ups {
-        log_input(myself, state, input).await;
+        log_input(state, input).await;
     }
     if let Some(message) = message
         && let Err(e) = message.ack().await
@@ -168,7 +168,7 @@ async fn apply(
 /// Writes an input to the run's log; it comes back through the partition and is applied
 /// then, like every other input. Retried each second while the log cannot be reached (the
 /// entry's id makes a repeat harmless).
-async fn log_input(_myself: &ActorRef<RunMsg>, state: &RunState, input: Input) {
+async fn log_input(state: &RunState, input: Input) {
     let run_id = state.run.id();
     let id = format!("input:{run_id}:{}", serde_json::to_string(&input).unwrap_or_default());
     let subject = log::subject(state.partition, run_id);

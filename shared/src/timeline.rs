@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::wire::{Millis, RunRecord, StepStatus};
+use crate::wire::{Attempt, Millis, RunRecord, StepStatus};
 
 /// One attempt of one step, relative to the run's start.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +30,6 @@ pub struct Row {
 /// The rows of a record, in document order, one per attempt.
 pub fn rows(record: &RunRecord) -> Vec<Row> {
     let t0 = record.created_ms;
-    let rel = |t: Millis| t.saturating_sub(t0);
     let mut out = Vec::new();
     for id in &record.order {
         let Some(step) = record.steps.get(id) else { continue };
@@ -49,42 +48,38 @@ pub fn rows(record: &RunRecord) -> Vec<Row> {
             });
             continue;
         }
-        let last = step.attempts.len() - 1;
-        for (i, a) in step.attempts.iter().enumerate() {
-            out.push(Row {
-                step: id.clone(),
-                tool: tool.clone(),
-                status: if i == last { status.clone() } else { "retried".to_owned() },
-                attempt: a.attempt,
-                worker: a.worker.clone().unwrap_or_default(),
-                start: Some(rel(a.started_ms.unwrap_or(a.dispatched_ms))),
-                end: a.finished_ms.map(rel),
-                note: a.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
-            });
-        }
+        out.extend(attempt_rows(id, &tool, &status, &step.attempts, t0));
     }
     // Compensations, in the order they ran (a saga undoes in reverse order of completion).
     let mut undo: Vec<Row> = Vec::new();
     for id in &record.order {
         let Some(c) = record.steps.get(id).and_then(|s| s.compensation.as_ref()) else { continue };
         let status = format!("{:?}", c.status).to_lowercase();
-        let last = c.attempts.len().saturating_sub(1);
-        for (i, a) in c.attempts.iter().enumerate() {
-            undo.push(Row {
-                step: format!("undo {id}"),
-                tool: c.tool.clone(),
-                status: if i == last { status.clone() } else { "retried".to_owned() },
-                attempt: a.attempt,
-                worker: a.worker.clone().unwrap_or_default(),
-                start: Some(rel(a.started_ms.unwrap_or(a.dispatched_ms))),
-                end: a.finished_ms.map(rel),
-                note: a.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
-            });
-        }
+        undo.extend(attempt_rows(&format!("undo {id}"), &c.tool, &status, &c.attempts, t0));
     }
     undo.sort_by_key(|r| r.start);
     out.extend(undo);
     out
+}
+
+/// One row per attempt; earlier attempts show as `retried`, the last as `status`.
+fn attempt_rows(step: &str, tool: &str, status: &str, attempts: &[Attempt], t0: Millis) -> Vec<Row> {
+    let rel = |t: Millis| t.saturating_sub(t0);
+    let last = attempts.len().saturating_sub(1);
+    attempts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Row {
+            step: step.to_owned(),
+            tool: tool.to_owned(),
+            status: if i == last { status.to_owned() } else { "retried".to_owned() },
+            attempt: a.attempt,
+            worker: a.worker.clone().unwrap_or_default(),
+            start: Some(rel(a.started_ms.unwrap_or(a.dispatched_ms))),
+            end: a.finished_ms.map(rel),
+            note: a.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+        })
+        .collect()
 }
 
 fn ms(v: Option<Millis>) -> String {

@@ -25,7 +25,7 @@ fn events(effects: &[Effect]) -> Vec<EventKind> {
     effects.iter().filter_map(|e| if let Effect::Emit(ev) = e { Some(ev.kind.clone()) } else { None }).collect()
 }
 
-fn ok(task: &Task, output: Value) -> Input {
+fn answer(task: &Task, outcome: Outcome) -> Input {
     Input::Result {
         result: TaskResult {
             run_id: task.run_id,
@@ -35,24 +35,17 @@ fn ok(task: &Task, output: Value) -> Input {
             worker: "w1".into(),
             started_ms: 1,
             finished_ms: 2,
-            outcome: Outcome::Ok(output),
+            outcome,
         },
     }
 }
 
+fn ok(task: &Task, output: Value) -> Input {
+    answer(task, Outcome::Ok(output))
+}
+
 fn err(task: &Task, error: ToolError) -> Input {
-    Input::Result {
-        result: TaskResult {
-            run_id: task.run_id,
-            step_id: task.step_id.clone(),
-            attempt: task.attempt,
-            compensation: task.compensation,
-            worker: "w1".into(),
-            started_ms: 1,
-            finished_ms: 2,
-            outcome: Outcome::Err(error),
-        },
-    }
+    answer(task, Outcome::Err(error))
 }
 
 fn take(tasks: &[Task], id: &str) -> Task {
