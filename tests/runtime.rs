@@ -318,38 +318,20 @@ fn expected_outcome(file: &str) -> &'static str {
         "order_saga.json" | "patterns/saga.json" => "compensated",
         // Waits for a human approval (`weft signal`).
         "patterns/wait_and_signal.json" => "running",
-        // Constructs the coordinator does not run yet are refused at submit.
-        f if REFUSED_UNTIL_CONSTRUCTS.contains(&f) => "refused",
         _ => "completed",
     }
 }
-
-/// Examples using `for_each`, `switch`, `loop`, `race`, `fallback`, `parallel`,
-/// `pipeline` or sub-workflows, which the runtime does not execute yet.
-const REFUSED_UNTIL_CONSTRUCTS: &[&str] = &[
-    "document_processing.json",
-    "patterns/dynamic_workflow.json",
-    "patterns/event_sourcing.json",
-    "patterns/fallback_chain.json",
-    "patterns/for_each.json",
-    "patterns/map_reduce.json",
-    "patterns/pagination.json",
-    "patterns/parallel_min_successes.json",
-    "patterns/pipeline.json",
-    "patterns/resource_pools.json",
-    "patterns/scatter_gather.json",
-    "patterns/state_machine.json",
-    "patterns/sub_workflow.json",
-    "patterns/switch_case.json",
-    "patterns/while_loop.json",
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_runs_with_the_demo_tools() {
     let cluster = Cluster::start(2).await;
     let client = cluster.client().await;
+    // The sub-workflow example runs this one as a child.
+    let child = WorkflowDef::load(&repo_root().join("examples/chain_notify.json")).expect("parses");
+    client.deploy(&child).await.expect("registered");
     // Submit every example with its sample input, all at once.
     let mut submitted = Vec::new();
+    let mut outputs = std::collections::BTreeMap::new();
     let mut report = Vec::new();
     for path in weft_tests::example_files() {
         let rel = path.strip_prefix(repo_root().join("examples")).expect("under examples").display().to_string();
@@ -358,9 +340,12 @@ async fn every_example_runs_with_the_demo_tools() {
             std::fs::read_to_string(&input_file).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(json!({}));
         let def = WorkflowDef::load(&path).expect("example parses");
         match client.submit(&def, input).await {
-            Ok(id) => submitted.push((rel, id)),
-            Err(e) if e.to_string().contains("not run by this coordinator yet") => {
-                report.push((rel, "refused".to_owned()))
+            Ok(id) => {
+                // The state machine's `start` event.
+                if rel == "patterns/state_machine.json" {
+                    client.signal(id, "start", json!({})).await.expect("signalled");
+                }
+                submitted.push((rel, id));
             }
             Err(e) => report.push((rel, format!("error: {e}"))),
         }
@@ -373,7 +358,10 @@ async fn every_example_runs_with_the_demo_tools() {
         let mut still = Vec::new();
         for (rel, id) in pending {
             match client.status(id).await {
-                Ok(r) if r.status.is_terminal() => report.push((rel, status_name(r.status))),
+                Ok(r) if r.status.is_terminal() => {
+                    report.push((rel.clone(), status_name(r.status)));
+                    outputs.insert(rel, r.output.unwrap_or(Value::Null));
+                }
                 _ => still.push((rel, id)),
             }
         }
@@ -388,7 +376,44 @@ async fn every_example_runs_with_the_demo_tools() {
         .map(|(file, outcome)| format!("{file}: {outcome} (expected {})", expected_outcome(file)))
         .collect();
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // What the constructs computed, read at a JSON pointer of each run's output.
+    let wrong: Vec<String> = EXPECTED_OUTPUTS
+        .iter()
+        .filter_map(|(file, pointer, expected)| {
+            let expected: Value = serde_json::from_str(expected).expect("expected value is JSON");
+            let found = outputs.get(*file).and_then(|o| o.pointer(pointer)).cloned();
+            (found.as_ref() != Some(&expected)).then(|| format!("{file} {pointer}: {found:?}, expected {expected}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Outputs of the examples built on constructs, with the demo tools and sample inputs.
+const EXPECTED_OUTPUTS: &[(&str, &str, &str)] = &[
+    // Parallel OCR and metadata, a switch on the type, a loop over pages, quality checked.
+    ("document_processing.json", "/doc_type", r#""invoice""#),
+    ("document_processing.json", "/pages/2/page_number", "3"),
+    ("document_processing.json", "/quality/passed", "true"),
+    // for_each: results in input order, each with its index.
+    ("patterns/for_each.json", "/2", r#"{"position": 2, "product_id": "P3", "in_stock": true, "quantity": 5}"#),
+    ("patterns/map_reduce.json", "/count", "3"),
+    // switch: the `medium` case of a 91% disk.
+    ("patterns/switch_case.json", "/severity", r#""medium""#),
+    // loop: polled until done.
+    ("patterns/while_loop.json", "", r#"{"status": "done", "progress": 100, "polls": 2}"#),
+    ("patterns/pagination.json", "/total", "5"),
+    // race: the fastest branch, and the best score among all.
+    ("patterns/scatter_gather.json", "", r#"{"fastest": "beta", "best": "gamma", "best_score": 0.9}"#),
+    // fallback: the primary fails, the backup answers.
+    ("patterns/fallback_chain.json", "/source", r#""backup""#),
+    ("patterns/parallel_min_successes.json", "/notify_all/sms/sent", "true"),
+    ("patterns/pipeline.json", "", "[7, 9, 11]"),
+    // A registered workflow run as a child per user, in order.
+    ("patterns/sub_workflow.json", "/1/user/id", r#""456""#),
+    ("patterns/sub_workflow.json", "/1/notification/sent", "true"),
+    ("patterns/state_machine.json", "/state", r#""done""#),
+    ("patterns/dynamic_workflow.json", "/type", r#""simple""#),
+];
 
 fn status_name(status: RunStatus) -> String {
     serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 use weft_shared::catalogue::Catalogue;
+use weft_shared::client::definitions;
 use weft_shared::definition::WorkflowDef;
 use weft_shared::plan::{Kind, Plan};
 use weft_shared::subjects;
@@ -187,7 +188,7 @@ impl Api {
             problems,
         };
         let plan = validate::compile(&submit.definition, Some(&catalogue)).map_err(|p| invalid(p.0))?;
-        let mut problems = unsupported(&plan);
+        let mut problems = self.unregistered(&plan).await;
         problems.extend(check_input(&plan, &submit.input));
         if !problems.is_empty() {
             return Err(invalid(problems));
@@ -201,11 +202,35 @@ impl Api {
         let trace = weft_shared::telemetry::traceparent(&tracing::Span::current());
         tracing::Span::current().record("weft.workflow", name.as_str());
         tracing::Span::current().record("weft.run_id", tracing::field::display(run_id));
-        let entry = Entry::Created { definition: Box::new(submit.definition), input: submit.input, trace };
+        let entry =
+            Entry::Created { definition: Box::new(submit.definition), input: submit.input, trace, parent: None };
         log::append(&self.nats.js, log::subject(partition, run_id), &entry, &format!("create:{run_id}"))
             .await
             .map_err(internal)?;
         Ok(run_id)
+    }
+
+    /// Sub-workflows that are not registered are refused at submit, not discovered mid-run.
+    async fn unregistered(&self, plan: &Plan) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for step in plan.all_steps() {
+            let Kind::SubWorkflow { name, version, .. } = &step.kind else { continue };
+            let store = &self.nats.infra.definitions;
+            let found = match version {
+                Some(v) => store.get(weft_shared::subjects::definition_key(name, *v)).await.map(|d| d.is_some()),
+                None => Ok(definitions::latest(store, name).await.is_ok()),
+            };
+            if let Ok(false) = found {
+                let which = version.map_or(String::new(), |v| format!(" version {v}"));
+                problems.push(Problem {
+                    path: "workflow.name".to_owned(),
+                    step: Some(step.id.clone()),
+                    code: Code::InvalidValue,
+                    message: format!("no workflow `{name}`{which} is registered (register it with `weft deploy`)"),
+                });
+            }
+        }
+        problems
     }
 
     async fn deploy(&self, definition: WorkflowDef) -> Result<(), ApiError> {
@@ -323,26 +348,8 @@ fn not_found(run_id: Uuid) -> ApiError {
     ApiError::new(ApiErrorCode::NotFound, format!("no run {run_id} (not found)"))
 }
 
-/// Steps this coordinator cannot run yet are refused at submit, not discovered mid-run.
-fn unsupported(plan: &Plan) -> Vec<Problem> {
-    plan.steps
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !matches!(s.kind, Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. }))
-        .map(|(i, s)| Problem {
-            path: format!("steps[{i}]"),
-            step: Some(s.id.clone()),
-            code: Code::InvalidValue,
-            message: format!(
-                "`{}` steps are not run by this coordinator yet; tool, wait and signal steps are",
-                s.kind.keyword()
-            ),
-        })
-        .collect()
-}
-
 /// The input against the workflow's input schema.
-fn check_input(plan: &Plan, input: &Value) -> Vec<Problem> {
+pub(crate) fn check_input(plan: &Plan, input: &Value) -> Vec<Problem> {
     let Some(schema) = &plan.input_schema else { return Vec::new() };
     let Ok(validator) = jsonschema::validator_for(schema) else { return Vec::new() };
     validator

@@ -59,7 +59,7 @@ pub async fn run(
     let js = async_nats::jetstream::new(client.clone());
     let infra = setup::ensure(&js, &config.retention).await?;
     setup::apply_retention(&js, &config.retention).await?;
-    let nats = nats::Nats { client, js, infra };
+    let nats = nats::Nats { client, js, infra, partitions: config.partitions };
     let args = supervisor::SupervisorArgs { nats: nats.clone(), lost_after: config.pin_timeout };
     let (supervisor, handle) =
         Actor::spawn(None, supervisor::Supervisor, args).await.map_err(|e| CoordinatorError::Spawn(e.to_string()))?;

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use weft_shared::definition::WorkflowDef;
 use weft_shared::wire::{Millis, TaskResult};
 
-use crate::machine::Input;
+use crate::machine::{Input, ParentLink};
 
 pub use weft_shared::subjects::{INPUTS_STREAM as STREAM, input as subject, partition_inputs as partition_filter};
 pub use weft_shared::subjects::{partition_of, tick as tick_subject};
@@ -35,6 +35,9 @@ pub enum Entry {
         /// W3C `traceparent` of the submit: every span of the run joins this trace.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         trace: Option<String>,
+        /// The run and step that started it, if it is a sub-workflow.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<ParentLink>,
     },
     /// Anything else that happens to it.
     Input {
@@ -43,11 +46,24 @@ pub enum Entry {
     },
 }
 
+/// A run's creation, as logged.
+#[derive(Debug)]
+pub struct Creation {
+    /// The workflow.
+    pub definition: Box<WorkflowDef>,
+    /// Its input.
+    pub input: Value,
+    /// The trace its spans join.
+    pub trace: Option<String>,
+    /// Its parent, if it is a sub-workflow.
+    pub parent: Option<ParentLink>,
+}
+
 /// A decoded log message.
 #[derive(Debug)]
 pub enum Decoded {
-    /// A run's creation, with the trace it belongs to.
-    Created(Box<WorkflowDef>, Value, Option<String>),
+    /// A run's creation.
+    Created(Box<Creation>),
     /// An input for a run.
     Input(Input),
     /// A partition tick.
@@ -73,7 +89,9 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Decoded, DecodeError> {
     let value: Value = serde_json::from_slice(payload).map_err(error)?;
     if value.get("entry").is_some() {
         return Ok(match serde_json::from_value::<Entry>(value).map_err(error)? {
-            Entry::Created { definition, input, trace } => Decoded::Created(definition, input, trace),
+            Entry::Created { definition, input, trace, parent } => {
+                Decoded::Created(Box::new(Creation { definition, input, trace, parent }))
+            }
             Entry::Input { input } => Decoded::Input(input),
         });
     }
@@ -120,8 +138,8 @@ pub async fn tick(js: &jetstream::Context, partition: u32, second: u64) -> Resul
 /// A run's history, as stored.
 #[derive(Debug, Default)]
 pub struct History {
-    /// The creation: definition, input, when, trace.
-    pub created: Option<(Box<WorkflowDef>, Value, Millis, Option<String>)>,
+    /// The creation, and when it was stored.
+    pub created: Option<(Box<Creation>, Millis)>,
     /// Inputs after it, with when they were stored.
     pub inputs: Vec<(Input, Millis)>,
 }
@@ -159,7 +177,7 @@ pub async fn read_partition(js: &jetstream::Context, partition: u32) -> Result<(
         {
             let history = runs.entry(run).or_default();
             match decoded {
-                Decoded::Created(def, input, trace) => history.created = Some((def, input, at, trace)),
+                Decoded::Created(creation) => history.created = Some((creation, at)),
                 Decoded::Input(input) => history.inputs.push((input, at)),
                 Decoded::Tick => {}
             }

@@ -1,35 +1,47 @@
 //! The state machine of one run: a pure function of inputs to effects, with no I/O.
 //!
-//! [`Run::apply`] takes an [`Input`] (start, a task result, a timer firing, a cancel) and
-//! returns the [`Effect`]s to carry out (publish a task, schedule a timer, tell workers to
-//! stop, publish an event, finish). The run actor carries them out; tests drive the
-//! machine synchronously.
+//! [`Run::apply`] takes an [`Input`] (start, a task result, a timer firing, a cancel, a
+//! child run's end) and returns the [`Effect`]s to carry out (publish a task, schedule a
+//! timer, tell workers to stop, start a child run, publish an event, finish). The run actor
+//! carries them out; tests drive the machine synchronously.
+//!
+//! A run is a tree of *frames*: the top-level steps are the root frame, and every construct
+//! instance opens frames for its bodies (one per `for_each` item, per `loop` iteration, one
+//! for a switch's case, a race's branches...). Each step instance has a *path* that names
+//! it across the run (`charge`, `pages[3].ocr`, `poll[2].check`): tasks, results, timers,
+//! events and the record all use it. See [`frame`] and [`constructs`].
 //!
 //! Scheduling: a step is dispatched the moment its dependencies are finished, the skip
 //! rule lets it through ([`weft_shared::plan::Step::gate`]) and its `when` holds, up to
-//! `max_parallel` running at once (higher `priority` first, then document order). A result
-//! is applied once: one for an attempt that is not running (late, duplicated, timed out)
-//! is ignored.
+//! `max_parallel` tasks running at once (higher `priority` first, then document order). A
+//! result is applied once: one for an attempt that is not running (late, duplicated, timed
+//! out, cancelled) is ignored.
 
+mod child;
+mod constructs;
+mod frame;
 mod saga;
+mod schedule;
 mod step;
 mod waiting;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
-use weft_shared::definition::FailurePolicy;
-use weft_shared::plan::{DepState, Gate, Kind, Plan};
-use weft_shared::reference::Context;
+use weft_shared::plan::Plan;
 use weft_shared::wire::{
-    CancelTask, Event, EventKind, Millis, Outcome, RunRecord, RunStatus, StepRecord, StepStatus, Task, TaskResult,
-    ToolError, codes,
+    CancelTask, Event, EventKind, Millis, RunRecord, RunStatus, StepRecord, StepStatus, Task, TaskResult, ToolError,
+    codes,
 };
 
+pub use child::{ChildResult, ChildStart, ParentLink};
 pub use step::StepState;
+
+use constructs::Construct;
+use frame::Frame;
 
 /// Something that happens to a run. Inputs are what a run's history records: replaying
 /// them in order rebuilds the run exactly.
@@ -64,9 +76,14 @@ pub enum Input {
         /// Its data.
         data: Value,
     },
+    /// A child run started by a `workflow` step ended (or could not start).
+    Child {
+        /// How it ended.
+        result: ChildResult,
+    },
 }
 
-/// Timers a run asks for.
+/// Timers a run asks for. `step` is a step instance's path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "timer", rename_all = "snake_case")]
 pub enum Timer {
@@ -114,6 +131,21 @@ pub enum Timer {
     },
 }
 
+impl Timer {
+    /// The step instance the timer is about, if any.
+    fn step(&self) -> Option<&str> {
+        match self {
+            Timer::Retry { step, .. }
+            | Timer::StepTimeout { step, .. }
+            | Timer::CompensationRetry { step, .. }
+            | Timer::CompensationTimeout { step, .. }
+            | Timer::WaitOver { step }
+            | Timer::SignalTimeout { step } => Some(step),
+            Timer::RunTimeout | Timer::Drain => None,
+        }
+    }
+}
+
 /// What the run actor must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -128,10 +160,34 @@ pub enum Effect {
     },
     /// Tell workers to stop tools of this run.
     Cancel(CancelTask),
+    /// Start a child run for a `workflow` step (idempotent by the child's id).
+    StartChild(ChildStart),
+    /// Cancel a child run.
+    CancelChild {
+        /// The child.
+        child_id: Uuid,
+        /// Why.
+        reason: String,
+    },
     /// Publish a lifecycle event.
     Emit(Event),
-    /// The run is over: store its record and stop.
+    /// The run is over: store its record, tell its parent, and stop.
     Finished,
+}
+
+/// One step instance: a step of the plan, run once in one frame.
+#[derive(Debug, Clone)]
+struct Inst {
+    /// Its name across the run (`pages[3].ocr`).
+    path: String,
+    /// The frame it belongs to.
+    frame: usize,
+    /// Its position in the frame's body.
+    index: usize,
+    /// Where it is.
+    state: StepState,
+    /// A construct's own progress, once it started.
+    construct: Option<Construct>,
 }
 
 /// One run's state.
@@ -140,8 +196,17 @@ pub struct Run {
     id: Uuid,
     plan: Plan,
     status: RunStatus,
-    steps: Vec<StepState>,
-    context: Context,
+    /// Every step instance, in creation order.
+    insts: Vec<Inst>,
+    /// Every frame; frame 0 holds the top-level steps.
+    frames: Vec<Frame>,
+    /// Instance by path (results and timers find their step without a scan).
+    positions: HashMap<String, usize>,
+    /// Frames where something changed since they were last advanced.
+    dirty: BTreeSet<usize>,
+    /// Frames with a ready task held back by `max_parallel`.
+    blocked: BTreeSet<usize>,
+    /// Tasks running on workers.
     running: usize,
     created_ms: Millis,
     finished_ms: Option<Millis>,
@@ -157,25 +222,25 @@ pub struct Run {
     reply_to: String,
     /// Signals that arrived before a step waited for them.
     signals: BTreeMap<String, Value>,
-    /// Position of each top-level step by id (results find their step without a scan).
-    positions: std::collections::HashMap<String, usize>,
     /// The saga, once a failure under `on_failure: compensate` started it.
     saga: Option<saga::Saga>,
+    /// The run that started this one as a sub-workflow.
+    parent: Option<ParentLink>,
 }
 
 impl Run {
     /// A run of `plan` with `input`, not started yet.
     pub fn new(id: Uuid, plan: Plan, input: Value, created_ms: Millis) -> Run {
-        let mut context = Context::with_input(input);
-        context.set("workflow", json!({"id": id, "name": plan.name, "version": plan.version}));
-        let steps = plan.steps.iter().map(StepState::new).collect();
-        let positions = plan.steps.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
-        Run {
+        let workflow = json!({"id": id, "name": plan.name, "version": plan.version});
+        let mut run = Run {
             id,
             plan,
             status: RunStatus::Running,
-            steps,
-            context,
+            insts: Vec::new(),
+            frames: Vec::new(),
+            positions: HashMap::new(),
+            dirty: BTreeSet::new(),
+            blocked: BTreeSet::new(),
             running: 0,
             created_ms,
             finished_ms: None,
@@ -187,14 +252,32 @@ impl Run {
             saga: None,
             reply_to: weft_shared::subjects::input(0, id),
             signals: BTreeMap::new(),
-            positions,
-        }
+            parent: None,
+        };
+        run.open_frame(
+            None,
+            Vec::new(),
+            String::new(),
+            [("input".to_owned(), input), ("workflow".to_owned(), workflow)],
+        );
+        run
     }
 
     /// Sets where workers publish this run's results.
     pub fn with_reply_to(mut self, subject: String) -> Run {
         self.reply_to = subject;
         self
+    }
+
+    /// Makes the run a child of a `workflow` step of another run.
+    pub fn with_parent(mut self, parent: Option<ParentLink>) -> Run {
+        self.parent = parent;
+        self
+    }
+
+    /// The run that started this one, if it is a sub-workflow.
+    pub fn parent(&self) -> Option<&ParentLink> {
+        self.parent.as_ref()
     }
 
     /// Its workflow's name.
@@ -238,11 +321,12 @@ impl Run {
                 match timer {
                     Timer::Retry { step, attempt } => {
                         if let Some(i) = self.index(&step)
-                            && self.steps[i].status == StepStatus::Retrying
-                            && self.steps[i].attempt == attempt
+                            && self.insts[i].state.status == StepStatus::Retrying
+                            && self.insts[i].state.attempt == attempt
                         {
                             // Ready again; `advance` dispatches it when a slot is free.
-                            self.steps[i].status = StepStatus::Pending;
+                            self.insts[i].state.status = StepStatus::Pending;
+                            self.dirty.insert(self.insts[i].frame);
                         }
                     }
                     Timer::StepTimeout { step, attempt } => self.on_step_timeout(&step, attempt, now, out),
@@ -268,10 +352,12 @@ impl Run {
             Input::Resume => {
                 if self.status == RunStatus::Paused {
                     self.status = RunStatus::Running;
+                    self.dirty.extend(0..self.frames.len());
                     self.emit(out, now, EventKind::RunResumed);
                 }
             }
             Input::Signal { name, data } => self.on_signal(name, data, now, out),
+            Input::Child { result } => self.on_child(result, now, out),
         }
         match self.status {
             RunStatus::Running => self.advance(now, out),
@@ -297,12 +383,12 @@ impl Run {
                     Timer::Drain => self.on_drain_over(now),
                     Timer::StepTimeout { step, attempt } => {
                         if let Some(i) = self.index(&step)
-                            && self.steps[i].is_running(attempt)
+                            && self.insts[i].state.is_running(attempt)
                         {
                             self.running -= 1;
                             let error = ToolError::new("timed out while the saga waited").with_code(codes::TIMEOUT);
-                            self.steps[i].end_attempt(None, None, now, Err(error));
-                            self.steps[i].cancel();
+                            self.insts[i].state.end_attempt(None, None, now, Err(error));
+                            self.insts[i].state.cancel("the saga gave it up");
                         }
                     }
                     Timer::Retry { .. } | Timer::RunTimeout | Timer::WaitOver { .. } | Timer::SignalTimeout { .. } => {}
@@ -313,32 +399,15 @@ impl Run {
                 self.finish(RunStatus::Cancelled, now, out);
                 return;
             }
-            Input::Pause | Input::Resume | Input::Signal { .. } => {}
+            Input::Pause | Input::Resume | Input::Signal { .. } | Input::Child { .. } => {}
         }
         if self.status == RunStatus::Compensating {
             self.saga_advance(now, out);
         }
     }
 
-    fn on_step_timeout(&mut self, step: &str, attempt: u32, now: Millis, out: &mut Vec<Effect>) {
-        let Some(i) = self.index(step) else { return };
-        if !self.steps[i].is_running(attempt) {
-            return;
-        }
-        let limit = self.plan.steps[i].timeout.unwrap_or_default();
-        let error = ToolError::new(format!("attempt {attempt} timed out after {limit:?}")).with_code(codes::TIMEOUT);
-        out.push(Effect::Cancel(CancelTask {
-            run_id: self.id,
-            step_id: Some(step.to_owned()),
-            attempt: Some(attempt),
-        }));
-        self.running -= 1;
-        self.steps[i].end_attempt(None, None, now, Err(error.clone()));
-        self.on_failure(i, error, now, out);
-    }
-
-    fn index(&self, step: &str) -> Option<usize> {
-        self.positions.get(step).copied()
+    fn index(&self, path: &str) -> Option<usize> {
+        self.positions.get(path).copied()
     }
 
     fn schedule(&mut self, out: &mut Vec<Effect>, timer: Timer, after: Duration, now: Millis) {
@@ -352,22 +421,39 @@ impl Run {
         }
     }
 
+    /// Forgets every timer of a step instance (it was cancelled).
+    fn drop_timers(&mut self, path: &str) {
+        self.timers.retain(|(t, _)| t.step() != Some(path));
+    }
+
     /// What a coordinator taking the run over (after a restart, from its history) must do
     /// again: publish the tasks of running attempts (deduplicated by message id if they
-    /// were sent) and arm the timers that have not fired, for the time they have left.
+    /// were sent), start running children again (idempotent by their id), and arm the
+    /// timers that have not fired, for the time they have left. A run that is already over
+    /// announces its end again (the same event, deduplicated by its sequence number), so
+    /// whoever waits for it hears it even if the previous owner died before telling.
     pub fn resume(&self, now: Millis) -> Vec<Effect> {
         if self.status.is_terminal() {
-            return vec![Effect::Finished];
+            let at_ms = self.finished_ms.unwrap_or(now);
+            let kind = EventKind::RunFinished { status: self.status };
+            return vec![Effect::Emit(Event { run_id: self.id, seq: self.seq, at_ms, kind }), Effect::Finished];
         }
-        let mut out: Vec<Effect> = (0..self.steps.len())
-            .filter(|&i| self.steps[i].status == StepStatus::Running)
-            .filter_map(|i| self.task(i).map(Effect::Dispatch))
-            .collect();
-        out.extend(
-            (0..self.steps.len())
-                .filter(|&i| self.steps[i].compensation.as_ref().is_some_and(|c| c.status == StepStatus::Running))
-                .filter_map(|i| self.compensation_task(i).map(Effect::Dispatch)),
-        );
+        let mut out = Vec::new();
+        for i in 0..self.insts.len() {
+            let state = &self.insts[i].state;
+            if state.status == StepStatus::Running {
+                if let Some(task) = self.task(i) {
+                    out.push(Effect::Dispatch(task));
+                } else if let Some(start) = self.child_start(i) {
+                    out.push(Effect::StartChild(start));
+                }
+            }
+            if state.compensation.as_ref().is_some_and(|c| c.status == StepStatus::Running)
+                && let Some(task) = self.compensation_task(i)
+            {
+                out.push(Effect::Dispatch(task));
+            }
+        }
         out.extend(self.timers.iter().map(|(timer, deadline)| Effect::Schedule {
             timer: timer.clone(),
             after: Duration::from_millis(deadline.saturating_sub(now)),
@@ -380,255 +466,6 @@ impl Run {
         out.push(Effect::Emit(Event { run_id: self.id, seq: self.seq, at_ms: now, kind }));
     }
 
-    fn on_result(&mut self, r: TaskResult, now: Millis, out: &mut Vec<Effect>) {
-        let Some(i) = self.index(&r.step_id) else { return };
-        if r.compensation || !self.steps[i].is_running(r.attempt) {
-            return; // late, duplicated or timed out: applied at most once
-        }
-        self.running -= 1;
-        let step_id = r.step_id.clone();
-        self.fired(&Timer::StepTimeout { step: step_id.clone(), attempt: r.attempt });
-        match r.outcome {
-            Outcome::Ok(output) => {
-                self.steps[i].end_attempt(Some(r.worker.clone()), Some(r.started_ms), r.finished_ms, Ok(()));
-                self.completions += 1;
-                self.steps[i].complete(output.clone(), self.completions);
-                self.context.set(step_id.clone(), output);
-                self.emit(out, now, EventKind::StepCompleted { step_id, worker: r.worker });
-            }
-            Outcome::Err(error) => {
-                self.steps[i].end_attempt(Some(r.worker), Some(r.started_ms), r.finished_ms, Err(error.clone()));
-                self.on_failure(i, error, now, out);
-            }
-        }
-    }
-
-    /// An attempt failed: retry, or fail the step for good.
-    fn on_failure(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
-        let plan_step = &self.plan.steps[i];
-        let attempt = self.steps[i].attempt;
-        let id = plan_step.id.clone();
-        if error.retryable && plan_step.retry.should_retry(attempt, error.code.as_deref()) {
-            let delay = plan_step.retry.delay(attempt, jitter_unit(self.id, &id, attempt));
-            self.steps[i].status = StepStatus::Retrying;
-            self.schedule(out, Timer::Retry { step: id.clone(), attempt }, delay, now);
-            self.emit(
-                out,
-                now,
-                EventKind::StepRetrying {
-                    step_id: id,
-                    attempt,
-                    delay_ms: delay.as_millis() as u64,
-                    error: error.to_string(),
-                },
-            );
-            return;
-        }
-        self.fail_step(i, error, now, out);
-    }
-
-    fn fail_step(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
-        let plan_step = &self.plan.steps[i];
-        let id = plan_step.id.clone();
-        let continued = plan_step.continue_on_error;
-        self.steps[i].fail(error.to_string(), continued);
-        self.emit(out, now, EventKind::StepFailed { step_id: id.clone(), error: error.to_string() });
-        if continued {
-            // Its output is the error, for steps that want to handle it.
-            let value = json!({"error": {"message": error.message, "code": error.code}});
-            self.context.set(id, value);
-            return;
-        }
-        // Steps that only watch it see it as absent.
-        self.context.skip(id.clone());
-        match self.plan.on_failure {
-            FailurePolicy::Continue => {}
-            FailurePolicy::Fail => {
-                self.errors.push(format!("step `{id}` failed: {error}"));
-                self.finish(RunStatus::Failed, now, out);
-            }
-            FailurePolicy::Compensate => {
-                self.errors.push(format!("step `{id}` failed: {error}"));
-                self.begin_saga(now, out);
-            }
-        }
-    }
-
-    fn dep_state(&self, id: &str) -> DepState {
-        let Some(i) = self.index(id) else { return DepState::Unfinished };
-        let s = &self.steps[i];
-        match s.status {
-            StepStatus::Completed => DepState::Completed,
-            StepStatus::Failed if s.continued => DepState::Completed,
-            StepStatus::Failed | StepStatus::Cancelled => DepState::Failed,
-            StepStatus::Skipped => DepState::Skipped,
-            StepStatus::Pending | StepStatus::Running | StepStatus::Retrying => DepState::Unfinished,
-        }
-    }
-
-    /// Dispatches, skips or fails every pending step that can move, until none can.
-    fn advance(&mut self, now: Millis, out: &mut Vec<Effect>) {
-        loop {
-            let mut moved = false;
-            for i in self.ready_order() {
-                if self.status.is_terminal() {
-                    return;
-                }
-                if self.steps[i].status != StepStatus::Pending {
-                    continue;
-                }
-                if self.steps[i].params.is_none() {
-                    match self.prepare(i) {
-                        Prepared::Wait => continue,
-                        Prepared::Skip(reason) => {
-                            let id = self.plan.steps[i].id.clone();
-                            self.steps[i].skip(reason.clone());
-                            self.context.skip(id.clone());
-                            self.emit(out, now, EventKind::StepSkipped { step_id: id, reason });
-                            moved = true;
-                            continue;
-                        }
-                        Prepared::Fail(error) => {
-                            self.fail_step(i, error, now, out);
-                            moved = true;
-                            continue;
-                        }
-                        Prepared::Ready(params) => self.steps[i].params = Some(params),
-                    }
-                }
-                let is_task = matches!(self.plan.steps[i].kind, Kind::Task { .. });
-                if !is_task {
-                    self.start_waiting(i, now, out);
-                    moved = true;
-                    continue;
-                }
-                if self.plan.max_parallel.is_some_and(|m| self.running >= m as usize) {
-                    continue;
-                }
-                self.dispatch(i, now, out);
-                moved = true;
-            }
-            if !moved {
-                break;
-            }
-        }
-        if self.steps.iter().all(|s| s.status.is_terminal()) {
-            self.complete(now, out);
-        }
-    }
-
-    /// Pending steps, higher priority first, then document order.
-    fn ready_order(&self) -> Vec<usize> {
-        let mut order: Vec<usize> =
-            (0..self.steps.len()).filter(|&i| self.steps[i].status == StepStatus::Pending).collect();
-        order.sort_by_key(|&i| (std::cmp::Reverse(self.plan.steps[i].priority), i));
-        order
-    }
-
-    fn prepare(&self, i: usize) -> Prepared {
-        let step = &self.plan.steps[i];
-        match step.gate(|d| self.dep_state(d)) {
-            Gate::Wait => return Prepared::Wait,
-            Gate::Skip(reason) => return Prepared::Skip(reason),
-            Gate::Go => {}
-        }
-        if let Some(when) = &step.when {
-            match when.eval(&self.context) {
-                Ok(true) => {}
-                Ok(false) => return Prepared::Skip("its condition is false".to_owned()),
-                Err(e) => {
-                    return Prepared::Fail(
-                        ToolError::new(format!("condition: {e}")).with_code(codes::CONDITION).permanent(),
-                    );
-                }
-            }
-        }
-        match &step.kind {
-            Kind::Task { params, .. } => match params.resolve(&self.context) {
-                Ok(params) => Prepared::Ready(params),
-                Err(e) => {
-                    Prepared::Fail(ToolError::new(format!("params: {e}")).with_code(codes::BAD_PARAMS).permanent())
-                }
-            },
-            Kind::Wait(_) | Kind::Signal { .. } => Prepared::Ready(Value::Null),
-            other => Prepared::Fail(
-                ToolError::new(format!("`{}` steps are not run by this coordinator yet", other.keyword())).permanent(),
-            ),
-        }
-    }
-
-    /// The task of step `i`'s current attempt.
-    fn task(&self, i: usize) -> Option<Task> {
-        let step = &self.plan.steps[i];
-        let Kind::Task { tool, .. } = &step.kind else { return None };
-        let state = &self.steps[i];
-        Some(Task {
-            run_id: self.id,
-            step_id: step.id.clone(),
-            attempt: state.attempt,
-            tool: tool.clone(),
-            params: state.params.clone().unwrap_or(Value::Null),
-            idempotency_key: format!("{}/{}", self.id, step.id),
-            timeout_ms: step.timeout.map(|t| t.as_millis() as u64),
-            compensation: false,
-            reply_to: self.reply_to.clone(),
-        })
-    }
-
-    fn dispatch(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
-        let state = &mut self.steps[i];
-        state.attempt += 1;
-        state.status = StepStatus::Running;
-        state.attempts.push(step::new_attempt(state.attempt, now));
-        self.running += 1;
-        let attempt = state.attempt;
-        let Some(task) = self.task(i) else { return };
-        out.push(Effect::Dispatch(task));
-        let step = &self.plan.steps[i];
-        let step_id = step.id.clone();
-        if let Some(after) = step.timeout {
-            self.schedule(out, Timer::StepTimeout { step: step_id.clone(), attempt }, after, now);
-        }
-        self.emit(out, now, EventKind::StepStarted { step_id, attempt });
-    }
-
-    /// Every step is finished: the run completes, or fails if a step failed.
-    fn complete(&mut self, now: Millis, out: &mut Vec<Effect>) {
-        let failed: Vec<&str> = self
-            .steps
-            .iter()
-            .zip(&self.plan.steps)
-            .filter(|(s, _)| s.status == StepStatus::Failed && !s.continued)
-            .map(|(_, p)| p.id.as_str())
-            .collect();
-        if !failed.is_empty() {
-            self.errors.push(format!("failed steps: {}", failed.join(", ")));
-            self.finish(RunStatus::Failed, now, out);
-            return;
-        }
-        let output = match &self.plan.output {
-            Some(template) => template.resolve(&self.context),
-            // Every step's output by id, in document order.
-            None => Ok(Value::Object(
-                self.plan
-                    .steps
-                    .iter()
-                    .filter_map(|p| self.context.values.get(&p.id).map(|v| (p.id.clone(), v.clone())))
-                    .collect(),
-            )),
-        };
-        match output {
-            Ok(v) => {
-                self.output = Some(v);
-                self.finish(RunStatus::Completed, now, out);
-            }
-            Err(e) => {
-                self.errors.push(format!("output: {e}"));
-                self.finish(RunStatus::Failed, now, out);
-            }
-        }
-    }
-
     fn finish(&mut self, status: RunStatus, now: Millis, out: &mut Vec<Effect>) {
         self.status = status;
         self.timers.clear();
@@ -637,28 +474,34 @@ impl Run {
             out.push(Effect::Cancel(CancelTask { run_id: self.id, step_id: None, attempt: None }));
             self.running = 0;
         }
-        for s in &mut self.steps {
-            if !s.status.is_terminal() {
-                s.cancel();
+        for i in 0..self.insts.len() {
+            if self.insts[i].state.status == StepStatus::Running
+                && let Some(child_id) = self.running_child(i)
+            {
+                out.push(Effect::CancelChild { child_id, reason: "its parent run ended".to_owned() });
+            }
+            if !self.insts[i].state.status.is_terminal() {
+                self.insts[i].state.cancel("the run ended first");
             }
         }
         self.emit(out, now, EventKind::RunFinished { status });
         out.push(Effect::Finished);
     }
 
-    /// Everything known about the run.
+    /// Everything known about the run. Steps are keyed by instance path.
     pub fn record(&self) -> RunRecord {
-        let steps: BTreeMap<String, StepRecord> =
-            self.plan.steps.iter().zip(&self.steps).map(|(p, s)| (p.id.clone(), s.record(p))).collect();
+        let steps: BTreeMap<String, StepRecord> = (0..self.insts.len())
+            .map(|i| (self.insts[i].path.clone(), self.insts[i].state.record(self.def(i))))
+            .collect();
         RunRecord {
             run_id: self.id,
             workflow: self.plan.name.clone(),
             version: self.plan.version,
             status: self.status,
-            input: self.context.values.get("input").cloned().unwrap_or(Value::Null),
+            input: self.frames[0].ctx.values.get("input").cloned().unwrap_or(Value::Null),
             output: self.output.clone(),
             steps,
-            order: self.plan.steps.iter().map(|s| s.id.clone()).collect(),
+            order: self.insts.iter().map(|s| s.path.clone()).collect(),
             errors: self.errors.clone(),
             created_ms: self.created_ms,
             finished_ms: self.finished_ms,
@@ -682,5 +525,13 @@ fn jitter_unit(run: Uuid, step: &str, attempt: u32) -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// The output a failed step hands on under `continue_on_error` (and a failed `for_each`
+/// item within its `max_failures`).
+fn error_value(error: &ToolError) -> Value {
+    json!({"error": {"message": error.message, "code": error.code}})
+}
+
+#[cfg(test)]
+mod construct_tests;
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,8 @@ pub struct Nats {
     pub js: jetstream::Context,
     /// Buckets.
     pub infra: Infra,
+    /// How many partitions runs are spread over (where a child run's log is).
+    pub partitions: u32,
 }
 
 /// A publish failed for good.
@@ -117,6 +119,17 @@ impl Nats {
             tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
         }
         Err(PublishError { subject: format!("{}.{key}", subjects::RUNS_BUCKET), message: last })
+    }
+
+    /// Stores a run record unless one is stored already.
+    pub async fn store_new(&self, record: &RunRecord) -> Result<(), PublishError> {
+        let key = record.run_id.to_string();
+        self.infra
+            .runs
+            .create(&key, json(record))
+            .await
+            .map(|_| ())
+            .map_err(|e| PublishError { subject: format!("{}.{key}", subjects::RUNS_BUCKET), message: e.to_string() })
     }
 
     /// A stored run record.

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use weft_shared::wire::{Millis, Outcome, RunRecord, TaskResult, now_ms};
+use weft_shared::client::definitions::{self, DefinitionError};
+use weft_shared::validate;
+use weft_shared::wire::{Millis, Outcome, RunRecord, RunStatus, TaskResult, ToolError, codes, now_ms};
 
 use crate::log::{self, Entry};
-use crate::machine::{Effect, Input, Run, Timer};
+use crate::machine::{ChildResult, ChildStart, Effect, Input, Run, Timer};
 use crate::nats::Nats;
 use crate::supervisor::SupervisorMsg;
 
@@ -166,32 +168,120 @@ async fn apply(
 }
 
 /// Writes an input to the run's log; it comes back through the partition and is applied
-/// then, like every other input. Retried each second while the log cannot be reached (the
-/// entry's id makes a repeat harmless).
+/// then, like every other input.
 async fn log_input(state: &RunState, input: Input) {
     let run_id = state.run.id();
     let id = format!("input:{run_id}:{}", serde_json::to_string(&input).unwrap_or_default());
-    let subject = log::subject(state.partition, run_id);
-    let entry = Entry::Input { input };
-    if log::append(&state.nats.js, subject.clone(), &entry, &id).await.is_ok() {
+    append_reliably(&state.nats, log::subject(state.partition, run_id), Entry::Input { input }, id).await;
+}
+
+/// Appends an entry to a run's log, retried each second in the background while the log
+/// cannot be reached (the entry's id makes a repeat harmless).
+async fn append_reliably(nats: &Nats, subject: String, entry: Entry, id: String) {
+    if log::append(&nats.js, subject.clone(), &entry, &id).await.is_ok() {
         return;
     }
-    let js = state.nats.js.clone();
+    let js = nats.js.clone();
     tokio::spawn(async move {
         for attempt in 1..=600u32 {
             tokio::time::sleep(Duration::from_secs(1)).await;
             match log::append(&js, subject.clone(), &entry, &id).await {
                 Ok(()) => return,
-                Err(e) if attempt % 30 == 1 => tracing::warn!(%run_id, error = %e, "input not logged yet; retrying"),
+                Err(e) if attempt % 30 == 1 => {
+                    tracing::warn!(%subject, error = %e, "log entry not stored yet; retrying")
+                }
                 Err(_) => {}
             }
         }
-        tracing::error!(%run_id, "input abandoned after 10 minutes: {entry:?}");
+        tracing::error!(%subject, "log entry abandoned after 10 minutes: {entry:?}");
     });
 }
 
-/// The run is over: its record is stored, its log purged, the supervisor told.
+/// Starts a child run for a `workflow` step: its record and its creation entry, unless it
+/// exists already (a takeover starting it again). Returns the input telling the parent it
+/// could not start, or that it already ended.
+async fn start_child(state: &mut RunState, start: ChildStart) -> Option<Input> {
+    let child_id = start.child_id;
+    let ended = |status: RunStatus, output: Option<serde_json::Value>, error: Option<ToolError>| Input::Child {
+        result: ChildResult {
+            step: start.parent.step.clone(),
+            attempt: start.parent.attempt,
+            child_id,
+            status,
+            output,
+            error,
+        },
+    };
+    let refused = |message: String| {
+        let error = ToolError::new(format!("sub-workflow `{}`: {message}", start.workflow));
+        ended(RunStatus::Failed, None, Some(error.with_code(codes::CHILD_FAILED).permanent()))
+    };
+    if let Some(record) = state.nats.stored(child_id).await
+        && record.status.is_terminal()
+    {
+        let (output, error) = child_outcome(&record);
+        return Some(ended(record.status, output, error));
+    }
+    let definition = match definitions::load(&state.nats.infra.definitions, &start.workflow, start.version).await {
+        Ok(d) => d,
+        Err(DefinitionError::Store(e)) => {
+            let error =
+                ToolError::new(format!("sub-workflow `{}`: {e}", start.workflow)).with_code(codes::CHILD_FAILED);
+            return Some(ended(RunStatus::Failed, None, Some(error)));
+        }
+        Err(e) => return Some(refused(e.to_string())),
+    };
+    let plan = match validate::compile(&definition, None) {
+        Ok(plan) => plan,
+        Err(problems) => return Some(refused(format!("invalid: {problems}"))),
+    };
+    let problems = crate::api::check_input(&plan, &start.input);
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Some(refused(format!("input does not fit: {}", list.join("; "))));
+    }
+    let partition = log::partition_of(child_id, state.nats.partitions);
+    let record = Run::new(child_id, plan, start.input.clone(), now_ms()).record();
+    // Only the first start stores the record: a child that already ran keeps its own.
+    let _ = state.nats.store_new(&record).await;
+    let trace = state.spans.child(&state.run, &start, &definition.name);
+    let entry =
+        Entry::Created { definition: Box::new(definition), input: start.input, trace, parent: Some(start.parent) };
+    append_reliably(&state.nats, log::subject(partition, child_id), entry, format!("create:{child_id}")).await;
+    None
+}
+
+/// What a finished child's record tells its parent.
+fn child_outcome(record: &RunRecord) -> (Option<serde_json::Value>, Option<ToolError>) {
+    if record.status == RunStatus::Completed {
+        return (record.output.clone(), None);
+    }
+    let status = serde_json::to_value(record.status).unwrap_or_default();
+    let status = status.as_str().unwrap_or("failed");
+    let message = format!("sub-workflow run {} ended {status}: {}", record.run_id, record.errors.join("; "));
+    (None, Some(ToolError::new(message).with_code(codes::CHILD_FAILED)))
+}
+
+/// A child run ended: its parent's log hears how.
+async fn tell_parent(state: &RunState, record: &RunRecord) {
+    let Some(parent) = state.run.parent() else { return };
+    let (output, error) = child_outcome(record);
+    let result = ChildResult {
+        step: parent.step.clone(),
+        attempt: parent.attempt,
+        child_id: record.run_id,
+        status: record.status,
+        output,
+        error,
+    };
+    let id = format!("child:{}", record.run_id);
+    append_reliably(&state.nats, parent.reply_to.clone(), Entry::Input { input: Input::Child { result } }, id).await;
+}
+
+/// The run is over: its record is stored, its parent told, its log purged, the
+/// supervisor told.
 async fn end(myself: &ActorRef<RunMsg>, state: &RunState) {
+    tell_parent(state, &state.run.record()).await;
     if let Err(e) = log::purge(&state.nats.js, state.partition, state.run.id()).await {
         tracing::warn!(run_id = %state.run.id(), error = %e, "finished run's log not purged");
     }
@@ -236,6 +326,16 @@ async fn carry_out(myself: &ActorRef<RunMsg>, state: &mut RunState, effects: Vec
                 myself.send_after(after, move || RunMsg::Fired(timer));
             }
             Effect::Cancel(cancel) => state.nats.cancel(&cancel).await,
+            Effect::StartChild(start) => {
+                if let Some(input) = start_child(state, start).await {
+                    follow_ups.push(input);
+                }
+            }
+            Effect::CancelChild { child_id, reason } => {
+                let subject = log::subject(log::partition_of(child_id, state.nats.partitions), child_id);
+                let entry = Entry::Input { input: Input::Cancel { reason } };
+                append_reliably(&state.nats, subject, entry, format!("cancel:{child_id}")).await;
+            }
             Effect::Emit(event) => {
                 state.spans.event(&state.run, &event);
                 state.nats.emit(&event).await;

@@ -171,9 +171,12 @@ async fn claim(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, pa
     };
     let mut resumed = 0;
     for (run_id, history) in histories {
-        let Some((def, input, created, trace)) = history.created else { continue };
-        let Some(plan) = plan_of(&def) else { continue };
-        let mut run = Run::new(run_id, plan, input, created).with_reply_to(log::subject(partition, run_id));
+        let Some((creation, created)) = history.created else { continue };
+        let Some(plan) = plan_of(&creation.definition) else { continue };
+        let mut run = Run::new(run_id, plan, creation.input, created)
+            .with_reply_to(log::subject(partition, run_id))
+            .with_parent(creation.parent);
+        let trace = creation.trace;
         run.apply(Input::Start, created);
         for (input, at) in history.inputs {
             run.apply(input, at);
@@ -233,16 +236,19 @@ async fn route(
         (Decoded::Tick, _) => {
             let _ = message.ack().await;
         }
-        (Decoded::Created(def, input, trace), Some(run_id)) => {
+        (Decoded::Created(creation), Some(run_id)) => {
             if state.runs.contains_key(&run_id) {
                 let _ = message.ack().await;
                 return;
             }
-            let Some(plan) = plan_of(&def) else {
+            let Some(plan) = plan_of(&creation.definition) else {
                 let _ = message.ack_with(AckKind::Term).await;
                 return;
             };
-            let run = Run::new(run_id, plan, input, at).with_reply_to(log::subject(partition, run_id));
+            let trace = creation.trace;
+            let run = Run::new(run_id, plan, creation.input, at)
+                .with_reply_to(log::subject(partition, run_id))
+                .with_parent(creation.parent);
             spawn(myself, state, partition, run, Start::New { at, message: Box::new(message) }, trace).await;
         }
         (Decoded::Input(input), Some(run_id)) => match state.runs.get(&run_id) {

@@ -13,6 +13,7 @@
 //! # }
 //! ```
 
+pub mod definitions;
 pub mod nats_url;
 pub mod setup;
 
@@ -198,47 +199,12 @@ impl WeftClient {
 
     /// Registered definitions: (name, version), sorted.
     pub async fn definitions(&self) -> Result<Vec<(String, u32)>, ClientError> {
-        let kv = self.definitions_bucket().await?;
-        let mut keys = kv.keys().await.map_err(|e| ClientError::JetStream(e.to_string()))?;
-        let mut out = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|e| ClientError::JetStream(e.to_string()))?;
-            if let Some((name, version)) = key.rsplit_once('.')
-                && let Ok(version) = version.parse()
-            {
-                out.push((name.to_owned(), version));
-            }
-        }
-        out.sort();
-        Ok(out)
+        definitions::list(&self.definitions_bucket().await?).await.map_err(definition_error)
     }
 
     /// A registered definition; the latest version if `version` is `None`.
     pub async fn definition(&self, name: &str, version: Option<u32>) -> Result<WorkflowDef, ClientError> {
-        let version = match version {
-            Some(v) => v,
-            None => self.definitions().await?.into_iter().filter(|(n, _)| n == name).map(|(_, v)| v).max().ok_or_else(
-                || {
-                    ClientError::Api(ApiError::new(
-                        ApiErrorCode::NotFound,
-                        format!("no workflow `{name}` is registered"),
-                    ))
-                },
-            )?,
-        };
-        let kv = self.definitions_bucket().await?;
-        let bytes = kv
-            .get(subjects::definition_key(name, version))
-            .await
-            .map_err(|e| ClientError::JetStream(e.to_string()))?
-            .ok_or_else(|| {
-                ClientError::Api(ApiError::new(
-                    ApiErrorCode::NotFound,
-                    format!("no version {version} of workflow `{name}`"),
-                ))
-            })?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ClientError::Decode { subject: subjects::DEFINITIONS_BUCKET.into(), message: e.to_string() })
+        definitions::load(&self.definitions_bucket().await?, name, version).await.map_err(definition_error)
     }
 
     async fn definitions_bucket(&self) -> Result<async_nats::jetstream::kv::Store, ClientError> {
@@ -354,5 +320,17 @@ impl ClientError {
     /// Whether the coordinator said the run does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClientError::Api(ApiError { code: ApiErrorCode::NotFound, .. }))
+    }
+}
+
+fn definition_error(e: definitions::DefinitionError) -> ClientError {
+    match e {
+        definitions::DefinitionError::NotFound(message) => {
+            ClientError::Api(ApiError::new(ApiErrorCode::NotFound, message))
+        }
+        definitions::DefinitionError::Store(message) => ClientError::JetStream(message),
+        definitions::DefinitionError::Decode { key, message } => {
+            ClientError::Decode { subject: format!("{}/{key}", subjects::DEFINITIONS_BUCKET), message }
+        }
     }
 }

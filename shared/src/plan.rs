@@ -129,6 +129,29 @@ impl Step {
         }
     }
 
+    /// Nested step list `n` of a construct (numbered as [`Step::children`] lists them:
+    /// a switch's cases in order, then its default), without allocating.
+    pub fn body(&self, n: usize) -> Option<&[Step]> {
+        match &self.kind {
+            Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } => None,
+            Kind::ForEach { body, .. } | Kind::Loop { body, .. } => (n == 0).then_some(body.as_slice()),
+            Kind::Switch { cases, default, .. } => match cases.get(n) {
+                Some(case) => Some(&case.body),
+                None if n == cases.len() => default.as_deref(),
+                None => None,
+            },
+            Kind::Race { branches: steps, .. }
+            | Kind::Fallback { alternatives: steps }
+            | Kind::Parallel { steps, .. }
+            | Kind::Pipeline { stages: steps, .. } => (n == 0).then_some(steps.as_slice()),
+        }
+    }
+
+    /// Whether the step runs inside the coordinator as a construct over nested steps.
+    pub fn is_construct(&self) -> bool {
+        !matches!(self.kind, Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. })
+    }
+
     /// Nested step lists (bodies, branches...), for walking the whole tree.
     pub fn children(&self) -> Vec<&[Step]> {
         match &self.kind {

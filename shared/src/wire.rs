@@ -162,6 +162,12 @@ pub mod codes {
     pub const NETWORK: &str = "NETWORK";
     /// The `transform` tool's jq filter failed.
     pub const FILTER_ERROR: &str = "FILTER_ERROR";
+    /// A sub-workflow did not complete (or could not start).
+    pub const CHILD_FAILED: &str = "CHILD_FAILED";
+    /// A `loop` reached `max_iterations` before its `until` held.
+    pub const MAX_ITERATIONS: &str = "MAX_ITERATIONS";
+    /// A construct's body failed (the message says which step and why).
+    pub const BODY_FAILED: &str = "BODY_FAILED";
 }
 
 /// Tells workers to stop running tools (`weft.cancel.<run_id>`).
@@ -529,6 +535,14 @@ pub enum EventKind {
     },
     /// A step was skipped.
     StepSkipped {
+        /// The step.
+        step_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A step was stopped before it finished: a race was won by another branch, or the
+    /// construct it belongs to failed.
+    StepCancelled {
         /// The step.
         step_id: String,
         /// Why.

@@ -38,12 +38,22 @@ impl Run {
     pub(super) fn begin_saga(&mut self, now: Millis, out: &mut Vec<Effect>) {
         self.status = RunStatus::Compensating;
         self.saga = Some(Saga::default());
-        for s in &mut self.steps {
-            if matches!(s.status, StepStatus::Pending | StepStatus::Retrying) {
-                s.cancel();
+        // Nothing new starts: what has not begun is cancelled, and what runs inside the
+        // coordinator (waits, constructs) or in a child run stops here; tasks on workers
+        // are told to stop and drained below.
+        for i in 0..self.insts.len() {
+            let state = &self.insts[i].state;
+            let in_coordinator = state.status == StepStatus::Running && self.task(i).is_none();
+            if in_coordinator && let Some(child_id) = self.running_child(i) {
+                out.push(Effect::CancelChild { child_id, reason: "the run is compensating".to_owned() });
+            }
+            if matches!(state.status, StepStatus::Pending | StepStatus::Retrying) || in_coordinator {
+                self.insts[i].state.cancel("the run is compensating");
             }
         }
-        self.timers.retain(|(t, _)| !matches!(t, Timer::Retry { .. } | Timer::RunTimeout));
+        self.timers.retain(|(t, _)| {
+            !matches!(t, Timer::Retry { .. } | Timer::RunTimeout | Timer::WaitOver { .. } | Timer::SignalTimeout { .. })
+        });
         if self.running > 0 {
             out.push(Effect::Cancel(CancelTask { run_id: self.id, step_id: None, attempt: None }));
             self.schedule(out, Timer::Drain, DRAIN, now);
@@ -54,22 +64,20 @@ impl Run {
     /// A step that was running when the saga began answered.
     pub(super) fn on_drained_result(&mut self, r: TaskResult, now: Millis, out: &mut Vec<Effect>) {
         let Some(i) = self.index(&r.step_id) else { return };
-        if !self.steps[i].is_running(r.attempt) {
+        if !self.insts[i].state.is_running(r.attempt) {
             return;
         }
         self.running -= 1;
         self.fired(&Timer::StepTimeout { step: r.step_id.clone(), attempt: r.attempt });
+        let state = &mut self.insts[i].state;
         match r.outcome {
             Outcome::Ok(output) => {
-                self.steps[i].end_attempt(Some(r.worker.clone()), Some(r.started_ms), r.finished_ms, Ok(()));
-                self.completions += 1;
-                self.steps[i].complete(output.clone(), self.completions);
-                self.context.set(r.step_id.clone(), output);
-                self.emit(out, now, EventKind::StepCompleted { step_id: r.step_id, worker: r.worker });
+                state.end_attempt(Some(r.worker.clone()), Some(r.started_ms), r.finished_ms, Ok(()));
+                self.complete_inst(i, output, r.worker, now, out);
             }
             Outcome::Err(error) => {
-                self.steps[i].end_attempt(Some(r.worker), Some(r.started_ms), r.finished_ms, Err(error));
-                self.steps[i].cancel();
+                state.end_attempt(Some(r.worker), Some(r.started_ms), r.finished_ms, Err(error));
+                state.cancel("the run is compensating");
             }
         }
     }
@@ -79,17 +87,14 @@ impl Run {
         if let Some(saga) = &mut self.saga {
             saga.drained = true;
         }
-        for (i, s) in self.steps.iter_mut().enumerate() {
+        for inst in &mut self.insts {
+            let s = &mut inst.state;
             if s.status == StepStatus::Running {
-                s.end_attempt(
-                    None,
-                    None,
-                    now,
-                    Err(ToolError::new("no answer to the cancel").with_code(codes::CANCELLED)),
-                );
-                s.cancel();
-                let step = self.plan.steps[i].id.clone();
-                self.timers.retain(|(t, _)| !matches!(t, Timer::StepTimeout { step: s2, .. } if *s2 == step));
+                let error = ToolError::new("no answer to the cancel").with_code(codes::CANCELLED);
+                s.end_attempt(None, None, now, Err(error));
+                s.cancel("it did not answer the cancel");
+                let step = &inst.path;
+                self.timers.retain(|(t, _)| !matches!(t, Timer::StepTimeout { step: s2, .. } if s2 == step));
             }
         }
         self.running = 0;
@@ -102,14 +107,14 @@ impl Run {
             return; // still waiting for cancelled steps to answer
         }
         if saga.queue.is_none() {
-            let mut done: Vec<(u64, usize)> = (0..self.steps.len())
-                .filter(|&i| self.plan.steps[i].compensate.is_some())
-                .filter_map(|i| self.steps[i].completed_order.map(|o| (o, i)))
+            let mut done: Vec<(u64, usize)> = (0..self.insts.len())
+                .filter(|&i| self.def(i).compensate.is_some())
+                .filter_map(|i| self.insts[i].state.completed_order.map(|o| (o, i)))
                 .collect();
             done.sort_by_key(|d| std::cmp::Reverse(d.0));
             let queue: Vec<usize> = done.into_iter().map(|(_, i)| i).collect();
             for &i in &queue {
-                self.steps[i].compensation = Some(Compensating::new());
+                self.insts[i].state.compensation = Some(Compensating::new());
             }
             if let Some(saga) = &mut self.saga {
                 saga.queue = Some(queue);
@@ -118,7 +123,7 @@ impl Run {
         // One at a time: the first unfinished compensation in the queue.
         let queue = self.saga.as_ref().and_then(|s| s.queue.clone()).unwrap_or_default();
         for i in queue {
-            let Some(c) = &self.steps[i].compensation else { continue };
+            let Some(c) = &self.insts[i].state.compensation else { continue };
             match c.status {
                 StepStatus::Completed | StepStatus::Failed => continue,
                 StepStatus::Pending => {
@@ -136,16 +141,16 @@ impl Run {
 
     /// The task of step `i`'s current compensation attempt.
     pub(super) fn compensation_task(&self, i: usize) -> Option<Task> {
-        let step = &self.plan.steps[i];
-        let spec = step.compensate.as_ref()?;
-        let c = self.steps[i].compensation.as_ref()?;
+        let spec = self.def(i).compensate.as_ref()?;
+        let inst = &self.insts[i];
+        let c = inst.state.compensation.as_ref()?;
         Some(Task {
             run_id: self.id,
-            step_id: step.id.clone(),
+            step_id: inst.path.clone(),
             attempt: c.attempt,
             tool: spec.tool.clone(),
             params: c.params.clone().unwrap_or_default(),
-            idempotency_key: format!("{}/{}/compensate", self.id, step.id),
+            idempotency_key: format!("{}/{}/compensate", self.id, inst.path),
             timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
             compensation: true,
             reply_to: self.reply_to.clone(),
@@ -153,12 +158,11 @@ impl Run {
     }
 
     fn dispatch_compensation(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
-        let step = &self.plan.steps[i];
-        let id = step.id.clone();
-        let Some(spec) = step.compensate.clone() else { return };
-        let params = match self.steps[i].compensation.as_ref().and_then(|c| c.params.clone()) {
+        let id = self.insts[i].path.clone();
+        let Some(spec) = self.def(i).compensate.clone() else { return };
+        let params = match self.insts[i].state.compensation.as_ref().and_then(|c| c.params.clone()) {
             Some(p) => p,
-            None => match spec.params.resolve(&self.context) {
+            None => match spec.params.resolve(&self.view(self.insts[i].frame)) {
                 Ok(p) => p,
                 Err(e) => {
                     let error = ToolError::new(format!("params: {e}")).with_code(codes::BAD_PARAMS).permanent();
@@ -167,7 +171,7 @@ impl Run {
                 }
             },
         };
-        let Some(c) = self.steps[i].compensation.as_mut() else { return };
+        let Some(c) = self.insts[i].state.compensation.as_mut() else { return };
         c.params = Some(params);
         c.attempt += 1;
         c.status = StepStatus::Running;
@@ -185,12 +189,12 @@ impl Run {
     /// A worker answered a compensation.
     pub(super) fn on_compensation_result(&mut self, r: TaskResult, now: Millis, out: &mut Vec<Effect>) {
         let Some(i) = self.index(&r.step_id) else { return };
-        let Some(c) = self.steps[i].compensation.as_mut() else { return };
+        let Some(c) = self.insts[i].state.compensation.as_mut() else { return };
         if !c.is_running(r.attempt) {
             return;
         }
         self.fired(&Timer::CompensationTimeout { step: r.step_id.clone(), attempt: r.attempt });
-        let Some(c) = self.steps[i].compensation.as_mut() else { return };
+        let Some(c) = self.insts[i].state.compensation.as_mut() else { return };
         match r.outcome {
             Outcome::Ok(_) => {
                 end_attempt(&mut c.attempts, Some(r.worker), Some(r.started_ms), r.finished_ms, Ok(()));
@@ -207,8 +211,8 @@ impl Run {
     /// A compensation attempt ran out of time.
     pub(super) fn on_compensation_timeout(&mut self, step: &str, attempt: u32, now: Millis, out: &mut Vec<Effect>) {
         let Some(i) = self.index(step) else { return };
-        let limit = self.plan.steps[i].compensate.as_ref().and_then(|c| c.timeout).unwrap_or_default();
-        let Some(c) = self.steps[i].compensation.as_mut() else { return };
+        let limit = self.def(i).compensate.as_ref().and_then(|c| c.timeout).unwrap_or_default();
+        let Some(c) = self.insts[i].state.compensation.as_mut() else { return };
         if !c.is_running(attempt) {
             return;
         }
@@ -224,12 +228,12 @@ impl Run {
     }
 
     fn compensation_attempt_failed(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
-        let id = self.plan.steps[i].id.clone();
-        let Some(policy) = self.plan.steps[i].compensate.as_ref().map(|c| c.retry.clone()) else { return };
-        let attempt = self.steps[i].compensation.as_ref().map_or(0, |c| c.attempt);
+        let id = self.insts[i].path.clone();
+        let Some(policy) = self.def(i).compensate.as_ref().map(|c| c.retry.clone()) else { return };
+        let attempt = self.insts[i].state.compensation.as_ref().map_or(0, |c| c.attempt);
         if error.retryable && policy.should_retry(attempt, error.code.as_deref()) {
             let delay = policy.delay(attempt, jitter_unit(self.id, &format!("{id}/compensate"), attempt));
-            if let Some(c) = self.steps[i].compensation.as_mut() {
+            if let Some(c) = self.insts[i].state.compensation.as_mut() {
                 c.status = StepStatus::Retrying;
             }
             self.schedule(out, Timer::CompensationRetry { step: id, attempt }, delay, now);
@@ -239,10 +243,9 @@ impl Run {
     }
 
     fn compensation_failed(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
-        let step = &self.plan.steps[i];
-        let id = step.id.clone();
-        let tool = step.compensate.as_ref().map(|c| c.tool.clone()).unwrap_or_default();
-        if let Some(c) = self.steps[i].compensation.as_mut() {
+        let id = self.insts[i].path.clone();
+        let tool = self.def(i).compensate.as_ref().map(|c| c.tool.clone()).unwrap_or_default();
+        if let Some(c) = self.insts[i].state.compensation.as_mut() {
             c.status = StepStatus::Failed;
         }
         if let Some(saga) = &mut self.saga {
@@ -254,7 +257,7 @@ impl Run {
     /// Time for the next attempt of a compensation.
     pub(super) fn on_compensation_retry(&mut self, step: &str, attempt: u32) {
         let Some(i) = self.index(step) else { return };
-        if let Some(c) = self.steps[i].compensation.as_mut()
+        if let Some(c) = self.insts[i].state.compensation.as_mut()
             && c.status == StepStatus::Retrying
             && c.attempt == attempt
         {

@@ -82,9 +82,15 @@ pub fn new_attempt(attempt: u32, now: Millis) -> Attempt {
     Attempt { attempt, dispatched_ms: now, worker: None, started_ms: None, finished_ms: None, error: None, ok: false }
 }
 
+impl Default for StepState {
+    fn default() -> StepState {
+        StepState::new()
+    }
+}
+
 impl StepState {
     /// A pending step.
-    pub fn new(_step: &Step) -> StepState {
+    pub fn new() -> StepState {
         StepState {
             status: StepStatus::Pending,
             attempt: 0,
@@ -134,16 +140,17 @@ impl StepState {
         self.reason = Some(reason);
     }
 
-    /// The run ended before the step did.
-    pub fn cancel(&mut self) {
+    /// The step was stopped before it finished (the run ended, a race was won...).
+    pub fn cancel(&mut self, reason: &str) {
         if self.status == StepStatus::Running
             && let Some(a) = self.attempts.last_mut()
             && a.finished_ms.is_none()
         {
-            a.error = Some(ToolError::new("cancelled: the run ended").with_code(weft_shared::wire::codes::CANCELLED));
+            a.error =
+                Some(ToolError::new(format!("cancelled: {reason}")).with_code(weft_shared::wire::codes::CANCELLED));
         }
         self.status = StepStatus::Cancelled;
-        self.reason.get_or_insert_with(|| "the run ended first".to_owned());
+        self.reason.get_or_insert_with(|| reason.to_owned());
     }
 
     /// The step's part of the run record.

@@ -7,25 +7,25 @@ use weft_shared::wire::Outcome;
 
 use super::*;
 
-fn run(def: Value, input: Value) -> Run {
+pub(super) fn run(def: Value, input: Value) -> Run {
     let def = WorkflowDef::from_json(&def.to_string()).expect("parses");
     let plan = compile(&def, None).expect("valid");
     Run::new(Uuid::nil(), plan, input, 0)
 }
 
-fn dispatched(effects: &[Effect]) -> Vec<Task> {
+pub(super) fn dispatched(effects: &[Effect]) -> Vec<Task> {
     effects.iter().filter_map(|e| if let Effect::Dispatch(t) = e { Some(t.clone()) } else { None }).collect()
 }
 
-fn ids(tasks: &[Task]) -> Vec<&str> {
+pub(super) fn ids(tasks: &[Task]) -> Vec<&str> {
     tasks.iter().map(|t| t.step_id.as_str()).collect()
 }
 
-fn events(effects: &[Effect]) -> Vec<EventKind> {
+pub(super) fn events(effects: &[Effect]) -> Vec<EventKind> {
     effects.iter().filter_map(|e| if let Effect::Emit(ev) = e { Some(ev.kind.clone()) } else { None }).collect()
 }
 
-fn answer(task: &Task, outcome: Outcome) -> Input {
+pub(super) fn answer(task: &Task, outcome: Outcome) -> Input {
     Input::Result {
         result: TaskResult {
             run_id: task.run_id,
@@ -40,15 +40,15 @@ fn answer(task: &Task, outcome: Outcome) -> Input {
     }
 }
 
-fn ok(task: &Task, output: Value) -> Input {
+pub(super) fn ok(task: &Task, output: Value) -> Input {
     answer(task, Outcome::Ok(output))
 }
 
-fn err(task: &Task, error: ToolError) -> Input {
+pub(super) fn err(task: &Task, error: ToolError) -> Input {
     answer(task, Outcome::Err(error))
 }
 
-fn take(tasks: &[Task], id: &str) -> Task {
+pub(super) fn take(tasks: &[Task], id: &str) -> Task {
     tasks.iter().find(|t| t.step_id == id).cloned().expect("dispatched")
 }
 

@@ -8,24 +8,20 @@ use serde_json::{Value, json};
 use weft_shared::plan::{Kind, WaitFor};
 use weft_shared::wire::{EventKind, Millis, StepStatus, ToolError, codes};
 
-use super::{Effect, Run, Timer, step};
+use super::{Effect, Run, Timer};
 
 impl Run {
     /// Starts a waiting step: arms its timer, or completes it at once with a signal that
     /// arrived before it was reached.
     pub(super) fn start_waiting(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
-        let step = &self.plan.steps[i];
-        let id = step.id.clone();
-        let kind = step.kind.clone();
-        let state = &mut self.steps[i];
-        state.attempt = 1;
-        state.status = StepStatus::Running;
-        state.attempts.push(step::new_attempt(1, now));
-        self.emit(out, now, EventKind::StepStarted { step_id: id.clone(), attempt: 1 });
+        self.begin_attempt(i, now, out);
+        let id = self.insts[i].path.clone();
+        let kind = self.def(i).kind.clone();
+        let f = self.insts[i].frame;
         match kind {
             Kind::Wait(WaitFor::Duration(d)) => self.schedule(out, Timer::WaitOver { step: id }, d, now),
             Kind::Wait(WaitFor::Until(template)) => {
-                let until = template.resolve(&self.context).map_err(|e| e.to_string()).and_then(|v| match v {
+                let until = template.resolve(&self.view(f)).map_err(|e| e.to_string()).and_then(|v| match v {
                     Value::String(text) => humantime::parse_rfc3339_weak(&text)
                         .map_err(|e| format!("`until` is not a time: {text:?}: {e}"))
                         .map(|t| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)),
@@ -54,13 +50,13 @@ impl Run {
     /// step that will.
     pub(super) fn on_signal(&mut self, name: String, data: Value, now: Millis, out: &mut Vec<Effect>) {
         self.emit(out, now, EventKind::SignalReceived { name: name.clone() });
-        let waiting = (0..self.steps.len()).find(|&i| {
-            self.steps[i].status == StepStatus::Running
-                && matches!(&self.plan.steps[i].kind, Kind::Signal { name: n, .. } if *n == name)
+        let waiting = (0..self.insts.len()).find(|&i| {
+            self.insts[i].state.status == StepStatus::Running
+                && matches!(&self.def(i).kind, Kind::Signal { name: n, .. } if *n == name)
         });
         match waiting {
             Some(i) => {
-                let id = self.plan.steps[i].id.clone();
+                let id = self.insts[i].path.clone();
                 self.fired(&Timer::SignalTimeout { step: id });
                 self.end_waiting(i, Ok(data), now, out);
             }
@@ -74,11 +70,11 @@ impl Run {
     pub(super) fn on_waiting_timer(&mut self, timer: &Timer, now: Millis, out: &mut Vec<Effect>) {
         let (Timer::WaitOver { step } | Timer::SignalTimeout { step }) = timer else { return };
         let Some(i) = self.index(step) else { return };
-        if self.steps[i].status != StepStatus::Running {
+        if self.insts[i].state.status != StepStatus::Running {
             return;
         }
-        let started = self.steps[i].attempts.last().map_or(now, |a| a.dispatched_ms);
-        let outcome = match (&self.plan.steps[i].kind, timer) {
+        let started = self.insts[i].state.attempts.last().map_or(now, |a| a.dispatched_ms);
+        let outcome = match (&self.def(i).kind, timer) {
             (Kind::Wait(_), _) => Ok(json!({"waited_ms": now.saturating_sub(started)})),
             (Kind::Signal { default: Some(default), .. }, _) => Ok(default.clone()),
             (Kind::Signal { name, timeout, .. }, _) => {
@@ -92,18 +88,15 @@ impl Run {
     }
 
     fn end_waiting(&mut self, i: usize, outcome: Result<Value, ToolError>, now: Millis, out: &mut Vec<Effect>) {
-        let id = self.plan.steps[i].id.clone();
+        let worker = "coordinator".to_owned();
         match outcome {
             Ok(output) => {
-                self.steps[i].end_attempt(Some("coordinator".into()), None, now, Ok(()));
-                self.completions += 1;
-                self.steps[i].complete(output.clone(), self.completions);
-                self.context.set(id.clone(), output);
-                self.emit(out, now, EventKind::StepCompleted { step_id: id, worker: "coordinator".into() });
+                self.insts[i].state.end_attempt(Some(worker.clone()), None, now, Ok(()));
+                self.complete_inst(i, output, worker, now, out);
             }
             Err(error) => {
-                self.steps[i].end_attempt(Some("coordinator".into()), None, now, Err(error.clone()));
-                self.fail_step(i, error, now, out);
+                self.insts[i].state.end_attempt(Some(worker), None, now, Err(error.clone()));
+                self.fail_inst(i, error, now, out);
             }
         }
     }

@@ -14,7 +14,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use weft_shared::telemetry;
 use weft_shared::wire::{Event, EventKind, Outcome, RunStatus, Task, TaskResult};
 
-use crate::machine::Run;
+use crate::machine::{ChildStart, Run};
 
 /// The trace a run's spans join, and the span contexts compensations link to.
 #[derive(Debug)]
@@ -67,6 +67,22 @@ impl RunSpans {
         headers
     }
 
+    /// The span of starting a child run for a `workflow` step; returns its
+    /// `traceparent`, which the child's log keeps, so the child's spans are its children.
+    pub fn child(&self, run: &Run, start: &ChildStart, workflow: &str) -> Option<String> {
+        let span = tracing::info_span!("workflow",
+            otel.name = format!("workflow {} {}", start.parent.step, workflow),
+            otel.kind = "producer",
+            weft.run_id = %run.id(),
+            weft.workflow = %run.workflow(),
+            weft.step_id = %start.parent.step,
+            weft.attempt = start.parent.attempt,
+            weft.child_run_id = %start.child_id,
+            weft.child_workflow = %workflow);
+        let _ = span.set_parent(self.parent.clone());
+        telemetry::traceparent(&span)
+    }
+
     /// The span of applying a worker's result, child of the worker's tool span.
     pub fn result(&self, run: &Run, result: &TaskResult, headers: Option<&HeaderMap>) {
         let span = tracing::info_span!("result",
@@ -96,6 +112,7 @@ impl RunSpans {
                 (format!("retry {step_id} after attempt {attempt}"), Some(error.clone()))
             }
             EventKind::StepSkipped { step_id, reason } => (format!("skip {step_id}: {reason}"), None),
+            EventKind::StepCancelled { step_id, reason } => (format!("cancel {step_id}: {reason}"), None),
             EventKind::StepFailed { step_id, error } => (format!("failed {step_id}"), Some(error.clone())),
             EventKind::CompensationFailed { step_id, error } => {
                 (format!("compensation failed {step_id}"), Some(error.clone()))

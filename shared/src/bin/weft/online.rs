@@ -71,6 +71,7 @@ fn describe(event: &Event) -> String {
         }
         EventKind::StepFailed { step_id, error } => format!("{step_id}: failed: {error}"),
         EventKind::StepSkipped { step_id, reason } => format!("{step_id}: skipped ({reason})"),
+        EventKind::StepCancelled { step_id, reason } => format!("{step_id}: cancelled ({reason})"),
         EventKind::CompensationStarted { step_id, attempt } if *attempt > 1 => {
             format!("{step_id}: compensating, attempt {attempt}")
         }

@@ -1,0 +1,122 @@
+//! Sub-workflows: a `workflow` step starts a child run of a registered definition and
+//! takes its output.
+//!
+//! The child's id is derived from the parent's id, the step's path and the attempt, so
+//! starting it again (after a takeover) names the same run. The child is a run like any
+//! other, on whichever partition its id falls; it knows its parent through a
+//! [`ParentLink`] and, when it ends, appends a [`ChildResult`] to the parent's log, which
+//! the parent applies like a task result: a completed child completes the step, anything
+//! else is the attempt's failure (retried under the step's policy with a new child).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+use weft_shared::plan::Kind;
+use weft_shared::wire::{Millis, RunStatus, StepStatus, ToolError};
+
+use super::{Effect, Run, Timer};
+
+/// Where a child run reports its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// The parent run.
+    pub run_id: Uuid,
+    /// The parent's `workflow` step instance.
+    pub step: String,
+    /// The step's attempt that started the child.
+    pub attempt: u32,
+    /// The parent's log subject.
+    pub reply_to: String,
+}
+
+/// A child run to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChildStart {
+    /// Its id.
+    pub child_id: Uuid,
+    /// Registered workflow name.
+    pub workflow: String,
+    /// Version; the latest stored if none.
+    pub version: Option<u32>,
+    /// Its input.
+    pub input: Value,
+    /// Who to tell when it ends.
+    pub parent: ParentLink,
+}
+
+/// How a child run ended, as its parent's log records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChildResult {
+    /// The parent's step instance.
+    pub step: String,
+    /// The attempt that started the child.
+    pub attempt: u32,
+    /// The child.
+    pub child_id: Uuid,
+    /// Its final status.
+    pub status: RunStatus,
+    /// Its output, if it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Why it did not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ToolError>,
+}
+
+impl Run {
+    /// The id of the child run started by `path`'s attempt `attempt`.
+    pub fn child_id(&self, path: &str, attempt: u32) -> Uuid {
+        Uuid::new_v5(&self.id, format!("{path}#{attempt}").as_bytes())
+    }
+
+    /// The child run instance `i` is waiting for, if it is a running `workflow` step.
+    pub(super) fn running_child(&self, i: usize) -> Option<Uuid> {
+        let state = &self.insts[i].state;
+        (matches!(self.def(i).kind, Kind::SubWorkflow { .. }) && state.status == StepStatus::Running)
+            .then(|| self.child_id(&self.insts[i].path, state.attempt))
+    }
+
+    /// What starting instance `i`'s current child takes.
+    pub(super) fn child_start(&self, i: usize) -> Option<ChildStart> {
+        let Kind::SubWorkflow { name, version, .. } = &self.def(i).kind else { return None };
+        let inst = &self.insts[i];
+        Some(ChildStart {
+            child_id: self.child_id(&inst.path, inst.state.attempt),
+            workflow: name.clone(),
+            version: *version,
+            input: inst.state.params.clone().unwrap_or(Value::Null),
+            parent: ParentLink {
+                run_id: self.id,
+                step: inst.path.clone(),
+                attempt: inst.state.attempt,
+                reply_to: self.reply_to.clone(),
+            },
+        })
+    }
+
+    pub(super) fn start_child(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
+        let mut started = Vec::new();
+        self.begin_attempt(i, now, &mut started);
+        if let Some(start) = self.child_start(i) {
+            out.push(Effect::StartChild(start));
+        }
+        out.extend(started);
+    }
+
+    pub(super) fn on_child(&mut self, r: ChildResult, now: Millis, out: &mut Vec<Effect>) {
+        let Some(i) = self.index(&r.step) else { return };
+        if !self.insts[i].state.is_running(r.attempt) || self.running_child(i) != Some(r.child_id) {
+            return; // an earlier attempt's child, or a repeat
+        }
+        self.fired(&Timer::StepTimeout { step: r.step.clone(), attempt: r.attempt });
+        let worker = format!("run {}", r.child_id);
+        if r.status == RunStatus::Completed {
+            self.insts[i].state.end_attempt(Some(worker.clone()), None, now, Ok(()));
+            self.complete_inst(i, r.output.unwrap_or(Value::Null), worker, now, out);
+            return;
+        }
+        let error = r.error.unwrap_or_else(|| ToolError::new("the sub-workflow did not complete"));
+        self.insts[i].state.end_attempt(Some(worker), None, now, Err(error.clone()));
+        self.on_failure(i, error, now, out);
+    }
+}

@@ -1,0 +1,411 @@
+//! Moving a run forward: which pending steps can go (the skip rule, `when`, the
+//! concurrency limit), dispatching tasks, applying results, retries and failures.
+
+use std::cmp::Reverse;
+
+use serde_json::Value;
+use weft_shared::definition::FailurePolicy;
+use weft_shared::plan::{DepState, Gate, Kind};
+use weft_shared::reference::Template;
+use weft_shared::wire::{
+    CancelTask, EventKind, Millis, Outcome, RunStatus, StepStatus, Task, TaskResult, ToolError, codes,
+};
+
+use super::frame::FrameState;
+use super::{Effect, Prepared, Run, Timer, error_value, jitter_unit, step};
+
+/// How a step is started once ready.
+enum Start {
+    Task,
+    Waiting,
+    Child,
+    Construct,
+}
+
+impl Run {
+    /// Moves every frame where something changed, in creation order (so items and
+    /// iterations start in order), until nothing moves; a frame that ends marks its
+    /// parent, which is then looked at again.
+    pub(super) fn advance(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        if !self.blocked.is_empty() && self.has_slot() {
+            let blocked = std::mem::take(&mut self.blocked);
+            self.dirty.extend(blocked);
+        }
+        while self.status == RunStatus::Running {
+            let Some(f) = self.dirty.pop_first() else { break };
+            self.advance_frame(f, now, out);
+            if self.status == RunStatus::Running {
+                self.settle(f, now, out);
+            }
+        }
+    }
+
+    fn has_slot(&self) -> bool {
+        self.plan.max_parallel.is_none_or(|m| self.running < m as usize)
+    }
+
+    /// Dispatches, skips or fails every pending step of frame `f` that can move.
+    fn advance_frame(&mut self, f: usize, now: Millis, out: &mut Vec<Effect>) {
+        loop {
+            let mut moved = false;
+            for i in self.ready_order(f) {
+                if self.status != RunStatus::Running || self.frames[f].state != FrameState::Active {
+                    return;
+                }
+                if self.insts[i].state.status != StepStatus::Pending {
+                    continue;
+                }
+                if self.insts[i].state.params.is_none() {
+                    match self.prepare(i) {
+                        Prepared::Wait => continue,
+                        Prepared::Skip(reason) => {
+                            self.skip_inst(i, reason, now, out);
+                            moved = true;
+                            continue;
+                        }
+                        Prepared::Fail(error) => {
+                            self.fail_inst(i, error, now, out);
+                            moved = true;
+                            continue;
+                        }
+                        Prepared::Ready(params) => self.insts[i].state.params = Some(params),
+                    }
+                }
+                let start = match self.def(i).kind {
+                    Kind::Task { .. } => Start::Task,
+                    Kind::Wait(_) | Kind::Signal { .. } => Start::Waiting,
+                    Kind::SubWorkflow { .. } => Start::Child,
+                    _ => Start::Construct,
+                };
+                match start {
+                    Start::Task if !self.has_slot() => {
+                        self.blocked.insert(f);
+                        continue;
+                    }
+                    Start::Task => self.dispatch(i, now, out),
+                    Start::Waiting => self.start_waiting(i, now, out),
+                    Start::Child => self.start_child(i, now, out),
+                    Start::Construct => self.start_construct(i, now, out),
+                }
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        // Moved as far as it goes; only a change from outside makes it worth another look.
+        self.dirty.remove(&f);
+    }
+
+    /// Pending steps of frame `f` that may start, higher priority first, then document order.
+    fn ready_order(&self, f: usize) -> Vec<usize> {
+        let frame = &self.frames[f];
+        let limit = if self.one_at_a_time(f) { frame.cursor } else { usize::MAX };
+        let steps = super::frame::body(&self.plan, &frame.body);
+        let mut order: Vec<usize> = frame
+            .insts
+            .iter()
+            .copied()
+            .filter(|&i| self.insts[i].state.status == StepStatus::Pending && self.insts[i].index <= limit)
+            .collect();
+        order.sort_by_key(|&i| (Reverse(steps[self.insts[i].index].priority), self.insts[i].index));
+        order
+    }
+
+    fn dep_state(&self, f: usize, id: &str) -> DepState {
+        let Some(i) = self.sibling(f, id) else { return DepState::Unfinished };
+        let s = &self.insts[i].state;
+        match s.status {
+            StepStatus::Completed => DepState::Completed,
+            StepStatus::Failed if s.continued => DepState::Completed,
+            StepStatus::Failed | StepStatus::Cancelled => DepState::Failed,
+            StepStatus::Skipped => DepState::Skipped,
+            StepStatus::Pending | StepStatus::Running | StepStatus::Retrying => DepState::Unfinished,
+        }
+    }
+
+    /// Decides a pending step: wait, skip, fail, or go with its resolved params (a tool's
+    /// params, a construct's input: the `for_each` list, the `switch` value...).
+    fn prepare(&self, i: usize) -> Prepared {
+        let f = self.insts[i].frame;
+        let step = self.def(i);
+        match step.gate(|d| self.dep_state(f, d)) {
+            Gate::Wait => return Prepared::Wait,
+            Gate::Skip(reason) => return Prepared::Skip(reason),
+            Gate::Go => {}
+        }
+        let view = self.view(f);
+        if let Some(when) = &step.when {
+            match when.eval(&view) {
+                Ok(true) => {}
+                Ok(false) => return Prepared::Skip("its condition is false".to_owned()),
+                Err(e) => {
+                    return Prepared::Fail(
+                        ToolError::new(format!("condition: {e}")).with_code(codes::CONDITION).permanent(),
+                    );
+                }
+            }
+        }
+        let resolve = |template: &Template, what: &str| match template.resolve(&view) {
+            Ok(value) => Prepared::Ready(value),
+            Err(e) => Prepared::Fail(ToolError::new(format!("{what}: {e}")).with_code(codes::BAD_PARAMS).permanent()),
+        };
+        match &step.kind {
+            Kind::Task { params, .. } => resolve(params, "params"),
+            Kind::ForEach { items, .. } => match resolve(items, "items") {
+                Prepared::Ready(Value::Array(list)) => Prepared::Ready(Value::Array(list)),
+                Prepared::Ready(other) => Prepared::Fail(
+                    ToolError::new(format!("items: a `for_each` needs a list, found {}", kind_of(&other)))
+                        .with_code(codes::BAD_PARAMS)
+                        .permanent(),
+                ),
+                other => other,
+            },
+            Kind::Switch { on: Some(on), .. } => resolve(on, "on"),
+            Kind::Pipeline { input: Some(input), .. } => resolve(input, "input"),
+            Kind::SubWorkflow { input, .. } => resolve(input, "input"),
+            _ => Prepared::Ready(Value::Null),
+        }
+    }
+
+    /// The task of instance `i`'s current attempt, if it is a tool call.
+    pub(super) fn task(&self, i: usize) -> Option<Task> {
+        let step = self.def(i);
+        let Kind::Task { tool, .. } = &step.kind else { return None };
+        let inst = &self.insts[i];
+        Some(Task {
+            run_id: self.id,
+            step_id: inst.path.clone(),
+            attempt: inst.state.attempt,
+            tool: tool.clone(),
+            params: inst.state.params.clone().unwrap_or(Value::Null),
+            idempotency_key: format!("{}/{}", self.id, inst.path),
+            timeout_ms: step.timeout.map(|t| t.as_millis() as u64),
+            compensation: false,
+            reply_to: self.reply_to.clone(),
+        })
+    }
+
+    /// Starts the next attempt of instance `i` (`Running`, attempt recorded); returns it.
+    pub(super) fn begin_attempt(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) -> u32 {
+        let state = &mut self.insts[i].state;
+        state.attempt += 1;
+        state.status = StepStatus::Running;
+        state.attempts.push(step::new_attempt(state.attempt, now));
+        let attempt = state.attempt;
+        let path = self.insts[i].path.clone();
+        if let Some(after) = self.def(i).timeout {
+            self.schedule(out, Timer::StepTimeout { step: path.clone(), attempt }, after, now);
+        }
+        self.emit(out, now, EventKind::StepStarted { step_id: path, attempt });
+        attempt
+    }
+
+    fn dispatch(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
+        let mut started = Vec::new();
+        self.begin_attempt(i, now, &mut started);
+        self.running += 1;
+        if let Some(task) = self.task(i) {
+            out.push(Effect::Dispatch(task));
+        }
+        out.extend(started);
+    }
+
+    pub(super) fn on_result(&mut self, r: TaskResult, now: Millis, out: &mut Vec<Effect>) {
+        let Some(i) = self.index(&r.step_id) else { return };
+        if r.compensation || !self.insts[i].state.is_running(r.attempt) {
+            return; // late, duplicated, timed out or cancelled: applied at most once
+        }
+        self.running -= 1;
+        self.fired(&Timer::StepTimeout { step: r.step_id.clone(), attempt: r.attempt });
+        match r.outcome {
+            Outcome::Ok(output) => {
+                self.insts[i].state.end_attempt(Some(r.worker.clone()), Some(r.started_ms), r.finished_ms, Ok(()));
+                self.complete_inst(i, output, r.worker, now, out);
+            }
+            Outcome::Err(error) => {
+                let worker = Some(r.worker);
+                self.insts[i].state.end_attempt(worker, Some(r.started_ms), r.finished_ms, Err(error.clone()));
+                self.on_failure(i, error, now, out);
+            }
+        }
+    }
+
+    pub(super) fn on_step_timeout(&mut self, path: &str, attempt: u32, now: Millis, out: &mut Vec<Effect>) {
+        let Some(i) = self.index(path) else { return };
+        if !self.insts[i].state.is_running(attempt) {
+            return;
+        }
+        let limit = self.def(i).timeout.unwrap_or_default();
+        let error = ToolError::new(format!("attempt {attempt} timed out after {limit:?}")).with_code(codes::TIMEOUT);
+        match self.def(i).kind {
+            Kind::Task { .. } => {
+                out.push(Effect::Cancel(CancelTask {
+                    run_id: self.id,
+                    step_id: Some(path.to_owned()),
+                    attempt: Some(attempt),
+                }));
+                self.running -= 1;
+            }
+            Kind::SubWorkflow { .. } => {
+                if let Some(child_id) = self.running_child(i) {
+                    out.push(Effect::CancelChild { child_id, reason: error.message.clone() });
+                }
+            }
+            Kind::Wait(_) | Kind::Signal { .. } => {}
+            _ => {
+                // A construct out of time: what it runs stops, and it fails for good.
+                for f in self.opened_by(i) {
+                    self.cancel_frame(f, "its construct timed out", now, out);
+                }
+                self.insts[i].state.end_attempt(None, None, now, Err(error.clone()));
+                self.fail_inst(i, error, now, out);
+                return;
+            }
+        }
+        self.insts[i].state.end_attempt(None, None, now, Err(error.clone()));
+        self.on_failure(i, error, now, out);
+    }
+
+    /// An attempt failed: retry, or fail the step for good.
+    pub(super) fn on_failure(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
+        let step = self.def(i);
+        let retry = step.retry.clone();
+        let attempt = self.insts[i].state.attempt;
+        let path = self.insts[i].path.clone();
+        if error.retryable && retry.should_retry(attempt, error.code.as_deref()) {
+            let delay = retry.delay(attempt, jitter_unit(self.id, &path, attempt));
+            self.insts[i].state.status = StepStatus::Retrying;
+            self.schedule(out, Timer::Retry { step: path.clone(), attempt }, delay, now);
+            self.emit(
+                out,
+                now,
+                EventKind::StepRetrying {
+                    step_id: path,
+                    attempt,
+                    delay_ms: delay.as_millis() as u64,
+                    error: error.to_string(),
+                },
+            );
+            return;
+        }
+        self.fail_inst(i, error, now, out);
+    }
+
+    /// Instance `i` produced `output`.
+    pub(super) fn complete_inst(
+        &mut self,
+        i: usize,
+        output: Value,
+        worker: String,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
+        let f = self.insts[i].frame;
+        let id = self.def(i).id.clone();
+        let path = self.insts[i].path.clone();
+        self.completions += 1;
+        self.insts[i].state.complete(output.clone(), self.completions);
+        self.frames[f].ctx.set(id, output);
+        self.dirty.insert(f);
+        self.emit(out, now, EventKind::StepCompleted { step_id: path, worker });
+    }
+
+    /// Instance `i` will not run.
+    pub(super) fn skip_inst(&mut self, i: usize, reason: String, now: Millis, out: &mut Vec<Effect>) {
+        let f = self.insts[i].frame;
+        let id = self.def(i).id.clone();
+        let path = self.insts[i].path.clone();
+        self.insts[i].state.skip(reason.clone());
+        self.frames[f].ctx.skip(id);
+        self.dirty.insert(f);
+        self.emit(out, now, EventKind::StepSkipped { step_id: path, reason });
+    }
+
+    /// Instance `i` failed for good. Under `continue_on_error` its output is the error;
+    /// otherwise a top-level failure applies the run's `on_failure`, and one inside a body
+    /// is the body's failure (which its construct handles: see `constructs`).
+    pub(super) fn fail_inst(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
+        let f = self.insts[i].frame;
+        let step = self.def(i);
+        let id = step.id.clone();
+        let continued = step.continue_on_error;
+        let path = self.insts[i].path.clone();
+        self.insts[i].state.fail(error.to_string(), continued);
+        self.drop_timers(&path);
+        self.dirty.insert(f);
+        self.emit(out, now, EventKind::StepFailed { step_id: path.clone(), error: error.to_string() });
+        if continued {
+            self.frames[f].ctx.set(id, error_value(&error));
+            return;
+        }
+        // Steps that only watch it see it as absent.
+        self.frames[f].ctx.skip(id);
+        if f != 0 {
+            if !self.tolerant(f) {
+                self.body_failed(f, &path, error, now, out);
+            }
+            return;
+        }
+        match self.plan.on_failure {
+            FailurePolicy::Continue => {}
+            FailurePolicy::Fail => {
+                self.errors.push(format!("step `{path}` failed: {error}"));
+                self.finish(RunStatus::Failed, now, out);
+            }
+            FailurePolicy::Compensate => {
+                self.errors.push(format!("step `{path}` failed: {error}"));
+                self.begin_saga(now, out);
+            }
+        }
+    }
+
+    /// Every top-level step is finished: the run completes, or fails if a step failed.
+    pub(super) fn complete(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        self.frames[0].state = FrameState::Over;
+        let failed: Vec<&str> = self.frames[0]
+            .insts
+            .iter()
+            .filter(|&&i| self.insts[i].state.status == StepStatus::Failed && !self.insts[i].state.continued)
+            .map(|&i| self.insts[i].path.as_str())
+            .collect();
+        if !failed.is_empty() {
+            self.errors.push(format!("failed steps: {}", failed.join(", ")));
+            self.finish(RunStatus::Failed, now, out);
+            return;
+        }
+        let output = match &self.plan.output {
+            Some(template) => template.resolve(&self.view(0)),
+            // Every top-level step's output by id, in document order.
+            None => Ok(Value::Object(
+                self.plan
+                    .steps
+                    .iter()
+                    .filter_map(|p| self.frames[0].ctx.values.get(&p.id).map(|v| (p.id.clone(), v.clone())))
+                    .collect(),
+            )),
+        };
+        match output {
+            Ok(v) => {
+                self.output = Some(v);
+                self.finish(RunStatus::Completed, now, out);
+            }
+            Err(e) => {
+                self.errors.push(format!("output: {e}"));
+                self.finish(RunStatus::Failed, now, out);
+            }
+        }
+    }
+}
+
+/// How a value's kind reads in an error.
+pub(super) fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
