@@ -30,6 +30,16 @@ enum Shape {
     Saga,
     Retries,
     Timeout,
+    Constructs,
+    Child,
+}
+
+/// The registered workflow the `Child` shape runs as a sub-workflow.
+fn napper() -> WorkflowDef {
+    inline(json!({"name": "napper", "version": 1, "steps": [
+        {"id": "nap", "tool": "sleep", "params": {"ms": "{input.ms}"}},
+        {"id": "say", "tool": "echo", "params": {"slept": "{nap.slept_ms}"}}
+    ], "output": "{say}"}))
 }
 
 fn workflow(shape: Shape) -> (WorkflowDef, Value) {
@@ -59,6 +69,27 @@ fn workflow(shape: Shape) -> (WorkflowDef, Value) {
                 {"id": "f", "tool": "fail", "params": {"message": "not yet", "times": 2},
                  "retry": {"max_attempts": 3, "backoff": "700ms", "multiplier": 1, "jitter": 0}}
             ]})),
+            Value::Null,
+        ),
+        Shape::Constructs => (
+            inline(json!({"name": "constructs", "steps": [
+                {"id": "each", "for_each": {"items": [300, 500, 400], "as": "ms", "concurrency": 2,
+                  "do": [{"id": "nap", "tool": "sleep", "params": {"ms": "{ms}"}}]}},
+                {"id": "quick", "race": {"branches": [
+                    {"id": "fast", "tool": "sleep", "params": {"ms": 200}},
+                    {"id": "slow", "tool": "sleep", "params": {"ms": 4000}}
+                ]}},
+                {"id": "poll", "loop": {"max_iterations": 5, "until": {"eq": ["{iteration}", 2]},
+                  "do": [{"id": "tick", "tool": "echo", "params": {"n": "{iteration}", "prev": "{previous}"}}]},
+                 "depends_on": ["each"]}
+            ], "output": {"naps": "{each}", "race": "{quick}", "poll": "{poll}"}})),
+            Value::Null,
+        ),
+        Shape::Child => (
+            inline(json!({"name": "parent", "steps": [
+                {"id": "kids", "for_each": {"items": [500, 900],
+                  "do": [{"id": "kid", "workflow": {"name": "napper", "input": {"ms": "{item}"}}}]}}
+            ], "output": "{kids}"})),
             Value::Null,
         ),
         Shape::Timeout => (
@@ -102,6 +133,22 @@ fn check(shape: Shape, r: &RunRecord) -> Result<(), String> {
                 && attempts("slow") == 1
                 && r.steps["slow"].attempts[0].error.as_ref().and_then(|e| e.code.as_deref()) == Some("TIMEOUT")
         }
+        Shape::Child => {
+            r.status == RunStatus::Completed
+                && r.output == Some(json!([{"slept": 500}, {"slept": 900}]))
+                && r.steps.values().all(|s| s.attempts.len() == 1)
+        }
+        Shape::Constructs => {
+            let naps = json!([{"slept_ms": 300}, {"slept_ms": 500}, {"slept_ms": 400}]);
+            r.status == RunStatus::Completed
+                && r.output
+                    == Some(
+                        json!({"naps": naps, "race": {"slept_ms": 200}, "poll": {"n": 2, "prev": {"n": 1, "prev": {"n": 0, "prev": null}}}}),
+                    )
+                && r.steps["slow"].status == StepStatus::Cancelled
+                && r.steps.values().all(|s| s.attempts.len() == 1)
+                && r.steps.contains_key("poll[2].tick")
+        }
     };
     if ok { Ok(()) } else { Err(format!("{shape:?} ended wrong: {r:#?}")) }
 }
@@ -139,7 +186,9 @@ async fn wait_all(
 async fn coordinator_crashes_lose_nothing() {
     let mut cluster = Cluster::start_with(1, 2, FAST).await;
     let client = cluster.client().await;
-    let shapes = [Shape::Chain, Shape::FanOut, Shape::Saga, Shape::Retries, Shape::Timeout];
+    client.deploy(&napper()).await.expect("registered");
+    let shapes =
+        [Shape::Chain, Shape::FanOut, Shape::Saga, Shape::Retries, Shape::Timeout, Shape::Constructs, Shape::Child];
     let mut runs = Vec::new();
     for i in 0..50 {
         let shape = shapes[i % shapes.len()];

@@ -166,6 +166,13 @@ async fn bad_input_is_answered_and_nothing_goes_down() {
     assert!(rejected.contains("no worker offers a tool `no_such_tool`"), "{rejected}");
     assert!(rejected.contains("steps[1].params.ms"), "{rejected}");
 
+    // A sub-workflow nobody registered: refused at submit, not discovered mid-run.
+    let orphan = inline(json!({"name": "orphan", "steps": [
+        {"id": "each", "for_each": {"items": [1], "do": [{"id": "child", "workflow": {"name": "nowhere"}}]}}
+    ]}));
+    let rejected = client.submit(&orphan, Value::Null).await.expect_err("rejected").to_string();
+    assert!(rejected.contains("(step `child`): no workflow `nowhere` is registered"), "{rejected}");
+
     // Input that breaks the input schema.
     let rejected = client.submit(&example("chain_notify.json"), json!({"user": 1})).await.expect_err("bad input");
     assert!(rejected.to_string().contains("user_id"), "{rejected}");

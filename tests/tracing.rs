@@ -113,5 +113,29 @@ async fn a_run_is_one_trace_from_the_cli_through_workers() {
     assert!(failed[0].status_message.contains("Shipping service unavailable"), "{:?}", failed[0]);
     let end = trace.iter().find(|s| s.name == "run order_saga compensated").expect("the run's end");
     assert_eq!(end.attr("weft.run_id"), Some(saga.run_id.to_string().as_str()));
+
+    // A sub-workflow: the child run's spans are in the parent's trace, under the span of
+    // the step that started it.
+    let deployed = Command::new(bin("weft"))
+        .args(["deploy", "examples/chain_notify.json"])
+        .current_dir(repo_root())
+        .env("NATS_URL", &cluster.nats.url)
+        .output()
+        .expect("weft deploys");
+    assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    let parent = run_with_cli(&cluster, &otlp, "examples/patterns/sub_workflow.json", r#"{"user_ids": ["123"]}"#);
+    assert_eq!(parent.status, weft_shared::wire::RunStatus::Completed, "{parent:#?}");
+    let trace = trace_of(&otlp, &parent).await;
+    let started = find(&trace, "weft-coordinator", "workflow notify_each[0].notify chain_notify");
+    assert_eq!(started.len(), 1, "the span starting the child: {trace:#?}");
+    let child_id = started[0].attr("weft.child_run_id").expect("names the child").to_owned();
+    let child = cluster.client().await.status(child_id.parse().expect("a run id")).await.expect("child record");
+    let child_dispatches: Vec<&Span> = trace
+        .iter()
+        .filter(|s| s.attr("weft.run_id") == Some(child_id.as_str()) && s.name.starts_with("dispatch "))
+        .collect();
+    assert_eq!(child_dispatches.len(), child.steps.len(), "every child step dispatched in this trace: {trace:#?}");
+    assert!(child_dispatches.iter().all(|s| s.parent_span_id == started[0].span_id), "under the starting span");
+    check_steps(&trace, &child);
     let _ = Value::Null;
 }

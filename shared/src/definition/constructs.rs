@@ -133,7 +133,7 @@ pub struct SubWorkflowDef {
     /// Registered name.
     #[serde(default)]
     pub name: String,
-    /// Version (default: the latest when the parent run starts).
+    /// Version (default: the latest registered when the step starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
     /// The child's input (a template).
