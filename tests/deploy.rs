@@ -18,7 +18,7 @@ use weft_shared::client::WeftClient;
 use weft_shared::client::setup::{self, Retention};
 use weft_shared::definition::WorkflowDef;
 use weft_shared::wire::{RunRecord, RunStatus};
-use weft_tests::cluster::Proc;
+use weft_tests::cluster::{Proc, spawn};
 use weft_tests::nats_server::binary;
 use weft_tests::repo_root;
 
@@ -282,9 +282,8 @@ impl ClusterRun {
         let client_url = urls("client");
         let admin = connect(nodes[0].port, "admin").await;
         eventually("JetStream is up on the cluster", || admin.js.query_account()).await;
-        let coordinator = |name: &str| {
-            Proc::start(name, "weft-coordinator", &[], &[("NATS_URL", coordinator_url.as_str())], dir.path())
-        };
+        let coordinator =
+            |name: &str| spawn(name, "weft-coordinator", &[], &[("NATS_URL", coordinator_url.as_str())], dir.path());
         let mut coordinators = vec![coordinator("coordinator")];
         let client = eventually("a client connects", || WeftClient::connect(&client_url)).await;
         eventually("the coordinator answers", || async {
@@ -302,7 +301,7 @@ impl ClusterRun {
         coordinators.push(coordinator("coordinator-2"));
         let worker_env = [("NATS_URL", urls("worker")), ("WEFT_DEMO_TOOLS", "true".into())];
         let worker_env: Vec<(&str, &str)> = worker_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let worker = Proc::start("worker", "weft-worker", &["--id", "w1"], &worker_env, dir.path());
+        let worker = spawn("worker", "weft-worker", &["--id", "w1"], &worker_env, dir.path());
         let deadline = Instant::now() + Duration::from_secs(30);
         while !coordinators[1].logs().contains("coordinator ready") {
             assert!(Instant::now() < deadline, "coordinator-2 did not start:\n{}", coordinators[1].logs());

@@ -1,10 +1,9 @@
-//! Weft as separate processes, as in `tests/support`: a nats-server (JetStream, file
+//! Weft as separate processes, built on `tests/support`'s [`Proc`]: a nats-server (JetStream, file
 //! store, default sync) on a free loopback port, a coordinator and workers, each stopped
 //! by pid when dropped, with their logs kept in a temporary directory.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -36,11 +35,7 @@ impl Bins {
                 );
             }
         }
-        let nats_server = std::env::var_os("NATS_SERVER").map(PathBuf::from).unwrap_or_else(|| {
-            let venv = crate::repo_root().join(".weft/venv/bin/nats-server");
-            if venv.exists() { venv } else { PathBuf::from("nats-server") }
-        });
-        Ok(Bins { dir, nats_server })
+        Ok(Bins { dir, nats_server: weft_tests::nats_server::binary() })
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -48,57 +43,12 @@ impl Bins {
     }
 }
 
-/// A child process.
-#[derive(Debug)]
-pub struct Proc {
-    /// A name for messages.
-    pub name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
+pub use weft_tests::process::Proc;
 
-impl Proc {
-    /// Starts `binary` with `args` and `env`, logging to `<dir>/<name>.log`.
-    pub fn start(name: &str, binary: &Path, args: &[&str], env: &[(&str, String)], dir: &Path) -> anyhow::Result<Proc> {
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log)?;
-        let mut command = Command::new(binary);
-        command.args(args).stdout(Stdio::from(file.try_clone()?)).stderr(Stdio::from(file));
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let child = command.spawn().with_context(|| format!("cannot start {}", binary.display()))?;
-        Ok(Proc { name: name.to_owned(), child: Some(child), log })
-    }
-
-    /// Its pid, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// Kills it at once (SIGKILL), as a crash would.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Whether it has exited.
-    pub fn exited(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| !matches!(c.try_wait(), Ok(None)))
-    }
-
-    /// What it logged.
-    pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Starts a process with its environment given as owned values.
+fn start(name: &str, binary: &Path, args: &[&str], env: &[(&str, String)], dir: &Path) -> anyhow::Result<Proc> {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Proc::start(name, binary, args, &env, dir)
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -188,7 +138,7 @@ impl Cluster {
                 env.push(("WEFT_CONCURRENCY", c.to_string()));
             }
             let args = ["--nats", &nats.url, "--id", &id];
-            workers.push(Proc::start(&id, &bins.path("weft-worker"), &args, &env, dir.path())?);
+            workers.push(start(&id, &bins.path("weft-worker"), &args, &env, dir.path())?);
         }
         let mut cluster =
             Cluster { nats, coordinator, workers, crashed: Vec::new(), bins: bins.clone(), settings, dir };
@@ -275,7 +225,7 @@ fn start_coordinator(name: &str, bins: &Bins, settings: &Settings, url: &str, di
         // JSON lines, so the recovery scenario can read when each partition was taken over.
         ("WEFT_LOG_JSON", "true".to_owned()),
     ];
-    Proc::start(name, &bins.path("weft-coordinator"), &["--nats", url], &env, dir)
+    start(name, &bins.path("weft-coordinator"), &["--nats", url], &env, dir)
 }
 
 /// The message of a warning or error line of any of the processes' log formats.

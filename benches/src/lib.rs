@@ -35,11 +35,7 @@ use machine::Machine;
 use report::{Report, ScenarioReport};
 use scenarios::{Ctx, Scale, Scenario};
 
-/// The repository's root (this crate is `benches/` in it).
-pub fn repo_root() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.parent().map(PathBuf::from).unwrap_or(here)
-}
+pub use weft_tests::repo_root;
 
 /// What to run.
 #[derive(Debug, Clone)]

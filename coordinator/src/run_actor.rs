@@ -263,9 +263,10 @@ fn child_outcome(record: &RunRecord) -> (Option<serde_json::Value>, Option<ToolE
 }
 
 /// A child run ended: its parent's log hears how.
-async fn tell_parent(state: &RunState, record: &RunRecord) {
+async fn tell_parent(state: &RunState) {
     let Some(parent) = state.run.parent() else { return };
-    let (output, error) = child_outcome(record);
+    let record = state.run.record();
+    let (output, error) = child_outcome(&record);
     let result = ChildResult {
         step: parent.step.clone(),
         attempt: parent.attempt,
@@ -281,7 +282,7 @@ async fn tell_parent(state: &RunState, record: &RunRecord) {
 /// The run is over: its record is stored, its parent told, its log purged, the
 /// supervisor told.
 async fn end(myself: &ActorRef<RunMsg>, state: &RunState) {
-    tell_parent(state, &state.run.record()).await;
+    tell_parent(state).await;
     if let Err(e) = log::purge(&state.nats.js, state.partition, state.run.id()).await {
         tracing::warn!(run_id = %state.run.id(), error = %e, "finished run's log not purged");
     }
@@ -341,9 +342,8 @@ async fn carry_out(myself: &ActorRef<RunMsg>, state: &mut RunState, effects: Vec
                 state.nats.emit(&event).await;
             }
             Effect::Finished => {
-                let record = state.run.record();
-                let trace_id = state.spans.trace_id().unwrap_or_default();
-                tracing::info!(run_id = %record.run_id, workflow = %record.workflow, status = ?record.status, %trace_id, "run finished");
+                let (run, trace_id) = (&state.run, state.spans.trace_id().unwrap_or_default());
+                tracing::info!(run_id = %run.id(), workflow = %run.workflow(), status = ?run.status(), %trace_id, "run finished");
             }
         }
     }

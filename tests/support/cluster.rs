@@ -1,8 +1,6 @@
 //! Weft as separate processes: a nats-server, a coordinator and workers, each stopped
 //! by pid when dropped, with their logs kept for failure messages.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use weft_shared::client::WeftClient;
@@ -10,57 +8,12 @@ use weft_shared::client::WeftClient;
 use crate::bin;
 use crate::nats_server::NatsServer;
 
-/// A child process of a test.
-#[derive(Debug)]
-pub struct Proc {
-    /// A name for messages.
-    pub name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
+pub use crate::process::Proc;
 
-impl Proc {
-    /// Starts `binary` with `args`, logging to a file in `dir`.
-    pub fn start(name: &str, binary: &str, args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let mut command = Command::new(bin(binary));
-        command.args(args).stdout(Stdio::from(file.try_clone().expect("log"))).stderr(Stdio::from(file));
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-        Proc { name: name.to_owned(), child: Some(child), log }
-    }
-
-    /// Its pid.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// Kills it at once (SIGKILL), as a crash would.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// What it logged.
-    pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Whether it is still running.
-    pub fn alive(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Starts one of the workspace's binaries for a test (panics, with the reason, if it
+/// cannot).
+pub fn spawn(name: &str, binary: &str, args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Proc {
+    Proc::start(name, &bin(binary), args, env, dir).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// NATS, coordinators and workers.
@@ -95,14 +48,14 @@ impl Cluster {
         let nats = NatsServer::start();
         let dir = tempfile::tempdir().expect("log dir");
         let url = nats.url.clone();
-        let coordinator = Proc::start("coordinator", "weft-coordinator", &["--nats", &url], env, dir.path());
+        let coordinator = spawn("coordinator", "weft-coordinator", &["--nats", &url], env, dir.path());
         let more_coordinators = (2..=coordinators)
-            .map(|i| Proc::start(&format!("c{i}"), "weft-coordinator", &["--nats", &url], env, dir.path()))
+            .map(|i| spawn(&format!("c{i}"), "weft-coordinator", &["--nats", &url], env, dir.path()))
             .collect();
         let workers = (1..=workers)
             .map(|i| {
                 let id = format!("w{i}");
-                Proc::start(&id, "weft-worker", &["--nats", &url, "--demo-tools", "--id", &id], env, dir.path())
+                spawn(&id, "weft-worker", &["--nats", &url, "--demo-tools", "--id", &id], env, dir.path())
             })
             .collect();
         let cluster = Cluster { nats, coordinator, more_coordinators, workers, dir, restarts: 0, crashed: Vec::new() };
@@ -116,7 +69,7 @@ impl Cluster {
         self.restarts += 1;
         let name = format!("coordinator-{}", self.restarts);
         let url = self.nats.url.clone();
-        let next = Proc::start(&name, "weft-coordinator", &["--nats", &url], env, self.dir.path());
+        let next = spawn(&name, "weft-coordinator", &["--nats", &url], env, self.dir.path());
         self.crashed.push(std::mem::replace(&mut self.coordinator, next));
     }
 
@@ -144,7 +97,7 @@ impl Cluster {
     /// Starts one more worker.
     pub fn add_worker(&mut self, id: &str, env: &[(&str, &str)]) {
         let url = self.nats.url.clone();
-        self.workers.push(Proc::start(
+        self.workers.push(spawn(
             id,
             "weft-worker",
             &["--nats", &url, "--demo-tools", "--id", id],

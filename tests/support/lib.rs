@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod nats_server;
 pub mod otlp;
+pub mod process;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -315,9 +315,11 @@ impl Run {
         let branches = self.frames[f].insts.clone();
         let completed = |run: &Run, i: &usize| run.insts[*i].state.status == StepStatus::Completed;
         let best = match &winner {
-            Winner::First => {
-                branches.iter().filter(|i| completed(self, i)).min_by_key(|&&i| self.insts[i].state.completed_order)
-            }
+            Winner::First => branches
+                .iter()
+                .copied()
+                .filter(|i| completed(self, i))
+                .min_by_key(|&i| self.insts[i].state.completed_order),
             Winner::Max(field) | Winner::Min(field) => {
                 if !self.frame_finished(f) {
                     return;
@@ -331,10 +333,10 @@ impl Run {
                 } else {
                     scored.min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
                 };
-                pick.map(|(_, i)| i).and_then(|i| branches.iter().find(|&&b| b == i))
+                pick.map(|(_, i)| i)
             }
         };
-        if let Some(&w) = best {
+        if let Some(w) = best {
             let reason = format!("`{}` won the race", self.insts[w].path);
             self.cancel_frame(f, &reason, now, out);
             let output = self.insts[w].state.output.clone().unwrap_or(Value::Null);

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use weft_shared::plan::Kind;
 use weft_shared::wire::{
     CancelTask, EventKind, Millis, Outcome, RunStatus, StepStatus, Task, TaskResult, ToolError, codes,
 };
@@ -43,7 +44,7 @@ impl Run {
         // are told to stop and drained below.
         for i in 0..self.insts.len() {
             let state = &self.insts[i].state;
-            let in_coordinator = state.status == StepStatus::Running && self.task(i).is_none();
+            let in_coordinator = state.status == StepStatus::Running && !matches!(self.def(i).kind, Kind::Task { .. });
             if in_coordinator && let Some(child_id) = self.running_child(i) {
                 out.push(Effect::CancelChild { child_id, reason: "the run is compensating".to_owned() });
             }

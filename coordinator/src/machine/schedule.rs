@@ -153,8 +153,7 @@ impl Run {
         match &step.kind {
             Kind::Task { params, .. } => resolve(params, "params"),
             Kind::ForEach { items, .. } => match resolve(items, "items") {
-                Prepared::Ready(Value::Array(list)) => Prepared::Ready(Value::Array(list)),
-                Prepared::Ready(other) => Prepared::Fail(
+                Prepared::Ready(other) if !other.is_array() => Prepared::Fail(
                     ToolError::new(format!("items: a `for_each` needs a list, found {}", kind_of(&other)))
                         .with_code(codes::BAD_PARAMS)
                         .permanent(),
