@@ -28,8 +28,7 @@ use weft_shared::wire::{
 use crate::log::{self, Entry};
 use crate::machine::{Input, Run};
 use crate::nats::Nats;
-use crate::run_actor::RunMsg;
-use crate::supervisor::SupervisorMsg;
+use crate::supervisor::{Found, SupervisorMsg};
 
 /// How long an API handler waits on an actor.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,9 +64,8 @@ impl Api {
             let (Some(reply), Some(run_id)) = (message.reply.clone(), log::run_of(&message.subject)) else { continue };
             let api = self.clone();
             tokio::spawn(async move {
-                if let Ok(Some(actor)) = api.lookup(run_id).await
-                    && let Ok(ractor::rpc::CallResult::Success(record)) =
-                        actor.call(RunMsg::Record, Some(CALL_TIMEOUT)).await
+                if let Ok(Some(found)) = api.lookup(run_id).await
+                    && let Some(record) = found.record(CALL_TIMEOUT).await
                     && let Ok(payload) = serde_json::to_vec(&record)
                 {
                     let _ = api.nats.client.publish(reply, payload.into()).await;
@@ -174,9 +172,6 @@ impl Api {
 
     async fn submit(&self, submit: Submit) -> Result<Uuid, ApiError> {
         let run_id = submit.run_id.unwrap_or_else(Uuid::now_v7);
-        if self.nats.stored(run_id).await.is_some() {
-            return Ok(run_id); // a repeated submit: same run
-        }
         let catalogue = self.live_catalogue().await;
         let name = submit.definition.name.clone();
         let invalid = |problems: Vec<Problem>| ApiError {
@@ -198,7 +193,14 @@ impl Api {
         let partition = log::partition_of(run_id, self.partitions);
         let record = Run::new(run_id, plan, submit.input.clone(), now_ms()).record();
         let internal = |e: String| ApiError::new(ApiErrorCode::Internal, format!("the run could not be stored: {e}"));
-        self.nats.store(&record).await.map_err(|e| internal(e.to_string()))?;
+        if !self.nats.store_new(&record).await.map_err(|e| internal(e.to_string()))?
+            && self.nats.stored(run_id).await.is_none_or(|r| r.status.is_terminal())
+        {
+            // A repeated submit of a run that ended: the same run, not a new one. One that
+            // did not end appends its creation again below, in case the first submit
+            // stored the record and then failed (the entry's id makes a repeat harmless).
+            return Ok(run_id);
+        }
         let trace = weft_shared::telemetry::traceparent(&tracing::Span::current());
         tracing::Span::current().record("weft.workflow", name.as_str());
         tracing::Span::current().record("weft.run_id", tracing::field::display(run_id));
@@ -263,7 +265,7 @@ impl Api {
         }
     }
 
-    async fn lookup(&self, run_id: Uuid) -> Result<Option<ActorRef<RunMsg>>, ApiError> {
+    async fn lookup(&self, run_id: Uuid) -> Result<Option<Found>, ApiError> {
         match self.supervisor.call(|reply| SupervisorMsg::Lookup(run_id, reply), Some(CALL_TIMEOUT)).await {
             Ok(ractor::rpc::CallResult::Success(found)) => Ok(found),
             other => Err(ApiError::new(ApiErrorCode::Internal, format!("supervisor unavailable: {other:?}"))),
@@ -271,8 +273,8 @@ impl Api {
     }
 
     async fn status(&self, run_id: Uuid) -> Result<RunRecord, ApiError> {
-        if let Some(actor) = self.lookup(run_id).await?
-            && let Ok(ractor::rpc::CallResult::Success(record)) = actor.call(RunMsg::Record, Some(CALL_TIMEOUT)).await
+        if let Some(found) = self.lookup(run_id).await?
+            && let Some(record) = found.record(CALL_TIMEOUT).await
         {
             return Ok(record);
         }
@@ -290,11 +292,11 @@ impl Api {
 
     async fn list(&self, limit: usize) -> Result<Vec<RunSummary>, ApiError> {
         let mut runs: Vec<RunSummary> = Vec::new();
-        if let Ok(ractor::rpc::CallResult::Success(actors)) =
+        if let Ok(ractor::rpc::CallResult::Success(found)) =
             self.supervisor.call(SupervisorMsg::Active, Some(CALL_TIMEOUT)).await
         {
-            for actor in actors {
-                if let Ok(ractor::rpc::CallResult::Success(r)) = actor.call(RunMsg::Record, Some(CALL_TIMEOUT)).await {
+            for found in found {
+                if let Some(r) = found.record(CALL_TIMEOUT).await {
                     runs.push(r.summary());
                 }
             }

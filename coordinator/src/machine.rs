@@ -26,6 +26,7 @@ mod step;
 mod waiting;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -194,7 +195,8 @@ struct Inst {
 #[derive(Debug, Clone)]
 pub struct Run {
     id: Uuid,
-    plan: Plan,
+    /// Shared by every run of the same definition.
+    plan: Arc<Plan>,
     status: RunStatus,
     /// Every step instance, in creation order.
     insts: Vec<Inst>,
@@ -230,7 +232,8 @@ pub struct Run {
 
 impl Run {
     /// A run of `plan` with `input`, not started yet.
-    pub fn new(id: Uuid, plan: Plan, input: Value, created_ms: Millis) -> Run {
+    pub fn new(id: Uuid, plan: impl Into<Arc<Plan>>, input: Value, created_ms: Millis) -> Run {
+        let plan = plan.into();
         let workflow = json!({"id": id, "name": plan.name, "version": plan.version});
         let mut run = Run {
             id,
@@ -293,6 +296,13 @@ impl Run {
     /// Where it is.
     pub fn status(&self) -> RunStatus {
         self.status
+    }
+
+    /// Whether the run waits only for inputs from outside (a signal, a child run's end, a
+    /// resume): no task on a worker, no timer armed. Such a run needs no actor until its
+    /// next input arrives.
+    pub fn is_quiescent(&self) -> bool {
+        matches!(self.status, RunStatus::Running | RunStatus::Paused) && self.running == 0 && self.timers.is_empty()
     }
 
     /// Applies one input at time `now`; returns what to do.
@@ -505,6 +515,7 @@ impl Run {
             errors: self.errors.clone(),
             created_ms: self.created_ms,
             finished_ms: self.finished_ms,
+            abridged: None,
         }
     }
 }

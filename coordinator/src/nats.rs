@@ -106,10 +106,16 @@ impl Nats {
         }
     }
 
+    /// A record's JSON, abridged if it would not fit in one message.
+    fn record_json(&self, record: &RunRecord) -> bytes::Bytes {
+        let limit = self.client.server_info().max_payload.saturating_sub(HEADER_ROOM);
+        record.to_json_within(limit).into()
+    }
+
     /// Stores a run record (retried: the record is what `weft status` shows afterwards).
     pub async fn store(&self, record: &RunRecord) -> Result<(), PublishError> {
         let key = record.run_id.to_string();
-        let payload = json(record);
+        let payload = self.record_json(record);
         let mut last = String::new();
         for attempt in 0..10u32 {
             match self.infra.runs.put(&key, payload.clone()).await {
@@ -121,15 +127,14 @@ impl Nats {
         Err(PublishError { subject: format!("{}.{key}", subjects::RUNS_BUCKET), message: last })
     }
 
-    /// Stores a run record unless one is stored already.
-    pub async fn store_new(&self, record: &RunRecord) -> Result<(), PublishError> {
+    /// Stores a run record unless one is stored already; returns whether it stored it.
+    pub async fn store_new(&self, record: &RunRecord) -> Result<bool, PublishError> {
         let key = record.run_id.to_string();
-        self.infra
-            .runs
-            .create(&key, json(record))
-            .await
-            .map(|_| ())
-            .map_err(|e| PublishError { subject: format!("{}.{key}", subjects::RUNS_BUCKET), message: e.to_string() })
+        match self.infra.runs.create(&key, self.record_json(record)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(PublishError { subject: format!("{}.{key}", subjects::RUNS_BUCKET), message: e.to_string() }),
+        }
     }
 
     /// A stored run record.

@@ -15,7 +15,7 @@ use crate::machine::{ChildResult, ChildStart, Effect, Input, Run, Timer};
 use crate::nats::Nats;
 use crate::supervisor::SupervisorMsg;
 
-mod spans;
+pub(crate) mod spans;
 
 /// The run actor.
 #[derive(Debug)]
@@ -39,6 +39,17 @@ pub enum RunMsg {
     Fired(Timer),
     /// The run's record.
     Record(RpcReplyPort<RunRecord>),
+    /// Hand the run over and stop, if it still waits only for outside input.
+    Hibernate(RpcReplyPort<Option<Parked>>),
+}
+
+/// A run without an actor: what a new actor needs to carry on with it.
+#[derive(Debug)]
+pub struct Parked {
+    /// The run.
+    pub run: Run,
+    /// Its spans.
+    pub spans: spans::RunSpans,
 }
 
 /// How the actor begins.
@@ -53,13 +64,15 @@ pub enum Start {
     },
     /// A run rebuilt from its log: do again what may not have been done.
     Resume,
+    /// A parked run an input woke up: the input follows.
+    Woken,
 }
 
 /// What a run actor starts from.
 #[derive(Debug)]
 pub struct RunArgs {
-    /// The run (new, or rebuilt from its log).
-    pub run: Run,
+    /// The run (new, rebuilt from its log, or parked) and its spans.
+    pub parked: Parked,
     /// NATS handles.
     pub nats: Nats,
     /// Who to tell when the run ends.
@@ -68,8 +81,6 @@ pub struct RunArgs {
     pub partition: u32,
     /// How to begin.
     pub start: Start,
-    /// The run's trace (`traceparent` of its submit), if traced.
-    pub trace: Option<String>,
 }
 
 /// A run actor's state.
@@ -81,6 +92,9 @@ pub struct RunState {
     partition: u32,
     start: Option<Start>,
     spans: spans::RunSpans,
+    /// Inputs routed by the supervisor and applied (it parks the run only when it routed
+    /// no more than these).
+    applied: u64,
 }
 
 impl Actor for RunActor {
@@ -90,19 +104,21 @@ impl Actor for RunActor {
 
     async fn pre_start(&self, _myself: ActorRef<RunMsg>, args: RunArgs) -> Result<RunState, ActorProcessingErr> {
         Ok(RunState {
-            run: args.run,
+            run: args.parked.run,
             nats: args.nats,
             supervisor: args.supervisor,
             partition: args.partition,
             start: Some(args.start),
-            spans: spans::RunSpans::new(args.trace.as_deref()),
+            spans: args.parked.spans,
+            applied: 0,
         })
     }
 
     async fn post_start(&self, myself: ActorRef<RunMsg>, state: &mut RunState) -> Result<(), ActorProcessingErr> {
         match state.start.take() {
             Some(Start::New { at, message }) => {
-                state.nats.store(&state.run.record()).await?;
+                // The record stored at submit says `running` already: the next store is
+                // the final one.
                 apply(&myself, state, Input::Start, at, Some(message)).await;
             }
             Some(Start::Resume) => {
@@ -116,8 +132,9 @@ impl Actor for RunActor {
                     end(&myself, state).await;
                 }
             }
-            None => {}
+            Some(Start::Woken) | None => {}
         }
+        idle(state);
         Ok(())
     }
 
@@ -135,11 +152,30 @@ impl Actor for RunActor {
                 if let (Input::Result { result }, Some(m)) = (&input, &message) {
                     state.spans.result(&state.run, result, m.headers.as_ref());
                 }
-                apply(&myself, state, input, at, message).await
+                apply(&myself, state, input, at, message).await;
+                state.applied += 1;
+                idle(state);
             }
             RunMsg::Fired(timer) => log_input(state, Input::Timer { timer }).await,
+            RunMsg::Hibernate(reply) => {
+                if state.run.is_quiescent() {
+                    let parked = Parked { run: state.run.clone(), spans: state.spans.clone() };
+                    if reply.send(Some(parked)).is_ok() {
+                        myself.stop(None);
+                    }
+                } else {
+                    let _ = reply.send(None);
+                }
+            }
         }
         Ok(())
+    }
+}
+
+/// Tells the supervisor when the run waits only for outside input, so it may be parked.
+fn idle(state: &RunState) {
+    if state.run.is_quiescent() {
+        let _ = state.supervisor.cast(SupervisorMsg::Idle { run_id: state.run.id(), applied: state.applied });
     }
 }
 
@@ -279,13 +315,10 @@ async fn tell_parent(state: &RunState) {
     append_reliably(&state.nats, parent.reply_to.clone(), Entry::Input { input: Input::Child { result } }, id).await;
 }
 
-/// The run is over: its record is stored, its parent told, its log purged, the
-/// supervisor told.
+/// The run is over: its record is stored, its parent told, the supervisor told (which
+/// lets the log be compacted past it).
 async fn end(myself: &ActorRef<RunMsg>, state: &RunState) {
     tell_parent(state).await;
-    if let Err(e) = log::purge(&state.nats.js, state.partition, state.run.id()).await {
-        tracing::warn!(run_id = %state.run.id(), error = %e, "finished run's log not purged");
-    }
     let _ = state.supervisor.cast(SupervisorMsg::Finished(state.run.id()));
     myself.stop(None);
 }
@@ -302,7 +335,11 @@ async fn carry_out(myself: &ActorRef<RunMsg>, state: &mut RunState, effects: Vec
             tracing::error!(run_id = %state.run.id(), error = %e, "final record not stored");
         }
     }
-    for effect in effects {
+    // Tasks go out first: a fan-out's last task should not wait behind the events of the
+    // ones before it. Everything else keeps its order.
+    let (dispatches, others): (Vec<Effect>, Vec<Effect>) =
+        effects.into_iter().partition(|e| matches!(e, Effect::Dispatch(_)));
+    for effect in dispatches.into_iter().chain(others) {
         match effect {
             Effect::Dispatch(task) => {
                 tracing::debug!(run_id = %task.run_id, step_id = %task.step_id, attempt = task.attempt, tool = %task.tool, "dispatch");

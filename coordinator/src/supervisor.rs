@@ -1,20 +1,41 @@
 //! The supervisor: owns partitions, rebuilds their runs from the log when it takes one
-//! over, spawns a run actor per run, routes log entries to them, and forgets runs that end
-//! or partitions it no longer owns.
+//! over, spawns a run actor per active run, routes log entries to them, parks runs that
+//! only wait for outside input, compacts the log behind finished runs, and forgets runs
+//! that end or partitions it no longer owns.
+//!
+//! A *parked* run is one whose machine waits only for a signal, a child run's end or a
+//! resume: no task on a worker, no timer armed ([`Run::is_quiescent`]). It needs no actor
+//! until its next input, so the supervisor keeps it as plain data and spawns an actor again
+//! when an input arrives. Tens of thousands of runs waiting for a human then cost their
+//! state, not an actor each.
+//!
+//! The log of a partition is compacted by sequence: every second, entries below the first
+//! entry of the oldest run still live (and below what was routed) belong to finished runs
+//! and are purged in one request per partition.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use uuid::Uuid;
 use weft_shared::definition::WorkflowDef;
+use weft_shared::plan::Plan;
 use weft_shared::validate;
+use weft_shared::wire::{RunRecord, now_ms};
 
-use crate::log::{self, Decoded};
+use crate::log::{self, Creation, Decoded};
 use crate::machine::{Input, Run};
 use crate::nats::Nats;
-use crate::run_actor::{RunActor, RunArgs, RunMsg, Start};
+use crate::run_actor::spans::RunSpans;
+use crate::run_actor::{Parked, RunActor, RunArgs, RunMsg, Start};
+
+/// How often the log is compacted.
+const COMPACT_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the supervisor waits for an idle actor to hand its run over.
+const PARK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The supervisor actor.
 #[derive(Debug)]
@@ -30,14 +51,54 @@ pub enum SupervisorMsg {
         /// The message (acked once applied).
         message: Box<jetstream::Message>,
     },
-    /// The actor of a running run, if this coordinator runs it.
-    Lookup(Uuid, ractor::RpcReplyPort<Option<ActorRef<RunMsg>>>),
+    /// A run this coordinator runs, if it does.
+    Lookup(Uuid, ractor::RpcReplyPort<Option<Found>>),
     /// Every run this coordinator runs.
-    Active(ractor::RpcReplyPort<Vec<ActorRef<RunMsg>>>),
+    Active(ractor::RpcReplyPort<Vec<Found>>),
     /// A run ended.
     Finished(Uuid),
+    /// A run's actor has applied `applied` inputs and its run waits only for outside input.
+    Idle {
+        /// The run.
+        run_id: Uuid,
+        /// How many routed inputs the actor applied so far.
+        applied: u64,
+    },
     /// Let go of partitions that stopped arriving (the pin moved elsewhere).
     CheckOwnership,
+    /// Purge what finished runs left in the log.
+    Compact,
+    /// A partition's log was purged below `below` (or the purge failed).
+    Compacted {
+        /// The partition.
+        partition: u32,
+        /// Entries below this sequence are gone.
+        below: u64,
+        /// Whether the purge succeeded.
+        ok: bool,
+    },
+}
+
+/// A run this coordinator runs, as the API sees it.
+#[derive(Debug)]
+pub enum Found {
+    /// Its actor, which knows its record.
+    Active(ActorRef<RunMsg>),
+    /// Parked: its record as it stands.
+    Parked(Box<RunRecord>),
+}
+
+impl Found {
+    /// The run's record (`None` if its actor stopped meanwhile).
+    pub async fn record(self, timeout: Duration) -> Option<RunRecord> {
+        match self {
+            Found::Parked(record) => Some(*record),
+            Found::Active(actor) => match actor.call(RunMsg::Record, Some(timeout)).await {
+                Ok(ractor::rpc::CallResult::Success(record)) => Some(record),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// What the supervisor starts from.
@@ -54,8 +115,52 @@ pub struct SupervisorArgs {
 struct Owned {
     /// Entries up to this stream sequence were applied by replay.
     replayed_to: u64,
+    /// The highest sequence routed so far.
+    routed_to: u64,
+    /// Entries below this sequence were purged.
+    purged_below: u64,
+    /// A purge is under way.
+    purging: bool,
     /// When an entry of it last arrived.
     last_seen: Instant,
+    /// Live runs by the sequence of their first entry: the oldest bounds compaction.
+    live: BTreeSet<(u64, Uuid)>,
+}
+
+impl Owned {
+    fn new(replayed_to: u64) -> Owned {
+        Owned {
+            replayed_to,
+            routed_to: replayed_to,
+            purged_below: 0,
+            purging: false,
+            last_seen: Instant::now(),
+            live: BTreeSet::new(),
+        }
+    }
+
+    /// Entries below this sequence belong to runs that are over (or to no run).
+    fn watermark(&self) -> u64 {
+        let routed = self.routed_to + 1;
+        self.live.first().map_or(routed, |(seq, _)| (*seq).min(routed))
+    }
+}
+
+/// A run of an owned partition.
+#[derive(Debug)]
+struct Slot {
+    partition: u32,
+    /// Sequence of its first log entry.
+    first_seq: u64,
+    state: SlotState,
+}
+
+#[derive(Debug)]
+enum SlotState {
+    /// Its actor, and how many inputs were routed to it.
+    Active { actor: ActorRef<RunMsg>, routed: u64 },
+    /// No actor: it waits for outside input.
+    Parked(Box<Parked>),
 }
 
 /// The supervisor's state.
@@ -64,7 +169,8 @@ pub struct SupervisorState {
     nats: Nats,
     lost_after: Duration,
     owned: HashMap<u32, Owned>,
-    runs: HashMap<Uuid, (u32, ActorRef<RunMsg>)>,
+    runs: HashMap<Uuid, Slot>,
+    plans: Plans,
 }
 
 impl Actor for Supervisor {
@@ -78,11 +184,13 @@ impl Actor for Supervisor {
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
         myself.send_interval(args.lost_after / 2, || SupervisorMsg::CheckOwnership);
+        myself.send_interval(COMPACT_EVERY, || SupervisorMsg::Compact);
         Ok(SupervisorState {
             nats: args.nats,
             lost_after: args.lost_after,
             owned: HashMap::new(),
             runs: HashMap::new(),
+            plans: Plans::default(),
         })
     }
 
@@ -100,14 +208,13 @@ impl Actor for Supervisor {
                 route(&myself, state, partition, *message).await;
             }
             SupervisorMsg::Lookup(run_id, reply) => {
-                let _ = reply.send(state.runs.get(&run_id).map(|(_, a)| a.clone()));
+                let _ = reply.send(state.runs.get(&run_id).map(Slot::found));
             }
             SupervisorMsg::Active(reply) => {
-                let _ = reply.send(state.runs.values().map(|(_, a)| a.clone()).collect());
+                let _ = reply.send(state.runs.values().map(Slot::found).collect());
             }
-            SupervisorMsg::Finished(run_id) => {
-                state.runs.remove(&run_id);
-            }
+            SupervisorMsg::Finished(run_id) => state.forget(run_id),
+            SupervisorMsg::Idle { run_id, applied } => park(state, run_id, applied).await,
             SupervisorMsg::CheckOwnership => {
                 let lost: Vec<u32> = state
                     .owned
@@ -118,12 +225,23 @@ impl Actor for Supervisor {
                 for p in lost {
                     tracing::warn!(partition = p, "partition no longer delivered here; letting its runs go");
                     state.owned.remove(&p);
-                    state.runs.retain(|_, (rp, actor)| {
-                        if *rp == p {
+                    state.runs.retain(|_, slot| {
+                        if slot.partition == p
+                            && let SlotState::Active { actor, .. } = &slot.state
+                        {
                             actor.stop(Some("partition lost".into()));
                         }
-                        *rp != p
+                        slot.partition != p
                     });
+                }
+            }
+            SupervisorMsg::Compact => compact(&myself, state),
+            SupervisorMsg::Compacted { partition, below, ok } => {
+                if let Some(owned) = state.owned.get_mut(&partition) {
+                    owned.purging = false;
+                    if ok {
+                        owned.purged_below = owned.purged_below.max(below);
+                    }
                 }
             }
         }
@@ -139,22 +257,86 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(cell, error) = &event {
             let id = cell.get_id();
-            if let Some(run_id) = state.runs.iter().find(|(_, (_, a))| a.get_id() == id).map(|(r, _)| *r) {
+            let failed = state.runs.iter().find_map(|(run_id, slot)| match &slot.state {
+                SlotState::Active { actor, .. } if actor.get_id() == id => Some(*run_id),
+                _ => None,
+            });
+            if let Some(run_id) = failed {
                 // Its log is intact: the next owner of the partition (or this one, after a
                 // restart) rebuilds it.
                 tracing::error!(%run_id, %error, "run actor failed");
-                state.runs.remove(&run_id);
+                state.forget(run_id);
             }
         }
         Ok(())
     }
 }
 
-/// Compiles a logged definition (it was validated when submitted).
-fn plan_of(def: &WorkflowDef) -> Option<weft_shared::plan::Plan> {
-    validate::compile(def, None)
-        .map_err(|e| tracing::error!(workflow = %def.name, "logged definition invalid: {e}"))
-        .ok()
+impl Slot {
+    fn found(&self) -> Found {
+        match &self.state {
+            SlotState::Active { actor, .. } => Found::Active(actor.clone()),
+            SlotState::Parked(parked) => Found::Parked(Box::new(parked.run.record())),
+        }
+    }
+}
+
+impl SupervisorState {
+    /// Forgets a run that ended (or whose actor failed): its entries may be compacted.
+    fn forget(&mut self, run_id: Uuid) {
+        if let Some(slot) = self.runs.remove(&run_id)
+            && let Some(owned) = self.owned.get_mut(&slot.partition)
+        {
+            owned.live.remove(&(slot.first_seq, run_id));
+        }
+    }
+
+    fn insert(&mut self, run_id: Uuid, slot: Slot) {
+        if let Some(owned) = self.owned.get_mut(&slot.partition) {
+            owned.live.insert((slot.first_seq, run_id));
+        }
+        self.runs.insert(run_id, slot);
+    }
+}
+
+/// Compiled plans, shared by every run of the same definition: a run holds an `Arc`, not a
+/// plan compiled again for it.
+#[derive(Debug, Default)]
+struct Plans {
+    by_name: HashMap<(String, u32), Vec<Arc<Plan>>>,
+}
+
+impl Plans {
+    /// How many different definitions of one name and version are kept.
+    const PER_VERSION: usize = 8;
+
+    /// The plan of a logged definition (it was validated when submitted).
+    fn of(&mut self, def: &WorkflowDef) -> Option<Arc<Plan>> {
+        let cached = self.by_name.entry((def.name.clone(), def.version)).or_default();
+        if let Some(plan) = cached.iter().find(|p| p.source == *def) {
+            return Some(plan.clone());
+        }
+        let plan = Arc::new(
+            validate::compile(def, None)
+                .map_err(|e| tracing::error!(workflow = %def.name, "logged definition invalid: {e}"))
+                .ok()?,
+        );
+        if cached.len() == Self::PER_VERSION {
+            cached.remove(0);
+        }
+        cached.push(plan.clone());
+        Some(plan)
+    }
+}
+
+/// A run as its creation entry describes it, not started yet.
+fn new_run(plans: &mut Plans, partition: u32, run_id: Uuid, creation: &Creation, at: u64) -> Option<Run> {
+    let plan = plans.of(&creation.definition)?;
+    Some(
+        Run::new(run_id, plan, creation.input.clone(), at)
+            .with_reply_to(log::subject(partition, run_id))
+            .with_parent(creation.parent.clone()),
+    )
 }
 
 /// Takes a partition over: rebuilds every run of it from the log and resumes them.
@@ -169,44 +351,86 @@ async fn claim(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, pa
             return;
         }
     };
-    let mut resumed = 0;
+    state.owned.insert(partition, Owned::new(replayed_to));
+    let (mut resumed, mut parked) = (0, 0);
+    let now = now_ms();
     for (run_id, history) in histories {
         let Some((creation, created)) = history.created else { continue };
-        let Some(plan) = plan_of(&creation.definition) else { continue };
-        let mut run = Run::new(run_id, plan, creation.input, created)
-            .with_reply_to(log::subject(partition, run_id))
-            .with_parent(creation.parent);
-        let trace = creation.trace;
+        let Some(mut run) = new_run(&mut state.plans, partition, run_id, &creation, created) else { continue };
         run.apply(Input::Start, created);
         for (input, at) in history.inputs {
             run.apply(input, at);
         }
-        spawn(myself, state, partition, run, Start::Resume, trace).await;
-        resumed += 1;
+        let spans = RunSpans::new(creation.trace.as_deref());
+        let first_seq = history.first_seq;
+        if run.is_quiescent() && run.resume(now).is_empty() {
+            let state_ = SlotState::Parked(Box::new(Parked { run, spans }));
+            state.insert(run_id, Slot { partition, first_seq, state: state_ });
+            parked += 1;
+        } else {
+            spawn(myself, state, partition, first_seq, Parked { run, spans }, Start::Resume).await;
+            resumed += 1;
+        }
     }
-    tracing::info!(partition, runs = resumed, took = ?started.elapsed(), "partition owned");
-    state.owned.insert(partition, Owned { replayed_to, last_seen: Instant::now() });
+    tracing::info!(partition, runs = resumed + parked, parked, took = ?started.elapsed(), "partition owned");
 }
 
+/// Starts an actor for a run.
 async fn spawn(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
     partition: u32,
-    run: Run,
+    first_seq: u64,
+    parked: Parked,
     start: Start,
-    trace: Option<String>,
 ) {
-    let run_id = run.id();
-    let args = RunArgs { run, nats: state.nats.clone(), supervisor: myself.clone(), partition, start, trace };
+    let run_id = parked.run.id();
+    let args = RunArgs { parked, nats: state.nats.clone(), supervisor: myself.clone(), partition, start };
     match Actor::spawn_linked(None, RunActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {
-            state.runs.insert(run_id, (partition, actor));
+            state.insert(run_id, Slot { partition, first_seq, state: SlotState::Active { actor, routed: 0 } });
         }
         Err(e) => tracing::error!(%run_id, error = %e, "run actor did not start"),
     }
 }
 
-/// Applies one delivered entry: start a run, or hand an input to its actor.
+/// An idle actor hands its run over, unless inputs are on their way to it.
+async fn park(state: &mut SupervisorState, run_id: Uuid, applied: u64) {
+    let Some(slot) = state.runs.get_mut(&run_id) else { return };
+    let SlotState::Active { actor, routed } = &slot.state else { return };
+    if *routed != applied {
+        return; // it will say so again once it has applied them
+    }
+    // Nothing else is routed to it while the supervisor waits, so the actor's mailbox holds
+    // no input behind this request.
+    if let Ok(ractor::rpc::CallResult::Success(Some(parked))) = actor.call(RunMsg::Hibernate, Some(PARK_TIMEOUT)).await
+    {
+        slot.state = SlotState::Parked(Box::new(parked));
+    }
+}
+
+/// Purges, for each owned partition, the entries below its watermark (one request each, in
+/// the background; the next round retries a failure).
+fn compact(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
+    for (&partition, owned) in &mut state.owned {
+        let below = owned.watermark();
+        if owned.purging || below <= owned.purged_below + 1 {
+            continue;
+        }
+        owned.purging = true;
+        let (js, supervisor) = (state.nats.js.clone(), myself.clone());
+        tokio::spawn(async move {
+            let result = log::purge_below(&js, partition, below).await;
+            if let Err(e) = &result {
+                tracing::debug!(partition, below, error = %e, "log not compacted");
+            }
+            let _ = supervisor.cast(SupervisorMsg::Compacted { partition, below, ok: result.is_ok() });
+        });
+    }
+}
+
+/// Applies one delivered entry: start a run, or hand an input to its actor (waking a
+/// parked run).
 async fn route(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
@@ -223,6 +447,7 @@ async fn route(
         let _ = message.ack().await; // already applied by the replay
         return;
     }
+    owned.routed_to = owned.routed_to.max(seq);
     let decoded = match log::decode(&message.subject, &message.payload) {
         Ok(d) => d,
         Err(e) => {
@@ -241,25 +466,30 @@ async fn route(
                 let _ = message.ack().await;
                 return;
             }
-            let Some(plan) = plan_of(&creation.definition) else {
+            let Some(run) = new_run(&mut state.plans, partition, run_id, &creation, at) else {
                 let _ = message.ack_with(AckKind::Term).await;
                 return;
             };
-            let trace = creation.trace;
-            let run = Run::new(run_id, plan, creation.input, at)
-                .with_reply_to(log::subject(partition, run_id))
-                .with_parent(creation.parent);
-            spawn(myself, state, partition, run, Start::New { at, message: Box::new(message) }, trace).await;
+            let parked = Parked { run, spans: RunSpans::new(creation.trace.as_deref()) };
+            spawn(myself, state, partition, seq, parked, Start::New { at, message: Box::new(message) }).await;
         }
-        (Decoded::Input(input), Some(run_id)) => match state.runs.get(&run_id) {
-            Some((_, actor)) => {
-                let _ = actor.cast(RunMsg::Apply { input, at, message: Some(Box::new(message)) });
+        (Decoded::Input(input), Some(run_id)) => {
+            if matches!(state.runs.get(&run_id), Some(Slot { state: SlotState::Parked(_), .. }))
+                && let Some(Slot { first_seq, state: SlotState::Parked(parked), .. }) = state.runs.remove(&run_id)
+            {
+                spawn(myself, state, partition, first_seq, *parked, Start::Woken).await;
             }
-            None => {
-                tracing::debug!(%run_id, "input for a run that is not running");
-                let _ = message.ack().await;
+            match state.runs.get_mut(&run_id) {
+                Some(Slot { state: SlotState::Active { actor, routed }, .. }) => {
+                    *routed += 1;
+                    let _ = actor.cast(RunMsg::Apply { input, at, message: Some(Box::new(message)) });
+                }
+                _ => {
+                    tracing::debug!(%run_id, "input for a run that is not running");
+                    let _ = message.ack().await;
+                }
             }
-        },
+        }
         _ => {
             let _ = message.ack_with(AckKind::Term).await;
         }

@@ -81,6 +81,9 @@ pub struct WeftClient {
 /// How long an API call may take before it is reported as timed out.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often [`WeftClient::wait`] asks for the record while no end was heard.
+const WAIT_RECHECK: Duration = Duration::from_secs(5);
+
 /// How long a call keeps asking while no coordinator answers at all.
 const NO_COORDINATOR_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -273,19 +276,57 @@ impl WeftClient {
 
     /// Submits a run, waits for it to end, and returns its final record.
     pub async fn run(&self, definition: &WorkflowDef, input: Value) -> Result<RunRecord, ClientError> {
-        let run_id = self.submit(definition, input).await?;
-        self.wait(run_id).await
+        let run_id = Uuid::now_v7();
+        // Listening before submitting: the end cannot come before the subscription.
+        let ends = self.ends(run_id).await?;
+        self.submit_with_id(run_id, definition, input).await?;
+        self.wait_on(run_id, ends, false).await
     }
 
     /// Waits for a run to end; returns its final record.
     pub async fn wait(&self, run_id: Uuid) -> Result<RunRecord, ClientError> {
-        let mut events = Box::pin(self.watch(run_id).await?);
-        while let Some(event) = events.next().await {
-            if let EventKind::RunFinished { .. } = event?.kind {
-                break;
+        let ends = self.ends(run_id).await?;
+        self.wait_on(run_id, ends, true).await
+    }
+
+    /// A plain subscription to a run's events: unlike [`watch`](Self::watch) it creates
+    /// nothing on the server, so waiting for many runs at once costs JetStream nothing.
+    async fn ends(&self, run_id: Uuid) -> Result<async_nats::Subscriber, ClientError> {
+        let subject = subjects::events(run_id);
+        self.nats.subscribe(subject.clone()).await.map_err(|e| ClientError::Request { subject, message: e.to_string() })
+    }
+
+    /// Waits for `run_finished` on `events`, asking for the record now and then as well
+    /// (core NATS may drop a message if this client falls behind); returns the final record.
+    async fn wait_on(
+        &self,
+        run_id: Uuid,
+        mut events: async_nats::Subscriber,
+        mut look_first: bool,
+    ) -> Result<RunRecord, ClientError> {
+        loop {
+            if look_first {
+                let record = self.status(run_id).await?;
+                if record.status.is_terminal() {
+                    return Ok(record);
+                }
+            }
+            look_first = true;
+            let recheck = tokio::time::sleep(WAIT_RECHECK);
+            tokio::pin!(recheck);
+            loop {
+                let message = tokio::select! {
+                    _ = &mut recheck => break,
+                    message = events.next() => message,
+                };
+                let Some(message) = message else { break };
+                if let Ok(Event { kind: EventKind::RunFinished { .. }, .. }) = serde_json::from_slice(&message.payload)
+                {
+                    // The coordinator stores the final record before it announces the end.
+                    return self.status(run_id).await;
+                }
             }
         }
-        self.status(run_id).await
     }
 
     /// Tools advertised by live workers, one entry per tool and worker.

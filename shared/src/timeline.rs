@@ -291,6 +291,7 @@ mod tests {
             errors: vec![],
             created_ms: 1000,
             finished_ms: Some(1400),
+            abridged: None,
         }
     }
 

@@ -447,6 +447,9 @@ pub struct RunRecord {
     /// When it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_ms: Option<Millis>,
+    /// What was left out to fit the record in one NATS message, if anything was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abridged: Option<String>,
 }
 
 /// A line of `weft list`.
@@ -466,6 +469,57 @@ pub struct RunSummary {
 }
 
 impl RunRecord {
+    /// The record as JSON of at most `limit` bytes, leaving out the least useful details
+    /// first when the whole does not fit (a run of 10,000 steps does not fit in the default
+    /// 1 MiB): step outputs, then every attempt but the last, then the steps that
+    /// completed, then every step, then the run's output. What was left out is said in
+    /// `abridged`. Only the JSON of a record with a huge input can still exceed `limit`.
+    pub fn to_json_within(&self, limit: usize) -> Vec<u8> {
+        let encode = |r: &RunRecord| serde_json::to_vec(r).unwrap_or_default();
+        let full = encode(self);
+        if full.len() <= limit {
+            return full;
+        }
+        let mut r = self.clone();
+        type Cut = (&'static str, fn(&mut RunRecord));
+        let cuts: [Cut; 5] = [
+            ("step outputs", |r| r.steps.values_mut().for_each(|s| s.output = None)),
+            ("attempts before each step's last", |r| {
+                r.steps.values_mut().for_each(|s| {
+                    let keep = s.attempts.len().saturating_sub(1);
+                    s.attempts.drain(..keep);
+                })
+            }),
+            ("completed steps", |r| {
+                r.steps.retain(|_, s| s.status != StepStatus::Completed);
+                let steps = std::mem::take(&mut r.steps);
+                r.order.retain(|id| steps.contains_key(id));
+                r.steps = steps;
+            }),
+            ("every step", |r| {
+                r.steps.clear();
+                r.order.clear();
+            }),
+            ("the run's output", |r| r.output = None),
+        ];
+        let whole = full.len();
+        let mut left_out = Vec::new();
+        let mut bytes = full;
+        for (what, cut) in cuts {
+            cut(&mut r);
+            left_out.push(what);
+            r.abridged = Some(format!(
+                "left out to fit the server's message size of {limit} bytes (the whole record is {whole} bytes): {}",
+                left_out.join(", ")
+            ));
+            bytes = encode(&r);
+            if bytes.len() <= limit {
+                break;
+            }
+        }
+        bytes
+    }
+
     /// The one-line summary.
     pub fn summary(&self) -> RunSummary {
         RunSummary {
@@ -594,4 +648,77 @@ pub struct Advertisement {
     pub concurrency: usize,
     /// When it was (re)advertised.
     pub at_ms: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn big_record(steps: usize) -> RunRecord {
+        let step = |status| StepRecord {
+            status,
+            tool: Some("echo".into()),
+            output: Some(json!({"text": "x".repeat(100)})),
+            reason: None,
+            attempts: (1..=2)
+                .map(|attempt| Attempt {
+                    attempt,
+                    dispatched_ms: 1,
+                    worker: Some("w".into()),
+                    started_ms: Some(2),
+                    finished_ms: Some(3),
+                    error: None,
+                    ok: attempt == 2,
+                })
+                .collect(),
+            compensation: None,
+        };
+        let ids: Vec<String> = (0..steps).map(|i| format!("s{i}")).collect();
+        RunRecord {
+            run_id: Uuid::nil(),
+            workflow: "big".into(),
+            version: 1,
+            status: RunStatus::Failed,
+            input: json!({}),
+            output: Some(json!("done")),
+            steps: ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.clone(), step(if i == 0 { StepStatus::Failed } else { StepStatus::Completed })))
+                .collect(),
+            order: ids,
+            errors: vec!["s0 failed".into()],
+            created_ms: 1,
+            finished_ms: Some(9),
+            abridged: None,
+        }
+    }
+
+    #[test]
+    fn a_record_that_fits_is_whole() {
+        let record = big_record(3);
+        let bytes = record.to_json_within(1 << 20);
+        let back: RunRecord = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(back, record);
+    }
+
+    #[test]
+    fn a_record_too_large_leaves_out_details_first_and_says_so() {
+        let record = big_record(2000);
+        let whole = serde_json::to_vec(&record).expect("json").len();
+        // Without outputs, 2,000 steps still take more than 200 KB; without the completed
+        // ones only the failed step is left.
+        let bytes = record.to_json_within(100_000);
+        assert!(bytes.len() <= 100_000, "{} bytes", bytes.len());
+        let back: RunRecord = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(back.status, RunStatus::Failed);
+        assert_eq!(back.output, Some(json!("done")));
+        assert_eq!(back.order, vec!["s0".to_owned()]);
+        assert_eq!(back.steps["s0"].attempts.len(), 1);
+        let note = back.abridged.expect("says what was left out");
+        assert!(note.contains(&format!("{whole} bytes")), "{note}");
+        assert!(note.ends_with("step outputs, attempts before each step's last, completed steps"), "{note}");
+    }
 }

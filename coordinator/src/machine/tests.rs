@@ -562,3 +562,28 @@ fn waits_are_timers() {
     let next = dispatched(&r.apply(Input::Timer { timer: Timer::WaitOver { step: "pause".into() } }, 15_000));
     assert_eq!(next[0].params, json!({"w": 10_000}));
 }
+
+#[test]
+fn a_run_is_quiescent_only_while_it_waits_for_outside_input() {
+    let def = json!({"name": "q", "steps": [
+        {"id": "draft", "tool": "t"},
+        {"id": "approval", "signal": {"name": "approve"}, "depends_on": ["draft"]},
+        {"id": "timed", "signal": {"name": "late", "timeout": "1h"}, "depends_on": ["approval"]},
+        {"id": "publish", "tool": "t", "depends_on": ["timed"]}
+    ]});
+    let mut r = run(def, Value::Null);
+    let t = dispatched(&r.apply(Input::Start, 0));
+    assert!(!r.is_quiescent(), "a task is on a worker");
+    r.apply(ok(&t[0], json!({})), 1);
+    assert!(r.is_quiescent(), "only a signal can move it");
+    r.apply(Input::Pause, 2);
+    assert!(r.is_quiescent(), "paused and waiting");
+    r.apply(Input::Resume, 3);
+    r.apply(Input::Signal { name: "approve".into(), data: json!({}) }, 4);
+    assert!(!r.is_quiescent(), "the next signal has a timeout armed");
+    let t = dispatched(&r.apply(Input::Signal { name: "late".into(), data: json!({}) }, 5));
+    assert!(!r.is_quiescent());
+    r.apply(ok(&t[0], json!({})), 6);
+    assert_eq!(r.status(), RunStatus::Completed);
+    assert!(!r.is_quiescent(), "over");
+}

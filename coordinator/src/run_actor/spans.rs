@@ -17,7 +17,7 @@ use weft_shared::wire::{Event, EventKind, Outcome, RunStatus, Task, TaskResult};
 use crate::machine::{ChildStart, Run};
 
 /// The trace a run's spans join, and the span contexts compensations link to.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RunSpans {
     parent: Context,
     dispatched: HashMap<String, SpanContext>,

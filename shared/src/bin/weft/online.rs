@@ -94,6 +94,9 @@ fn print_record(record: &RunRecord, gantt: bool) {
     for e in &record.errors {
         outln!("  error: {e}");
     }
+    if let Some(note) = &record.abridged {
+        outln!("  abridged: {note}");
+    }
     if let Some(output) = &record.output {
         outln!("output: {}", serde_json::to_string_pretty(output).unwrap_or_default());
     }
