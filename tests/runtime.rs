@@ -197,6 +197,22 @@ async fn bad_input_is_answered_and_nothing_goes_down() {
     assert_eq!(error.code.as_deref(), Some("PARAMS_TOO_LARGE"), "{error:?}");
     assert!(error.message.contains("max_payload"), "{error:?}");
 
+    // A run whose record is larger than a message may be: stored abridged, saying so, and
+    // its status is final (not `running` for ever).
+    let text = "x".repeat(1000);
+    let wide = inline(json!({"name": "wide", "steps": [
+        {"id": "list", "tool": "transform", "params": {"input": null, "filter": "[range(0; 1500)]"}},
+        {"id": "each", "for_each": {"items": "{list}", "as": "n", "concurrency": 64,
+         "do": [{"id": "e", "tool": "echo", "params": {"n": "{n}", "text": text}}]}}
+    ], "output": {"last": "{each[-1].n}"}}));
+    let wide = client.run(&wide, Value::Null).await.expect("wide runs");
+    assert_eq!(wide.status, RunStatus::Completed);
+    assert_eq!(wide.output, Some(json!({"last": 1499})));
+    let note = wide.abridged.clone().expect("abridged");
+    assert!(note.contains("step outputs"), "{note}");
+    assert_eq!(wide.steps["each[1499].e"].status, StepStatus::Completed, "{note}");
+    assert!(wide.steps["each[1499].e"].output.is_none());
+
     // After all that, everything still works.
     let ok = client.run(&example("chain_notify.json"), json!({"user_id": "123"})).await.expect("still runs");
     assert_eq!(ok.status, RunStatus::Completed);

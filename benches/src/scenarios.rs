@@ -144,6 +144,11 @@ pub const DEFAULT_PIN_TIMEOUT_S: u64 = 6;
 pub struct Floor {
     /// Round trip p50 and p99.
     pub round_trip: P50P99,
+    /// A burst as wide as the `sleep` fan-out, published at once and answered at once:
+    /// first publish to last result, median over repeats.
+    pub burst_ms: f64,
+    /// Round trips per second with many in flight.
+    pub round_trips_per_s: f64,
 }
 
 /// What every scenario gets.

@@ -87,6 +87,10 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Decoded, DecodeError> {
         return Ok(Decoded::Tick);
     }
     let error = |e: serde_json::Error| DecodeError { subject: subject.to_owned(), message: e.to_string() };
+    // Workers' results are most of the log: read them straight, without a `Value` first.
+    if let Ok(result) = serde_json::from_slice::<TaskResult>(payload) {
+        return Ok(Decoded::Input(Input::Result { result }));
+    }
     let value: Value = serde_json::from_slice(payload).map_err(error)?;
     if value.get("entry").is_some() {
         return Ok(match serde_json::from_value::<Entry>(value).map_err(error)? {

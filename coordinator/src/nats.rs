@@ -6,7 +6,7 @@ use async_nats::jetstream::{self, message::PublishMessage as Publish};
 use serde::Serialize;
 use weft_shared::client::setup::Infra;
 use weft_shared::subjects;
-use weft_shared::wire::{CancelTask, Event, RunRecord, Task, ToolError, codes};
+use weft_shared::wire::{CancelTask, Event, EventKind, RunRecord, Task, ToolError, codes};
 
 /// Room left for headers (message id, trace context) under the payload limit.
 const HEADER_ROOM: usize = 1024;
@@ -62,10 +62,23 @@ impl Nats {
         Ok(())
     }
 
-    /// Publishes a lifecycle event (ordered send, ack checked in the background).
+    /// Publishes a lifecycle event. The stream stores every event, deduplicated by its
+    /// sequence number; the two every step has (`step_started`, `step_completed`) are sent
+    /// without waiting for JetStream's ack, the others are acked and repeated until stored.
+    /// So a NATS outage can cost a watcher a step event, never a run's end; the run's
+    /// record has every step regardless. (Awaiting two acks per step cost the server two
+    /// messages and the coordinator two background tasks per step.)
     pub async fn emit(&self, event: &Event) {
         let subject = subjects::events(event.run_id);
         let id = format!("event:{}:{}", event.run_id, event.seq);
+        if matches!(event.kind, EventKind::StepStarted { .. } | EventKind::StepCompleted { .. }) {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+            if let Err(e) = self.client.publish_with_headers(subject, headers, json(event)).await {
+                tracing::debug!(run_id = %event.run_id, error = %e, "step event not sent");
+            }
+            return;
+        }
         self.publish_reliably(subject, json(event), id, async_nats::HeaderMap::new()).await;
     }
 

@@ -2,6 +2,7 @@
 //! carries out the effects. Timers that fire are written to the log, not applied: what is
 //! applied is always what the log holds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -73,8 +74,8 @@ pub enum Start {
 pub struct RunArgs {
     /// The run (new, rebuilt from its log, or parked) and its spans.
     pub parked: Parked,
-    /// NATS handles.
-    pub nats: Nats,
+    /// NATS handles (shared: one run's actor is spawned per run and per wake).
+    pub nats: Arc<Nats>,
     /// Who to tell when the run ends.
     pub supervisor: ActorRef<SupervisorMsg>,
     /// The run's partition.
@@ -87,7 +88,7 @@ pub struct RunArgs {
 #[derive(Debug)]
 pub struct RunState {
     run: Run,
-    nats: Nats,
+    nats: Arc<Nats>,
     supervisor: ActorRef<SupervisorMsg>,
     partition: u32,
     start: Option<Start>,

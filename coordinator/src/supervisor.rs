@@ -166,7 +166,7 @@ enum SlotState {
 /// The supervisor's state.
 #[derive(Debug)]
 pub struct SupervisorState {
-    nats: Nats,
+    nats: Arc<Nats>,
     lost_after: Duration,
     owned: HashMap<u32, Owned>,
     runs: HashMap<Uuid, Slot>,
@@ -186,7 +186,7 @@ impl Actor for Supervisor {
         myself.send_interval(args.lost_after / 2, || SupervisorMsg::CheckOwnership);
         myself.send_interval(COMPACT_EVERY, || SupervisorMsg::Compact);
         Ok(SupervisorState {
-            nats: args.nats,
+            nats: Arc::new(args.nats),
             lost_after: args.lost_after,
             owned: HashMap::new(),
             runs: HashMap::new(),

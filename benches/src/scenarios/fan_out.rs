@@ -78,6 +78,15 @@ async fn sleep_fan_out(ctx: &Ctx, report: &mut ScenarioReport, n: usize, repeats
             .target("within 1.1× the critical path", ratio <= 1.1),
     );
     report.metrics.push(Metric::new(format!("{n} × sleep: makespan"), makespan, "ms"));
+    let overhead = makespan - SLEEP_MS as f64;
+    report.metrics.push(Metric::new(format!("{n} × sleep: makespan − critical path"), overhead, "ms"));
+    if let Some(floor) = ctx.floor.filter(|f| f.burst_ms > 0.0) {
+        report.metrics.push(Metric::new(
+            format!("{n} × sleep: (makespan − critical path) / the floor's burst of {n}"),
+            overhead / floor.burst_ms,
+            "×",
+        ));
+    }
     report.metrics.push(Metric::new(format!("{n} × sleep: submit to finished"), median(&walls), "ms"));
     report.notes.push(
         "Makespan: the record's finished − created (stream timestamps). The repeats' dispatch spread (first to \

@@ -69,6 +69,9 @@ pub async fn run(ctx: &Ctx, report: &mut ScenarioReport) -> anyhow::Result<()> {
     let rate = median(&engine.iter().map(|f| f.rate).collect::<Vec<_>>());
     let steps = rate * STEPS as f64;
     report.metrics.push(Metric::new("steps/s", steps, "steps/s").target("10,000 steps/s", steps >= 10_000.0));
+    if let Some(floor) = ctx.floor.filter(|f| f.round_trips_per_s > 0.0) {
+        report.metrics.push(Metric::new("steps/s / the floor's round trips/s", steps / floor.round_trips_per_s, "×"));
+    }
     report.metrics.push(Metric::new("workflows/s", rate, "runs/s"));
     let latency = P50P99::median_of(&engine.iter().map(|f| f.latency).collect::<Vec<_>>());
     report.metrics.push(Metric::new("run p50 under load", latency.p50, "ms"));
