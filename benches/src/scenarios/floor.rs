@@ -126,11 +126,7 @@ pub async fn run(ctx: &Ctx, report: &mut ScenarioReport) -> anyhow::Result<Floor
                     PublishMessage::build().payload(payload.into()).message_id(task.message_id()),
                 )
                 .await?;
-            let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
-                .await
-                .context("no result within 10 s")?
-                .context("result stream ended")?
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let message = next_result(&mut messages, Duration::from_secs(10), "no result within 10 s").await?;
             let took = started.elapsed();
             message.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
             stored.await?;
@@ -162,11 +158,7 @@ pub async fn run(ctx: &Ctx, report: &mut ScenarioReport) -> anyhow::Result<Floor
             acks.push(cjs.send_publish("floor.task.burst", publish).await?);
         }
         for _ in 0..width {
-            let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
-                .await
-                .context("burst: no result within 30 s")?
-                .context("result stream ended")?
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let message = next_result(&mut messages, Duration::from_secs(30), "burst: no result within 30 s").await?;
             message.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         let took = ms(started.elapsed());
@@ -188,11 +180,7 @@ pub async fn run(ctx: &Ctx, report: &mut ScenarioReport) -> anyhow::Result<Floor
     let started = Instant::now();
     let mut done = 0u64;
     while started.elapsed() < window {
-        let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
-            .await
-            .context("throughput: no result within 30 s")?
-            .context("result stream ended")?
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let message = next_result(&mut messages, Duration::from_secs(30), "throughput: no result within 30 s").await?;
         message.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         done += 1;
         let task = task_of("burst");
@@ -228,6 +216,19 @@ pub async fn run(ctx: &Ctx, report: &mut ScenarioReport) -> anyhow::Result<Floor
          most steps per second JetStream carries here with one step's messages and nothing else."
     ));
     Ok(Floor { round_trip, burst_ms: burst, round_trips_per_s: per_second })
+}
+
+/// The next result, or why none came.
+async fn next_result(
+    messages: &mut consumer::pull::Stream,
+    within: Duration,
+    what: &str,
+) -> anyhow::Result<jetstream::Message> {
+    tokio::time::timeout(within, messages.next())
+        .await
+        .context(what.to_owned())?
+        .context("result stream ended")?
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// The floor's worker: answer a task on its `reply_to`, wait until the answer is stored,
