@@ -88,10 +88,9 @@ pub async fn run(ctx: &Ctx, report: &mut ScenarioReport) -> anyhow::Result<()> {
         100 * cores
     ));
     report.notes.push(
-        "`WeftClient::run` waits through an ordered JetStream consumer per run, which lives on for 30 s \
-         (async-nats' inactive threshold) after the run; nats-server 2.15 allows 1,000 consumers per stream by \
-         default (`default_max_consumers`), so that pass tops out near 1,000 runs per 30 s and then fails with \
-         'maximum consumers limit reached' (counted in the repeats' `error_messages`)."
+        "`WeftClient::run` subscribes to the run's events before it submits (a plain subscription, nothing \
+         created on the server), waits for `run_finished`, then asks for the final record: two API requests and \
+         one subscription per run. Failed calls, if any, are counted in the repeats' `error_messages`."
             .to_owned(),
     );
     Ok(())
