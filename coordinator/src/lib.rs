@@ -7,17 +7,20 @@
 //! one pinned consumer per partition) receives it and its [`supervisor`] starts a
 //! [`run_actor`], which applies every logged input to the run's [`machine`] and carries
 //! out the effects: tasks on `weft.task.<tool>` (replying to the run's log), timers that
-//! write themselves to the log when they fire, events on `weft.events.<run>`. A
-//! coordinator taking a partition over replays its log and resumes every run in it.
+//! write themselves to the log when they fire, events on `weft.events.<run>`. A run that
+//! waits only for outside input (a signal, a child's end) is parked: the supervisor keeps
+//! its state and stops its actor until the next input. A coordinator taking a partition
+//! over replays its log and resumes every run in it.
 //!
 //! # Layout
 //!
 //! - [`config`]: settings and their defaults.
 //! - [`machine`]: the pure state machine of a run (inputs in, effects out).
 //! - [`run_actor`]: the actor carrying out one run's effects.
-//! - [`supervisor`]: spawns run actors, routes results, forgets finished runs.
+//! - [`supervisor`]: spawns run actors, routes results, parks idle runs, compacts the
+//!   log, forgets finished runs.
 //! - [`api`]: submit, status, list, cancel over NATS request/reply.
-//! - [`log`]: the run log on JetStream: entries, appends, replay, purge.
+//! - [`log`]: the run log on JetStream: entries, appends, replay, compaction.
 //! - [`partition`]: pinned consumers (ownership) and the ticks that reveal it.
 //! - [`nats`]: connections and the publishes the coordinator makes.
 
