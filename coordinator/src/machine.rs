@@ -9,7 +9,7 @@
 //! instance opens frames for its bodies (one per `for_each` item, per `loop` iteration, one
 //! for a switch's case, a race's branches...). Each step instance has a *path* that names
 //! it across the run (`charge`, `pages[3].ocr`, `poll[2].check`): tasks, results, timers,
-//! events and the record all use it. See [`frame`] and [`constructs`].
+//! events and the record all use it. See `frame.rs` and `constructs.rs`.
 //!
 //! Scheduling: a step is dispatched the moment its dependencies are finished, the skip
 //! rule lets it through ([`weft_shared::plan::Step::gate`]) and its `when` holds, up to
