@@ -292,12 +292,12 @@ impl Api {
 
     async fn list(&self, limit: usize) -> Result<Vec<RunSummary>, ApiError> {
         let mut runs: Vec<RunSummary> = Vec::new();
-        if let Ok(ractor::rpc::CallResult::Success(found)) =
+        if let Ok(ractor::rpc::CallResult::Success(listed)) =
             self.supervisor.call(SupervisorMsg::Active, Some(CALL_TIMEOUT)).await
         {
-            for found in found {
-                if let Some(r) = found.record(CALL_TIMEOUT).await {
-                    runs.push(r.summary());
+            for run in listed {
+                if let Some(summary) = run.summary(CALL_TIMEOUT).await {
+                    runs.push(summary);
                 }
             }
         }

@@ -34,8 +34,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use weft_shared::plan::Plan;
 use weft_shared::wire::{
-    CancelTask, Event, EventKind, Millis, RunRecord, RunStatus, StepRecord, StepStatus, Task, TaskResult, ToolError,
-    codes,
+    CancelTask, Event, EventKind, Millis, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus, Task, TaskResult,
+    ToolError, codes,
 };
 
 pub use child::{ChildResult, ChildStart, ParentLink};
@@ -496,6 +496,17 @@ impl Run {
         }
         self.emit(out, now, EventKind::RunFinished { status });
         out.push(Effect::Finished);
+    }
+
+    /// The run's line in a listing (without building its record).
+    pub fn summary(&self) -> RunSummary {
+        RunSummary {
+            run_id: self.id,
+            workflow: self.plan.name.clone(),
+            status: self.status,
+            created_ms: self.created_ms,
+            finished_ms: self.finished_ms,
+        }
     }
 
     /// Everything known about the run. Steps are keyed by instance path.

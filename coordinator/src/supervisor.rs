@@ -23,7 +23,7 @@ use uuid::Uuid;
 use weft_shared::definition::WorkflowDef;
 use weft_shared::plan::Plan;
 use weft_shared::validate;
-use weft_shared::wire::{RunRecord, now_ms};
+use weft_shared::wire::{RunRecord, RunSummary, now_ms};
 
 use crate::log::{self, Creation, Decoded};
 use crate::machine::{Input, Run};
@@ -53,8 +53,8 @@ pub enum SupervisorMsg {
     },
     /// A run this coordinator runs, if it does.
     Lookup(Uuid, ractor::RpcReplyPort<Option<Found>>),
-    /// Every run this coordinator runs.
-    Active(ractor::RpcReplyPort<Vec<Found>>),
+    /// Every run this coordinator runs: parked ones as their summary.
+    Active(ractor::RpcReplyPort<Vec<Listed>>),
     /// A run ended.
     Finished(Uuid),
     /// A run's actor has applied `applied` inputs and its run waits only for outside input.
@@ -97,6 +97,25 @@ impl Found {
                 Ok(ractor::rpc::CallResult::Success(record)) => Some(record),
                 _ => None,
             },
+        }
+    }
+}
+
+/// A run this coordinator runs, as a listing sees it.
+#[derive(Debug)]
+pub enum Listed {
+    /// Its actor, which knows its record.
+    Active(ActorRef<RunMsg>),
+    /// Parked: its summary.
+    Parked(RunSummary),
+}
+
+impl Listed {
+    /// The run's summary (`None` if its actor stopped meanwhile).
+    pub async fn summary(self, timeout: Duration) -> Option<RunSummary> {
+        match self {
+            Listed::Parked(summary) => Some(summary),
+            Listed::Active(actor) => Found::Active(actor).record(timeout).await.map(|r| r.summary()),
         }
     }
 }
@@ -211,7 +230,7 @@ impl Actor for Supervisor {
                 let _ = reply.send(state.runs.get(&run_id).map(Slot::found));
             }
             SupervisorMsg::Active(reply) => {
-                let _ = reply.send(state.runs.values().map(Slot::found).collect());
+                let _ = reply.send(state.runs.values().map(Slot::listed).collect());
             }
             SupervisorMsg::Finished(run_id) => state.forget(run_id),
             SupervisorMsg::Idle { run_id, applied } => park(state, run_id, applied).await,
@@ -273,6 +292,13 @@ impl Actor for Supervisor {
 }
 
 impl Slot {
+    fn listed(&self) -> Listed {
+        match &self.state {
+            SlotState::Active { actor, .. } => Listed::Active(actor.clone()),
+            SlotState::Parked(parked) => Listed::Parked(parked.run.summary()),
+        }
+    }
+
     fn found(&self) -> Found {
         match &self.state {
             SlotState::Active { actor, .. } => Found::Active(actor.clone()),
