@@ -216,6 +216,14 @@ async fn each_user_is_confined_to_its_role() {
     for subject in ["weft.>", "weft.api.submit"] {
         client.cannot_subscribe("client", subject).await;
     }
+    // It may listen to runs' events (`WeftClient::run` and `wait` do), which the coordinator
+    // publishes.
+    let mut events = client.nats.subscribe("weft.events.0".to_owned()).await.expect("subscribe is sent");
+    client.nats.flush().await.expect("flush");
+    coordinator.nats.publish("weft.events.0", "{}".into()).await.expect("publish is sent");
+    let heard = tokio::time::timeout(Duration::from_secs(5), events.next()).await;
+    assert!(matches!(heard, Ok(Some(_))), "the client did not hear a run's event");
+    client.no_errors("client");
 
     // The coordinator does not pose as a worker.
     coordinator.cannot_publish("coordinator", "$KV.weft_tools.get_user.w1").await;

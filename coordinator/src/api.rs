@@ -265,7 +265,7 @@ impl Api {
         }
     }
 
-    async fn lookup(&self, run_id: Uuid) -> Result<Option<Found>, ApiError> {
+    async fn lookup(&self, run_id: Uuid) -> Result<Option<Found<Box<RunRecord>>>, ApiError> {
         match self.supervisor.call(|reply| SupervisorMsg::Lookup(run_id, reply), Some(CALL_TIMEOUT)).await {
             Ok(ractor::rpc::CallResult::Success(found)) => Ok(found),
             other => Err(ApiError::new(ApiErrorCode::Internal, format!("supervisor unavailable: {other:?}"))),

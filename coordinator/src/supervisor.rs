@@ -52,9 +52,9 @@ pub enum SupervisorMsg {
         message: Box<jetstream::Message>,
     },
     /// A run this coordinator runs, if it does.
-    Lookup(Uuid, ractor::RpcReplyPort<Option<Found>>),
+    Lookup(Uuid, ractor::RpcReplyPort<Option<Found<Box<RunRecord>>>>),
     /// Every run this coordinator runs: parked ones as their summary.
-    Active(ractor::RpcReplyPort<Vec<Listed>>),
+    Active(ractor::RpcReplyPort<Vec<Found<RunSummary>>>),
     /// A run ended.
     Finished(Uuid),
     /// A run's actor has applied `applied` inputs and its run waits only for outside input.
@@ -79,43 +79,40 @@ pub enum SupervisorMsg {
     },
 }
 
-/// A run this coordinator runs, as the API sees it.
+/// A run this coordinator runs, as the API sees it: its actor, which knows everything of
+/// it, or, parked, what was asked for (its record, or its summary for a listing).
 #[derive(Debug)]
-pub enum Found {
-    /// Its actor, which knows its record.
+pub enum Found<T> {
+    /// Its actor.
     Active(ActorRef<RunMsg>),
-    /// Parked: its record as it stands.
-    Parked(Box<RunRecord>),
+    /// Parked: what was asked for.
+    Parked(T),
 }
 
-impl Found {
-    /// The run's record (`None` if its actor stopped meanwhile).
+/// Asks an actor for its run's record (`None` if it stopped meanwhile).
+async fn ask_record(actor: ActorRef<RunMsg>, timeout: Duration) -> Option<RunRecord> {
+    match actor.call(RunMsg::Record, Some(timeout)).await {
+        Ok(ractor::rpc::CallResult::Success(record)) => Some(record),
+        _ => None,
+    }
+}
+
+impl Found<Box<RunRecord>> {
+    /// The run's record.
     pub async fn record(self, timeout: Duration) -> Option<RunRecord> {
         match self {
             Found::Parked(record) => Some(*record),
-            Found::Active(actor) => match actor.call(RunMsg::Record, Some(timeout)).await {
-                Ok(ractor::rpc::CallResult::Success(record)) => Some(record),
-                _ => None,
-            },
+            Found::Active(actor) => ask_record(actor, timeout).await,
         }
     }
 }
 
-/// A run this coordinator runs, as a listing sees it.
-#[derive(Debug)]
-pub enum Listed {
-    /// Its actor, which knows its record.
-    Active(ActorRef<RunMsg>),
-    /// Parked: its summary.
-    Parked(RunSummary),
-}
-
-impl Listed {
-    /// The run's summary (`None` if its actor stopped meanwhile).
+impl Found<RunSummary> {
+    /// The run's summary.
     pub async fn summary(self, timeout: Duration) -> Option<RunSummary> {
         match self {
-            Listed::Parked(summary) => Some(summary),
-            Listed::Active(actor) => Found::Active(actor).record(timeout).await.map(|r| r.summary()),
+            Found::Parked(summary) => Some(summary),
+            Found::Active(actor) => ask_record(actor, timeout).await.map(|r| r.summary()),
         }
     }
 }
@@ -292,14 +289,14 @@ impl Actor for Supervisor {
 }
 
 impl Slot {
-    fn listed(&self) -> Listed {
+    fn listed(&self) -> Found<RunSummary> {
         match &self.state {
-            SlotState::Active { actor, .. } => Listed::Active(actor.clone()),
-            SlotState::Parked(parked) => Listed::Parked(parked.run.summary()),
+            SlotState::Active { actor, .. } => Found::Active(actor.clone()),
+            SlotState::Parked(parked) => Found::Parked(parked.run.summary()),
         }
     }
 
-    fn found(&self) -> Found {
+    fn found(&self) -> Found<Box<RunRecord>> {
         match &self.state {
             SlotState::Active { actor, .. } => Found::Active(actor.clone()),
             SlotState::Parked(parked) => Found::Parked(Box::new(parked.run.record())),
@@ -440,7 +437,7 @@ async fn park(state: &mut SupervisorState, run_id: Uuid, applied: u64) {
 fn compact(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
     for (&partition, owned) in &mut state.owned {
         let below = owned.watermark();
-        if owned.purging || below <= owned.purged_below + 1 {
+        if owned.purging || below <= owned.purged_below {
             continue;
         }
         owned.purging = true;
