@@ -4,7 +4,7 @@
 //! own task so a slow one never holds the others. A malformed request gets a
 //! `bad_request` answer naming the subject and the parse error.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -20,7 +20,7 @@ use weft_shared::client::definitions;
 use weft_shared::definition::WorkflowDef;
 use weft_shared::plan::{Kind, Plan};
 use weft_shared::subjects;
-use weft_shared::validate::{self, Code, Problem};
+use weft_shared::validate::{self, Code, Problem, Problems};
 use weft_shared::wire::{
     Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, RunRecord, RunSummary, Submit, now_ms,
 };
@@ -28,6 +28,7 @@ use weft_shared::wire::{
 use crate::log::{self, Entry};
 use crate::machine::{Input, Run};
 use crate::nats::Nats;
+use crate::plans::Plans;
 use crate::supervisor::{Found, SupervisorMsg};
 
 /// How long an API handler waits on an actor.
@@ -41,15 +42,33 @@ const QUERY_TIMEOUT: Duration = Duration::from_millis(1000);
 pub struct Api {
     nats: Nats,
     supervisor: ActorRef<SupervisorMsg>,
-    catalogue: Arc<Mutex<Option<(Instant, Catalogue)>>>,
+    catalogue: Arc<Mutex<Option<Catalogued>>>,
     catalogue_ttl: Duration,
+    /// Plans validated against the catalogue of the generation they are kept with.
+    plans: Arc<std::sync::Mutex<(u64, Plans)>>,
     partitions: u32,
+}
+
+/// The tool catalogue as last read.
+#[derive(Debug)]
+struct Catalogued {
+    at: Instant,
+    /// Goes up each time a read finds the catalogue changed.
+    generation: u64,
+    catalogue: Arc<Catalogue>,
 }
 
 impl Api {
     /// An API over `supervisor`, for runs spread over `partitions`.
     pub fn new(nats: Nats, supervisor: ActorRef<SupervisorMsg>, catalogue_ttl: Duration, partitions: u32) -> Api {
-        Api { nats, supervisor, catalogue: Arc::new(Mutex::new(None)), catalogue_ttl, partitions }
+        Api {
+            nats,
+            supervisor,
+            catalogue: Arc::new(Mutex::new(None)),
+            catalogue_ttl,
+            plans: Arc::default(),
+            partitions,
+        }
     }
 
     /// Answers `weft.query.<run>` for the runs this coordinator owns; others stay silent.
@@ -149,12 +168,13 @@ impl Api {
         result.unwrap_or_else(ApiReply::Error)
     }
 
-    async fn live_catalogue(&self) -> Catalogue {
+    /// The tools workers advertise (read again when older than the TTL) and its generation.
+    async fn live_catalogue(&self) -> (u64, Arc<Catalogue>) {
         let mut cached = self.catalogue.lock().await;
-        if let Some((at, catalogue)) = cached.as_ref()
-            && at.elapsed() < self.catalogue_ttl
+        if let Some(c) = cached.as_ref()
+            && c.at.elapsed() < self.catalogue_ttl
         {
-            return catalogue.clone();
+            return (c.generation, c.catalogue.clone());
         }
         let mut catalogue = Catalogue::default();
         if let Ok(mut keys) = self.nats.infra.tools.keys().await {
@@ -166,13 +186,42 @@ impl Api {
                 }
             }
         }
-        *cached = Some((Instant::now(), catalogue.clone()));
-        catalogue
+        let generation = match cached.as_ref() {
+            Some(c) if *c.catalogue == catalogue => c.generation,
+            Some(c) => c.generation + 1,
+            None => 0,
+        };
+        let catalogue = Arc::new(catalogue);
+        *cached = Some(Catalogued { at: Instant::now(), generation, catalogue: catalogue.clone() });
+        (generation, catalogue)
+    }
+
+    /// `def` validated against the live catalogue and compiled, or its plan from the last
+    /// time, if the catalogue has not changed since.
+    async fn plan(&self, def: &WorkflowDef) -> Result<Arc<Plan>, Problems> {
+        let (generation, catalogue) = self.live_catalogue().await;
+        {
+            let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+            if plans.0 < generation {
+                *plans = (generation, Plans::default());
+            }
+            if plans.0 == generation
+                && let Some(plan) = plans.1.get(def)
+            {
+                return Ok(plan);
+            }
+        }
+        // Compiled outside the lock: other submits go on meanwhile.
+        let plan = Arc::new(validate::compile(def, Some(&catalogue))?);
+        let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+        if plans.0 == generation {
+            plans.1.insert(plan.clone());
+        }
+        Ok(plan)
     }
 
     async fn submit(&self, submit: Submit) -> Result<Uuid, ApiError> {
         let run_id = submit.run_id.unwrap_or_else(Uuid::now_v7);
-        let catalogue = self.live_catalogue().await;
         let name = submit.definition.name.clone();
         let invalid = |problems: Vec<Problem>| ApiError {
             code: ApiErrorCode::Invalid,
@@ -182,7 +231,7 @@ impl Api {
             ),
             problems,
         };
-        let plan = validate::compile(&submit.definition, Some(&catalogue)).map_err(|p| invalid(p.0))?;
+        let plan = self.plan(&submit.definition).await.map_err(|p| invalid(p.0))?;
         let mut problems = self.unregistered(&plan).await;
         problems.extend(check_input(&plan, &submit.input));
         if !problems.is_empty() {
@@ -236,9 +285,8 @@ impl Api {
     }
 
     async fn deploy(&self, definition: WorkflowDef) -> Result<(), ApiError> {
-        let catalogue = self.live_catalogue().await;
         let name = definition.name.clone();
-        validate::compile(&definition, Some(&catalogue)).map_err(|p| ApiError {
+        self.plan(&definition).await.map_err(|p| ApiError {
             code: ApiErrorCode::Invalid,
             message: format!("workflow `{name}` is invalid ({} problems)", p.0.len()),
             problems: p.0,

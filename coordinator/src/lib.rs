@@ -20,6 +20,7 @@
 //! - [`supervisor`]: spawns run actors, routes results, parks idle runs, compacts the
 //!   log, forgets finished runs.
 //! - [`api`]: submit, status, list, cancel over NATS request/reply.
+//! - [`plans`]: compiled definitions, shared by the runs that repeat them.
 //! - [`log`]: the run log on JetStream: entries, appends, replay, compaction.
 //! - [`partition`]: pinned consumers (ownership) and the ticks that reveal it.
 //! - [`nats`]: connections and the publishes the coordinator makes.
@@ -30,6 +31,7 @@ pub mod log;
 pub mod machine;
 pub mod nats;
 pub mod partition;
+pub mod plans;
 pub mod run_actor;
 pub mod supervisor;
 

@@ -20,14 +20,12 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, AckKind};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use uuid::Uuid;
-use weft_shared::definition::WorkflowDef;
-use weft_shared::plan::Plan;
-use weft_shared::validate;
 use weft_shared::wire::{RunRecord, RunSummary, now_ms};
 
 use crate::log::{self, Creation, Decoded};
 use crate::machine::{Input, Run};
 use crate::nats::Nats;
+use crate::plans::Plans;
 use crate::run_actor::spans::RunSpans;
 use crate::run_actor::{Parked, RunActor, RunArgs, RunMsg, Start};
 
@@ -322,39 +320,12 @@ impl SupervisorState {
     }
 }
 
-/// Compiled plans, shared by every run of the same definition: a run holds an `Arc`, not a
-/// plan compiled again for it.
-#[derive(Debug, Default)]
-struct Plans {
-    by_name: HashMap<(String, u32), Vec<Arc<Plan>>>,
-}
-
-impl Plans {
-    /// How many different definitions of one name and version are kept.
-    const PER_VERSION: usize = 8;
-
-    /// The plan of a logged definition (it was validated when submitted).
-    fn of(&mut self, def: &WorkflowDef) -> Option<Arc<Plan>> {
-        let cached = self.by_name.entry((def.name.clone(), def.version)).or_default();
-        if let Some(plan) = cached.iter().find(|p| p.source == *def) {
-            return Some(plan.clone());
-        }
-        let plan = Arc::new(
-            validate::compile(def, None)
-                .map_err(|e| tracing::error!(workflow = %def.name, "logged definition invalid: {e}"))
-                .ok()?,
-        );
-        if cached.len() == Self::PER_VERSION {
-            cached.remove(0);
-        }
-        cached.push(plan.clone());
-        Some(plan)
-    }
-}
-
 /// A run as its creation entry describes it, not started yet.
 fn new_run(plans: &mut Plans, partition: u32, run_id: Uuid, creation: &Creation, at: u64) -> Option<Run> {
-    let plan = plans.of(&creation.definition)?;
+    let plan = plans
+        .compile(&creation.definition, None)
+        .map_err(|e| tracing::error!(workflow = %creation.definition.name, "logged definition invalid: {e}"))
+        .ok()?;
     Some(
         Run::new(run_id, plan, creation.input.clone(), at)
             .with_reply_to(log::subject(partition, run_id))
