@@ -239,6 +239,41 @@ impl weft_worker::Tool for Panics {
     }
 }
 
+/// Most attempts running at one instant, from their recorded start and end.
+fn most_at_once(record: &RunRecord) -> usize {
+    let mut edges: Vec<(u64, i64)> = record
+        .steps
+        .values()
+        .flat_map(|s| s.attempts.iter())
+        .filter_map(|a| Some([(a.started_ms?, 1), (a.finished_ms?, -1)]))
+        .flatten()
+        .collect();
+    edges.sort(); // an end (-1) sorts before a start at the same millisecond
+    let (mut running, mut most) = (0i64, 0i64);
+    for (_, d) in edges {
+        running += d;
+        most = most.max(running);
+    }
+    usize::try_from(most).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_wider_than_a_thousand_runs_all_at_once() {
+    // JetStream's default consumer limit (1,000 tasks delivered and not acked) would hold
+    // a tool to 1,000 running at once however many workers serve it. Two workers run up
+    // to 1,024 sleeps each here.
+    let cluster = Cluster::start(2).await;
+    let client = cluster.client().await;
+    let steps: Vec<Value> =
+        (0..1500).map(|i| json!({"id": format!("s{i}"), "tool": "sleep", "params": {"ms": 4000}})).collect();
+    let def = inline(json!({"name": "wide", "steps": steps}));
+    let record = client.run(&def, Value::Null).await.expect("runs");
+    assert_eq!(record.status, RunStatus::Completed, "{:?}", record.errors);
+    assert_eq!(record.abridged, None);
+    let at_once = most_at_once(&record);
+    assert!(at_once > 1000, "at most {at_once} of 1,500 sleeps ran at once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tool_that_panics_fails_its_step_and_the_worker_lives_on() {
     let cluster = Cluster::start(0).await;

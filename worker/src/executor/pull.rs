@@ -21,6 +21,12 @@ const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// Most tasks asked for in one pull request.
 const MAX_BATCH: usize = 256;
 
+/// Most tasks of one tool delivered and not yet acked, over all its workers. Workers pull
+/// only as many as they have free slots, so this is no flow control, only a ceiling; the
+/// server's default (1,000) would cap a wide fan-out at 1,000 running tools however many
+/// workers serve it.
+const TASKS_IN_FLIGHT: i64 = 1_000_000;
+
 /// Runs until `shutdown`; errors are logged and retried.
 pub(super) async fn run(shared: Arc<Shared>, tool: String, limit: usize, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(limit));
@@ -70,6 +76,7 @@ async fn bind(shared: &Shared, tool: &str) -> Result<PullConsumer, async_nats::E
         filter_subject: subjects::task(tool),
         ack_policy: AckPolicy::Explicit,
         ack_wait: shared.config.ack_wait,
+        max_ack_pending: TASKS_IN_FLIGHT,
         ..Default::default()
     };
     Ok(stream.get_or_create_consumer(&name, config).await?)
