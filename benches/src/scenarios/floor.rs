@@ -1,7 +1,7 @@
 //! The floor: what one step costs JetStream alone, with no Weft logic. A "coordinator"
 //! publishes a task to a work-queue stream; a "worker" (its own connection) pulls it,
-//! publishes a result to a second stream, waits for that publish to be stored and
-//! double-acks the task; the coordinator pulls the result and acks it. Same storage
+//! publishes a result to a second stream, waits for that publish to be stored and acks
+//! the task; the coordinator pulls the result and acks it. Same storage
 //! (file, default sync), deduplication window and message ids, and payloads of the same
 //! size as Weft's tasks and results. One round trip at a time.
 //!
@@ -72,7 +72,7 @@ pub async fn run(ctx: &Ctx, report: &mut ScenarioReport) -> anyhow::Result<Floor
     let result_consumer: consumer::PullConsumer =
         results.get_or_create_consumer("part-0", pull("part-0", "floor.result.>")).await?;
 
-    // The worker: pull, publish the result and wait for it to be stored, then double-ack.
+    // The worker: pull, publish the result and wait for it to be stored, then ack.
     let burst_js = wjs.clone();
     let worker_loop = tokio::spawn(async move {
         let mut messages = task_consumer.messages().await?;
@@ -232,7 +232,7 @@ async fn next_result(
 }
 
 /// The floor's worker: answer a task on its `reply_to`, wait until the answer is stored,
-/// then double-ack the task.
+/// then ack the task (as a Weft worker does).
 async fn answer(js: &jetstream::Context, message: jetstream::Message) -> anyhow::Result<()> {
     let task: Task = serde_json::from_slice(&message.payload)?;
     let result = TaskResult {
@@ -247,6 +247,6 @@ async fn answer(js: &jetstream::Context, message: jetstream::Message) -> anyhow:
     };
     let publish = PublishMessage::build().payload(serde_json::to_vec(&result)?.into()).message_id(result.message_id());
     js.send_publish(task.reply_to.clone(), publish).await?.await?;
-    message.double_ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    message.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }

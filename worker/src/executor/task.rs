@@ -125,8 +125,12 @@ async fn run(shared: Arc<Shared>, task: Task, message: jetstream::Message, deliv
         hand_back(&message).await;
         return;
     }
-    // Confirmed by the server: a lost ack would redeliver a task already answered.
-    if let Err(e) = message.double_ack().await {
+    // A plain ack, sent after the result is stored. Should it be lost (the connection
+    // drops right here), the task is redelivered after the ack wait and runs again, and
+    // the run's log drops the repeated result by its message id. Awaiting the server's
+    // confirmation (a double ack) would change nothing of that, since a worker that hears
+    // no confirmation can only log it, and it cost the server a reply per task.
+    if let Err(e) = message.ack().await {
         tracing::warn!(error = %e, "task not acknowledged; it will run again and its result be deduplicated");
     }
 }
