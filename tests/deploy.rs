@@ -218,11 +218,20 @@ async fn each_user_is_confined_to_its_role() {
     }
     // It may listen to runs' events (`WeftClient::run` and `wait` do), which the coordinator
     // publishes.
+    // A flush only writes the subscription out; the server may still read the
+    // coordinator's publish (another connection) first. So publish until one is heard.
     let mut events = client.nats.subscribe("weft.events.0".to_owned()).await.expect("subscribe is sent");
     client.nats.flush().await.expect("flush");
-    coordinator.nats.publish("weft.events.0", "{}".into()).await.expect("publish is sent");
-    let heard = tokio::time::timeout(Duration::from_secs(5), events.next()).await;
-    assert!(matches!(heard, Ok(Some(_))), "the client did not hear a run's event");
+    let heard = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            coordinator.nats.publish("weft.events.0", "{}".into()).await.expect("publish is sent");
+            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "the client did not hear a run's event");
     client.no_errors("client");
 
     // The coordinator does not pose as a worker.
