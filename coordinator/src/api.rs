@@ -125,7 +125,7 @@ impl Api {
             weft.run_id = tracing::field::Empty);
         let _ = span.set_parent(weft_shared::telemetry::extract(message.headers.as_ref()));
         let reply = async {
-            match serde_json::from_slice::<ApiRequest>(&message.payload) {
+            match read_request(&message.payload) {
                 Ok(request) => self.handle(request).await,
                 Err(e) => ApiReply::Error(ApiError::new(
                     ApiErrorCode::BadRequest,
@@ -394,6 +394,20 @@ impl Api {
     }
 }
 
+/// How a submit sent by `WeftClient` or the CLI begins (serde puts the tag first).
+const SUBMIT_PREFIX: &[u8] = br#"{"verb":"submit","#;
+
+/// A request. A submit carries a whole definition: read in one pass rather than buffered
+/// whole for its tag, when it begins the usual way; any other form takes the general path.
+fn read_request(payload: &[u8]) -> Result<ApiRequest, serde_json::Error> {
+    if payload.starts_with(SUBMIT_PREFIX)
+        && let Ok(submit) = serde_json::from_slice::<Submit>(payload)
+    {
+        return Ok(ApiRequest::Submit(Box::new(submit)));
+    }
+    serde_json::from_slice(payload)
+}
+
 fn not_found(run_id: Uuid) -> ApiError {
     ApiError::new(ApiErrorCode::NotFound, format!("no run {run_id} (not found)"))
 }
@@ -411,4 +425,32 @@ pub(crate) fn check_input(plan: &Plan, input: &Value) -> Vec<Problem> {
             message: e.to_string(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_submit_reads_the_same_by_its_prefix_or_in_any_key_order() {
+        let definition: WorkflowDef =
+            serde_json::from_value(json!({"name": "w", "steps": [{"id": "a", "tool": "echo"}]})).expect("def");
+        let submit = Submit { run_id: Some(Uuid::now_v7()), definition, input: json!({"x": 1}) };
+        let request = ApiRequest::Submit(Box::new(submit.clone()));
+        let written = serde_json::to_vec(&request).expect("json");
+        assert!(written.starts_with(SUBMIT_PREFIX), "{}", String::from_utf8_lossy(&written));
+        let reordered = serde_json::to_vec(&json!({"input": {"x": 1}, "definition": submit.definition,
+            "run_id": submit.run_id, "verb": "submit"}))
+        .expect("json");
+        for bytes in [written, reordered] {
+            assert_eq!(read_request(&bytes).expect("a request"), request);
+        }
+        // Not a submit after all: the general path answers, and says why.
+        let error = read_request(br#"{"verb":"submit","input":1}"#).expect_err("no definition");
+        assert!(error.to_string().contains("definition"), "{error}");
+        let status = read_request(br#"{"verb":"status","run_id":"0193c8a0-0000-7000-8000-000000000000"}"#);
+        assert!(matches!(status, Ok(ApiRequest::Status { .. })));
+    }
 }

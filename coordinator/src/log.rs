@@ -47,18 +47,23 @@ pub enum Entry {
     },
 }
 
-/// A run's creation, as logged.
-#[derive(Debug)]
+/// A run's creation, as logged (an [`Entry::Created`] read without its tag).
+#[derive(Debug, Deserialize)]
 pub struct Creation {
     /// The workflow.
     pub definition: Box<WorkflowDef>,
     /// Its input.
     pub input: Value,
     /// The trace its spans join.
+    #[serde(default)]
     pub trace: Option<String>,
     /// Its parent, if it is a sub-workflow.
+    #[serde(default)]
     pub parent: Option<ParentLink>,
 }
+
+/// How every [`Entry::Created`] a coordinator writes begins (serde puts the tag first).
+const CREATED_PREFIX: &[u8] = br#"{"entry":"created","#;
 
 /// A decoded log message.
 #[derive(Debug)]
@@ -87,6 +92,11 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Decoded, DecodeError> {
         return Ok(Decoded::Tick);
     }
     let error = |e: serde_json::Error| DecodeError { subject: subject.to_owned(), message: e.to_string() };
+    // A creation carries a whole definition: read it in one pass, not as a result first,
+    // then a `Value`, then the tagged enum (3 ms instead of 1 for 1,000 steps).
+    if payload.starts_with(CREATED_PREFIX) {
+        return serde_json::from_slice::<Creation>(payload).map(|c| Decoded::Created(Box::new(c))).map_err(error);
+    }
     // Workers' results are most of the log: read them straight, without a `Value` first.
     if let Ok(result) = serde_json::from_slice::<TaskResult>(payload) {
         return Ok(Decoded::Input(Input::Result { result }));
@@ -234,5 +244,33 @@ mod tests {
         let bytes = serde_json::to_vec(&result).expect("json");
         assert!(matches!(decode(&s, &bytes), Ok(Decoded::Input(Input::Result { .. }))));
         assert!(decode(&s, b"garbage").is_err());
+    }
+
+    #[test]
+    fn a_creation_reads_the_same_by_its_prefix_or_in_any_key_order() {
+        let s = subject(1, Uuid::now_v7());
+        let definition: WorkflowDef =
+            serde_json::from_value(json!({"name": "w", "steps": [{"id": "a", "tool": "echo"}]})).expect("def");
+        let entry = Entry::Created {
+            definition: Box::new(definition.clone()),
+            input: json!({"x": 1}),
+            trace: Some("00-abc-def-01".into()),
+            parent: None,
+        };
+        let written = serde_json::to_vec(&entry).expect("json");
+        assert!(written.starts_with(CREATED_PREFIX), "{}", String::from_utf8_lossy(&written));
+        let reordered = serde_json::to_vec(&json!({"input": {"x": 1}, "trace": "00-abc-def-01",
+            "definition": definition, "entry": "created"}))
+        .expect("json");
+        for bytes in [written, reordered] {
+            let Ok(Decoded::Created(c)) = decode(&s, &bytes) else { panic!("not a creation") };
+            assert_eq!(
+                (*c.definition, c.input, c.trace),
+                (definition.clone(), json!({"x": 1}), Some("00-abc-def-01".into()))
+            );
+        }
+        let broken = br#"{"entry":"created","definition":{"name":"w"}}"#;
+        let error = decode(&s, broken).expect_err("an error");
+        assert!(error.to_string().contains(&s), "{error}");
     }
 }
