@@ -275,6 +275,43 @@ async fn a_fan_out_wider_than_a_thousand_runs_all_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_accepted_before_is_checked_again_when_its_tool_changes() {
+    // The API reuses the plan of a definition it validated before, but only against the
+    // same tools: a tool whose params schema changes makes it validate again.
+    let cluster = Cluster::start(0).await;
+    let client = cluster.client().await;
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let tools = js.get_key_value(weft_shared::subjects::TOOLS_BUCKET).await.expect("tools bucket");
+    let advertise = |kind: &str| {
+        let ad = json!({"spec": {"name": "count", "params": {"type": "object", "required": ["n"],
+                        "properties": {"n": {"type": kind}}}},
+                        "worker": "test", "concurrency": 1, "at_ms": weft_shared::wire::now_ms()});
+        serde_json::to_vec(&ad).expect("json")
+    };
+    tools.put("count.test", advertise("integer").into()).await.expect("advertised");
+    let def = inline(json!({"name": "counting", "steps": [{"id": "c", "tool": "count", "params": {"n": 3}}]}));
+    let first = client.submit(&def, Value::Null).await.expect("valid against an integer n");
+    client.submit(&def, Value::Null).await.expect("valid again (the cached plan)");
+    client.cancel(first, Some("no worker serves `count`".into())).await.expect("cancelled");
+
+    tools.put("count.test", advertise("string").into()).await.expect("advertised again");
+    // The API reads the catalogue again once its copy is older than 2 s.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let refused = loop {
+        match client.submit(&def, Value::Null).await {
+            Err(e) => break e,
+            Ok(run) => {
+                let _ = client.cancel(run, None).await;
+                assert!(tokio::time::Instant::now() < deadline, "still accepted against a string `n`");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+    };
+    let message = refused.to_string();
+    assert!(message.contains("invalid") && message.contains("steps[0].params.n"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tool_that_panics_fails_its_step_and_the_worker_lives_on() {
     let cluster = Cluster::start(0).await;
     let shutdown = tokio_util::sync::CancellationToken::new();
