@@ -213,6 +213,28 @@ async fn bad_input_is_answered_and_nothing_goes_down() {
     assert_eq!(wide.steps["each[1499].e"].status, StepStatus::Completed, "{note}");
     assert!(wide.steps["each[1499].e"].output.is_none());
 
+    // The same while the run still runs (held by a signal step): its status is abridged
+    // too, never refused for its size.
+    let held = inline(json!({"name": "held", "steps": [
+        {"id": "list", "tool": "transform", "params": {"input": null, "filter": "[range(0; 1500)]"}},
+        {"id": "each", "for_each": {"items": "{list}", "as": "n", "concurrency": 64,
+         "do": [{"id": "e", "tool": "echo", "params": {"n": "{n}", "text": text}}]}},
+        {"id": "hold", "signal": {"name": "go", "timeout": "5m"}, "depends_on": ["each"]}
+    ]}));
+    let run = client.submit(&held, Value::Null).await.expect("accepted");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    let live = loop {
+        let live = client.status(run).await.expect("a live record of any size is answered");
+        if live.steps.get("hold").is_some_and(|s| s.status == StepStatus::Running) {
+            break live;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never reached its signal step: {:?}", live.status);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(live.status, RunStatus::Running);
+    assert!(live.abridged.as_deref().is_some_and(|a| a.contains("step outputs")), "{:?}", live.abridged);
+    client.cancel(run, None).await.expect("cancelled");
+
     // After all that, everything still works.
     let ok = client.run(&example("chain_notify.json"), json!({"user_id": "123"})).await.expect("still runs");
     assert_eq!(ok.status, RunStatus::Completed);

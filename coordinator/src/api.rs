@@ -85,7 +85,7 @@ impl Api {
             tokio::spawn(async move {
                 if let Ok(Some(found)) = api.lookup(run_id).await
                     && let Some(record) = found.record(CALL_TIMEOUT).await
-                    && let Ok(payload) = serde_json::to_vec(&record)
+                    && let Ok(payload) = serde_json::to_vec(&api.nats.fit(record))
                 {
                     let _ = api.nats.client.publish(reply, payload.into()).await;
                 }
@@ -155,7 +155,10 @@ impl Api {
     async fn handle(&self, request: ApiRequest) -> ApiReply {
         let result = match request {
             ApiRequest::Submit(submit) => self.submit(*submit).await.map(|run_id| ApiReply::Accepted { run_id }),
-            ApiRequest::Status { run_id } => self.status(run_id).await.map(|r| ApiReply::Run(Box::new(r))),
+            // A live run's record is not abridged yet, and may be larger than a message.
+            ApiRequest::Status { run_id } => {
+                self.status(run_id).await.map(|r| ApiReply::Run(Box::new(self.nats.fit(r))))
+            }
             ApiRequest::List { limit } => self.list(limit.unwrap_or(50)).await.map(ApiReply::Runs),
             ApiRequest::Cancel { run_id, reason } => self.cancel(run_id, reason).await.map(|()| ApiReply::Ok),
             ApiRequest::Deploy { definition } => self.deploy(*definition).await.map(|()| ApiReply::Ok),

@@ -119,6 +119,12 @@ impl Nats {
         }
     }
 
+    /// A record abridged, if need be, to fit in one message with room for the reply that
+    /// wraps it.
+    pub fn fit(&self, record: RunRecord) -> RunRecord {
+        record.within(self.client.server_info().max_payload.saturating_sub(HEADER_ROOM))
+    }
+
     /// A record's JSON, abridged if it would not fit in one message.
     fn record_json(&self, record: &RunRecord) -> bytes::Bytes {
         let limit = self.client.server_info().max_payload.saturating_sub(HEADER_ROOM);

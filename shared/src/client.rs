@@ -304,12 +304,19 @@ impl WeftClient {
         mut events: async_nats::Subscriber,
         mut look_first: bool,
     ) -> Result<RunRecord, ClientError> {
+        let mut first_look = look_first;
         loop {
             if look_first {
-                let record = self.status(run_id).await?;
-                if record.status.is_terminal() {
-                    return Ok(record);
+                match self.status(run_id).await {
+                    Ok(record) if record.status.is_terminal() => return Ok(record),
+                    Ok(_) => {}
+                    // The first look says whether the run exists at all; later ones only
+                    // back the events up, so a passing failure (a coordinator taking over,
+                    // a slow answer) is waited out rather than ending the wait.
+                    Err(e) if first_look || e.is_not_found() => return Err(e),
+                    Err(e) => tracing::debug!(%run_id, error = %e, "run record not read; waiting on"),
                 }
+                first_look = false;
             }
             look_first = true;
             let recheck = tokio::time::sleep(WAIT_RECHECK);

@@ -475,12 +475,26 @@ impl RunRecord {
     /// completed, then every step, then the run's output. What was left out is said in
     /// `abridged`. Only the JSON of a record with a huge input can still exceed `limit`.
     pub fn to_json_within(&self, limit: usize) -> Vec<u8> {
-        let encode = |r: &RunRecord| serde_json::to_vec(r).unwrap_or_default();
-        let full = encode(self);
+        let full = serde_json::to_vec(self).unwrap_or_default();
         if full.len() <= limit {
             return full;
         }
-        let mut r = self.clone();
+        self.clone().abridge(limit, full.len())
+    }
+
+    /// The record, abridged as [`RunRecord::to_json_within`] does if its JSON is longer
+    /// than `limit` bytes: for a reply that wraps it.
+    pub fn within(mut self, limit: usize) -> RunRecord {
+        let whole = serde_json::to_vec(&self).map_or(0, |b| b.len());
+        if whole > limit {
+            self.abridge(limit, whole);
+        }
+        self
+    }
+
+    /// Leaves details out until the JSON fits in `limit` (or nothing more can go); returns
+    /// that JSON.
+    fn abridge(&mut self, limit: usize, whole: usize) -> Vec<u8> {
         type Cut = (&'static str, fn(&mut RunRecord));
         let cuts: [Cut; 5] = [
             ("step outputs", |r| r.steps.values_mut().for_each(|s| s.output = None)),
@@ -502,17 +516,16 @@ impl RunRecord {
             }),
             ("the run's output", |r| r.output = None),
         ];
-        let whole = full.len();
         let mut left_out = Vec::new();
-        let mut bytes = full;
+        let mut bytes = Vec::new();
         for (what, cut) in cuts {
-            cut(&mut r);
+            cut(self);
             left_out.push(what);
-            r.abridged = Some(format!(
+            self.abridged = Some(format!(
                 "left out to fit the server's message size of {limit} bytes (the whole record is {whole} bytes): {}",
                 left_out.join(", ")
             ));
-            bytes = encode(&r);
+            bytes = serde_json::to_vec(self).unwrap_or_default();
             if bytes.len() <= limit {
                 break;
             }
@@ -720,5 +733,12 @@ mod tests {
         let note = back.abridged.expect("says what was left out");
         assert!(note.contains(&format!("{whole} bytes")), "{note}");
         assert!(note.ends_with("step outputs, attempts before each step's last, completed steps"), "{note}");
+        // The same, as a record to wrap in a reply.
+        assert_eq!(record.clone().within(100_000), back_with(&bytes));
+        assert_eq!(big_record(3).within(100_000), big_record(3), "a record that fits is whole");
+    }
+
+    fn back_with(bytes: &[u8]) -> RunRecord {
+        serde_json::from_slice(bytes).expect("json")
     }
 }
