@@ -398,9 +398,10 @@ async fn the_cluster_keeps_three_replicas_and_runs_workflows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails about one run in two: after a NATS node dies, the coordinator owning the \
-            partitions logs `partition no longer delivered here; letting its runs go` for each, \
-            no coordinator takes them back, and new runs stay pending (partition ownership)"]
+#[ignore = "fails about one run in two: after a NATS node dies, the partition pulls re-sent \
+            while the streams elect leaders are lost and, with no idle heartbeat, never \
+            noticed, so the coordinator lets every partition go and nothing takes them back; \
+            heartbeats fix the detection; not landed yet (see BENCHMARKS.md problem 9)"]
 async fn runs_go_on_with_a_nats_node_down() {
     let mut cluster = ClusterRun::start().await;
     let record = eventually("chain_notify runs on the cluster", || cluster.run(&cluster.client)).await;
