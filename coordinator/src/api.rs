@@ -85,9 +85,8 @@ impl Api {
             tokio::spawn(async move {
                 if let Ok(Some(found)) = api.lookup(run_id).await
                     && let Some(record) = found.record(CALL_TIMEOUT).await
-                    && let Ok(payload) = serde_json::to_vec(&api.nats.fit(record))
                 {
-                    let _ = api.nats.client.publish(reply, payload.into()).await;
+                    let _ = api.nats.client.publish(reply, api.nats.record_json(&record)).await;
                 }
             });
         }
@@ -140,6 +139,12 @@ impl Api {
         }
         let mut payload = serde_json::to_vec(&reply).unwrap_or_default();
         let limit = self.nats.client.server_info().max_payload;
+        // A live run's record is not abridged as a stored one is, and may not fit.
+        if payload.len() > limit
+            && let ApiReply::Run(record) = reply
+        {
+            payload = serde_json::to_vec(&ApiReply::Run(Box::new(self.nats.fit(*record)))).unwrap_or_default();
+        }
         if payload.len() > limit {
             let e = ApiError::new(
                 ApiErrorCode::Internal,
@@ -155,10 +160,7 @@ impl Api {
     async fn handle(&self, request: ApiRequest) -> ApiReply {
         let result = match request {
             ApiRequest::Submit(submit) => self.submit(*submit).await.map(|run_id| ApiReply::Accepted { run_id }),
-            // A live run's record is not abridged yet, and may be larger than a message.
-            ApiRequest::Status { run_id } => {
-                self.status(run_id).await.map(|r| ApiReply::Run(Box::new(self.nats.fit(r))))
-            }
+            ApiRequest::Status { run_id } => self.status(run_id).await.map(|r| ApiReply::Run(Box::new(r))),
             ApiRequest::List { limit } => self.list(limit.unwrap_or(50)).await.map(ApiReply::Runs),
             ApiRequest::Cancel { run_id, reason } => self.cancel(run_id, reason).await.map(|()| ApiReply::Ok),
             ApiRequest::Deploy { definition } => self.deploy(*definition).await.map(|()| ApiReply::Ok),
@@ -206,7 +208,8 @@ impl Api {
         {
             let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
             if plans.0 < generation {
-                *plans = (generation, Plans::default());
+                plans.0 = generation;
+                plans.1.clear();
             }
             if plans.0 == generation
                 && let Some(plan) = plans.1.get(def)

@@ -126,7 +126,7 @@ impl Nats {
     }
 
     /// A record's JSON, abridged if it would not fit in one message.
-    fn record_json(&self, record: &RunRecord) -> bytes::Bytes {
+    pub fn record_json(&self, record: &RunRecord) -> bytes::Bytes {
         let limit = self.client.server_info().max_payload.saturating_sub(HEADER_ROOM);
         record.to_json_within(limit).into()
     }
