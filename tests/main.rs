@@ -3,11 +3,13 @@
 //! - [`cli`]: the `weft` binary on real files: exit codes, messages, analysis, drawings.
 //! - [`deploy`]: deploy/nats/'s users, permissions and cluster on a real nats-server.
 //! - [`durability`]: SIGKILLed coordinators and workers, a restarted NATS: nothing lost.
+//! - [`hostile`]: forged and malformed entries on the live services: ignored, named, harmless.
 //! - [`tracing`]: one trace per run, checked with a real OTLP receiver.
 //! - [`runtime`]: nats-server, coordinator and worker processes running workflows.
 
 mod cli;
 mod deploy;
 mod durability;
+mod hostile;
 mod runtime;
 mod tracing;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use weft_shared::definition::WorkflowDef;
 use weft_shared::wire::{Millis, TaskResult};
 
-use crate::machine::{Input, ParentLink};
+use crate::machine::{Input, Logged, ParentLink};
 
 pub use weft_shared::subjects::{INPUTS_STREAM as STREAM, input as subject, partition_inputs as partition_filter};
 pub use weft_shared::subjects::{partition_of, tick as tick_subject};
@@ -153,10 +153,14 @@ pub async fn tick(js: &jetstream::Context, partition: u32, second: u64) -> Resul
 /// A run's history, as stored.
 #[derive(Debug, Default)]
 pub struct History {
-    /// The creation, and when it was stored.
+    /// The creation, and when it was stored: the first one. A run is created once; later
+    /// creations of the same id (a resubmit past the duplicate window, a forged entry) are
+    /// not applied.
     pub created: Option<(Box<Creation>, Millis)>,
-    /// Inputs after it, with when they were stored.
-    pub inputs: Vec<(Input, Millis)>,
+    /// Sequences of creations after the first, which are ignored.
+    pub ignored_creations: Vec<u64>,
+    /// Inputs, in log order.
+    pub inputs: Vec<Logged>,
     /// The stream sequence of its first entry.
     pub first_seq: u64,
 }
@@ -194,8 +198,9 @@ pub async fn read_partition(js: &jetstream::Context, partition: u32) -> Result<(
         {
             let history = runs.entry(run).or_insert_with(|| History { first_seq: seq, ..History::default() });
             match decoded {
+                Decoded::Created(_) if history.created.is_some() => history.ignored_creations.push(seq),
                 Decoded::Created(creation) => history.created = Some((creation, at)),
-                Decoded::Input(input) => history.inputs.push((input, at)),
+                Decoded::Input(input) => history.inputs.push(Logged { input, at, seq }),
                 Decoded::Tick => {}
             }
         }

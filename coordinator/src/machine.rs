@@ -84,6 +84,37 @@ pub enum Input {
     },
 }
 
+impl Input {
+    /// How the input reads in a log line.
+    pub fn describe(&self) -> String {
+        match self {
+            Input::Start => "start".to_owned(),
+            Input::Result { result } => describe_result(result),
+            Input::Timer { timer } => {
+                format!("timer {}", serde_json::to_string(timer).unwrap_or_else(|_| format!("{timer:?}")))
+            }
+            Input::Cancel { .. } => "cancel".to_owned(),
+            Input::Pause => "pause".to_owned(),
+            Input::Resume => "resume".to_owned(),
+            Input::Signal { name, .. } => format!("signal `{name}`"),
+            Input::Child { result } => {
+                format!("end of child run {} of `{}` attempt {}", result.child_id, result.step, result.attempt)
+            }
+        }
+    }
+}
+
+/// An input as the run's log holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logged {
+    /// The input.
+    pub input: Input,
+    /// When the log stored it: the `now` it is applied at.
+    pub at: Millis,
+    /// Its log sequence.
+    pub seq: u64,
+}
+
 /// Timers a run asks for. `step` is a step instance's path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "timer", rename_all = "snake_case")]
@@ -174,6 +205,73 @@ pub enum Effect {
     Emit(Event),
     /// The run is over: store its record, tell its parent, and stop.
     Finished,
+    /// An input was not applied: the actor logs it with the entry's log sequence.
+    Ignored(Ignored),
+}
+
+/// An input the machine did not apply, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// What the input was (`result of `a` attempt 2`).
+    pub input: String,
+    /// Why it was not applied.
+    pub reason: String,
+    /// No honest participant sends such an input: a result for a step that was never sent
+    /// as a task, an attempt never dispatched, an unknown path. Late and repeated inputs,
+    /// which redeliveries and timeouts produce all the time, are not unexpected.
+    pub unexpected: bool,
+}
+
+impl Ignored {
+    /// A late or repeated input.
+    fn stale(input: impl Into<String>, reason: impl Into<String>) -> Ignored {
+        Ignored { input: input.into(), reason: reason.into(), unexpected: false }
+    }
+
+    /// An input no honest participant sends.
+    fn unexpected(input: impl Into<String>, reason: impl Into<String>) -> Ignored {
+        Ignored { input: input.into(), reason: reason.into(), unexpected: true }
+    }
+}
+
+/// Tasks on workers: one more at each dispatch, one less when an attempt's result,
+/// timeout or cancel ends it. It cannot go below zero: a release without a task in flight
+/// is a no-op (the property tests check that the count always equals the attempts in
+/// flight).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct InFlight(usize);
+
+impl InFlight {
+    fn add(&mut self) {
+        self.0 = self.0.saturating_add(1);
+    }
+
+    fn release(&mut self) {
+        self.0 = self.0.saturating_sub(1);
+    }
+
+    fn count(self) -> usize {
+        self.0
+    }
+
+    fn any(self) -> bool {
+        self.0 > 0
+    }
+
+    fn clear(&mut self) {
+        self.0 = 0;
+    }
+}
+
+/// How a timer input compares with the timers the run armed.
+enum Armed {
+    /// It was armed and its time has come: apply it.
+    Due,
+    /// It was not armed (it fired before, or what it was for ended).
+    Not,
+    /// It was armed for later (a clock ahead of the log's, or a forged entry): armed again
+    /// for the time left.
+    Early(Duration),
 }
 
 /// One step instance: a step of the plan, run once in one frame.
@@ -209,7 +307,7 @@ pub struct Run {
     /// Frames with a ready task held back by `max_parallel`.
     blocked: BTreeSet<usize>,
     /// Tasks running on workers.
-    running: usize,
+    running: InFlight,
     created_ms: Millis,
     finished_ms: Option<Millis>,
     errors: Vec<String>,
@@ -244,7 +342,7 @@ impl Run {
             positions: HashMap::new(),
             dirty: BTreeSet::new(),
             blocked: BTreeSet::new(),
-            running: 0,
+            running: InFlight::default(),
             created_ms,
             finished_ms: None,
             errors: Vec::new(),
@@ -302,7 +400,24 @@ impl Run {
     /// resume): no task on a worker, no timer armed. Such a run needs no actor until its
     /// next input arrives.
     pub fn is_quiescent(&self) -> bool {
-        matches!(self.status, RunStatus::Running | RunStatus::Paused) && self.running == 0 && self.timers.is_empty()
+        matches!(self.status, RunStatus::Running | RunStatus::Paused) && !self.running.any() && self.timers.is_empty()
+    }
+
+    /// Rebuilds a run from its log: `Start` at `started` (when its creation was stored),
+    /// then every later input at the time it was stored, in log order. Returns the run
+    /// and the inputs it did not apply, with their log sequences, for the caller to log.
+    /// The effects are not returned: [`Run::resume`] says what a new owner must do again.
+    pub fn replay(mut self, started: Millis, inputs: impl IntoIterator<Item = Logged>) -> (Run, Vec<(u64, Ignored)>) {
+        let mut ignored = Vec::new();
+        self.apply(Input::Start, started);
+        for Logged { input, at, seq } in inputs {
+            for effect in self.apply(input, at) {
+                if let Effect::Ignored(i) = effect {
+                    ignored.push((seq, i));
+                }
+            }
+        }
+        (self, ignored)
     }
 
     /// Applies one input at time `now`; returns what to do.
@@ -311,7 +426,7 @@ impl Run {
         match self.status {
             RunStatus::Running | RunStatus::Paused => self.apply_running(input, now, &mut out),
             RunStatus::Compensating => self.apply_compensating(input, now, &mut out),
-            _ => {} // over: late inputs change nothing
+            _ => out.push(Effect::Ignored(Ignored::stale(input.describe(), "the run has ended"))),
         }
         out
     }
@@ -324,10 +439,18 @@ impl Run {
                     self.schedule(out, Timer::RunTimeout, after, now);
                 }
             }
-            Input::Result { result } if result.compensation => {}
+            Input::Result { result } if result.compensation => {
+                let what = describe_result(&result);
+                out.push(Effect::Ignored(Ignored::unexpected(
+                    what,
+                    "no compensation runs: the run is not compensating",
+                )));
+            }
             Input::Result { result } => self.on_result(result, now, out),
             Input::Timer { timer } => {
-                self.fired(&timer);
+                if !self.take_timer(&timer, now, out) {
+                    return self.advance_after(now, out);
+                }
                 match timer {
                     Timer::Retry { step, attempt } => {
                         if let Some(i) = self.index(&step)
@@ -369,6 +492,11 @@ impl Run {
             Input::Signal { name, data } => self.on_signal(name, data, now, out),
             Input::Child { result } => self.on_child(result, now, out),
         }
+        self.advance_after(now, out);
+    }
+
+    /// Moves the run on after an input, whatever it led to.
+    fn advance_after(&mut self, now: Millis, out: &mut Vec<Effect>) {
         match self.status {
             RunStatus::Running => self.advance(now, out),
             RunStatus::Compensating => self.saga_advance(now, out),
@@ -384,7 +512,9 @@ impl Run {
             Input::Result { result } if result.compensation => self.on_compensation_result(result, now, out),
             Input::Result { result } => self.on_drained_result(result, now, out),
             Input::Timer { timer } => {
-                self.fired(&timer);
+                if !self.take_timer(&timer, now, out) {
+                    return self.saga_advance(now, out);
+                }
                 match timer {
                     Timer::CompensationRetry { step, attempt } => self.on_compensation_retry(&step, attempt),
                     Timer::CompensationTimeout { step, attempt } => {
@@ -394,8 +524,9 @@ impl Run {
                     Timer::StepTimeout { step, attempt } => {
                         if let Some(i) = self.index(&step)
                             && self.insts[i].state.is_running(attempt)
+                            && self.is_task(i)
                         {
-                            self.running -= 1;
+                            self.running.release();
                             let error = ToolError::new("timed out while the saga waited").with_code(codes::TIMEOUT);
                             self.insts[i].state.end_attempt(None, None, now, Err(error));
                             self.insts[i].state.cancel("the saga gave it up");
@@ -421,13 +552,45 @@ impl Run {
     }
 
     fn schedule(&mut self, out: &mut Vec<Effect>, timer: Timer, after: Duration, now: Millis) {
-        self.timers.push((timer.clone(), now.saturating_add(after.as_millis() as Millis)));
+        self.timers.push((timer.clone(), now.saturating_add(millis(after))));
         out.push(Effect::Schedule { timer, after });
     }
 
     fn fired(&mut self, timer: &Timer) {
         if let Some(i) = self.timers.iter().position(|(t, _)| t == timer) {
             self.timers.remove(i);
+        }
+    }
+
+    /// Whether a timer input is one the run armed and is due at `now`; if so it is no
+    /// longer armed. Otherwise the input is ignored (an early one is armed again for the
+    /// time left), so no forged timer ends a `wait`, a signal's wait or a step before its
+    /// time.
+    fn take_timer(&mut self, timer: &Timer, now: Millis, out: &mut Vec<Effect>) -> bool {
+        let armed = match self.timers.iter().find(|(t, _)| t == timer) {
+            None => Armed::Not,
+            Some((_, deadline)) if *deadline > now => Armed::Early(Duration::from_millis(deadline - now)),
+            Some(_) => Armed::Due,
+        };
+        let what = || Input::Timer { timer: timer.clone() }.describe();
+        match armed {
+            Armed::Due => {
+                self.fired(timer);
+                true
+            }
+            Armed::Not => {
+                out.push(Effect::Ignored(Ignored::stale(
+                    what(),
+                    "not armed (it fired before, or what it timed ended)",
+                )));
+                false
+            }
+            Armed::Early(left) => {
+                let reason = format!("due in {} ms: armed again for then", left.as_millis());
+                out.push(Effect::Ignored(Ignored::stale(what(), reason)));
+                out.push(Effect::Schedule { timer: timer.clone(), after: left });
+                false
+            }
         }
     }
 
@@ -480,9 +643,9 @@ impl Run {
         self.status = status;
         self.timers.clear();
         self.finished_ms = Some(now);
-        if self.running > 0 {
+        if self.running.any() {
             out.push(Effect::Cancel(CancelTask { run_id: self.id, step_id: None, attempt: None }));
-            self.running = 0;
+            self.running.clear();
         }
         for i in 0..self.insts.len() {
             if self.insts[i].state.status == StepStatus::Running
@@ -539,12 +702,24 @@ enum Prepared {
     Ready(Value),
 }
 
-/// A number in `[0, 1)` fixed by the run, step and attempt, so jitter is reproducible.
+/// A number in `[0, 1)` fixed by the run, step and attempt, so jitter is reproducible:
+/// the top 53 bits of a UUID v5 (SHA-1, a specified algorithm, unlike `std`'s
+/// `DefaultHasher`, which may change between Rust releases and with it a replay's retry
+/// times).
 fn jitter_unit(run: Uuid, step: &str, attempt: u32) -> f64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (run, step, attempt).hash(&mut h);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    let hash = Uuid::new_v5(&run, format!("jitter/{step}#{attempt}").as_bytes()).as_u128();
+    (hash >> 75) as f64 / (1u64 << 53) as f64
+}
+
+/// A duration in ms, saturating (a definition may ask for centuries).
+fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// How a result reads in a log line.
+fn describe_result(r: &TaskResult) -> String {
+    let kind = if r.compensation { "compensation result" } else { "result" };
+    format!("{kind} of `{}` attempt {} from {}", r.step_id, r.attempt, r.worker)
 }
 
 /// The output a failed step hands on under `continue_on_error` (and a failed `for_each`
@@ -555,5 +730,7 @@ fn error_value(error: &ToolError) -> Value {
 
 #[cfg(test)]
 mod construct_tests;
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

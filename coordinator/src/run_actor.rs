@@ -125,7 +125,7 @@ impl Actor for RunActor {
             Some(Start::Resume) => {
                 let effects = state.run.resume(now_ms());
                 tracing::info!(run_id = %state.run.id(), status = ?state.run.status(), "resuming");
-                let (finished, follow_ups) = carry_out(&myself, state, effects).await;
+                let (finished, follow_ups) = carry_out(&myself, state, effects, None).await;
                 for input in follow_ups {
                     log_input(state, input).await;
                 }
@@ -157,7 +157,13 @@ impl Actor for RunActor {
                 state.applied += 1;
                 idle(state);
             }
-            RunMsg::Fired(timer) => log_input(state, Input::Timer { timer }).await,
+            RunMsg::Fired(timer) => {
+                // The firing instant makes the id unique: a timer the machine armed again
+                // (it came early) must not be dropped as a duplicate of its first firing.
+                let input = Input::Timer { timer };
+                let id = format!("timer:{}:{}:{}", state.run.id(), input_key(&input), now_ms());
+                append_input(state, input, id).await;
+            }
             RunMsg::Hibernate(reply) => {
                 if state.run.is_quiescent() {
                     let parked = Parked { run: state.run.clone(), spans: state.spans.clone() };
@@ -189,7 +195,8 @@ async fn apply(
     message: Option<Box<jetstream::Message>>,
 ) {
     let effects = state.run.apply(input, at);
-    let (finished, follow_ups) = carry_out(myself, state, effects).await;
+    let seq = message.as_deref().and_then(log::stored_at).map(|(seq, _)| seq);
+    let (finished, follow_ups) = carry_out(myself, state, effects, seq).await;
     for input in follow_ups {
         log_input(state, input).await;
     }
@@ -207,9 +214,18 @@ async fn apply(
 /// Writes an input to the run's log; it comes back through the partition and is applied
 /// then, like every other input.
 async fn log_input(state: &RunState, input: Input) {
-    let run_id = state.run.id();
-    let id = format!("input:{run_id}:{}", serde_json::to_string(&input).unwrap_or_default());
-    append_reliably(&state.nats, log::subject(state.partition, run_id), Entry::Input { input }, id).await;
+    let id = format!("input:{}:{}", state.run.id(), input_key(&input));
+    append_input(state, input, id).await;
+}
+
+async fn append_input(state: &RunState, input: Input, id: String) {
+    let subject = log::subject(state.partition, state.run.id());
+    append_reliably(&state.nats, subject, Entry::Input { input }, id).await;
+}
+
+/// An input's JSON, as the key of its message id.
+fn input_key(input: &Input) -> String {
+    serde_json::to_string(input).expect("inputs are plain data and always serialise")
 }
 
 /// Appends an entry to a run's log, retried each second in the background while the log
@@ -299,6 +315,18 @@ fn child_outcome(record: &RunRecord) -> (Option<serde_json::Value>, Option<ToolE
     (None, Some(ToolError::new(message).with_code(codes::CHILD_FAILED)))
 }
 
+/// Logs an input the machine did not apply, with the log sequence of its entry: at debug
+/// level when it is late or repeated (routine), as a warning when no honest participant
+/// sends such an input.
+pub(crate) fn report_ignored(run_id: uuid::Uuid, seq: Option<u64>, ignored: &crate::machine::Ignored) {
+    let (input, reason) = (&ignored.input, &ignored.reason);
+    if ignored.unexpected {
+        tracing::warn!(%run_id, seq, %input, %reason, "unexpected input ignored");
+    } else {
+        tracing::debug!(%run_id, seq, %input, %reason, "input ignored");
+    }
+}
+
 /// A child run ended: its parent's log hears how.
 async fn tell_parent(state: &RunState) {
     let Some(parent) = state.run.parent() else { return };
@@ -325,8 +353,14 @@ async fn end(myself: &ActorRef<RunMsg>, state: &RunState) {
 }
 
 /// Carries out effects in order; returns whether the run finished, and inputs that
-/// effects turned into (a dispatch refused becomes that attempt's failure).
-async fn carry_out(myself: &ActorRef<RunMsg>, state: &mut RunState, effects: Vec<Effect>) -> (bool, Vec<Input>) {
+/// effects turned into (a dispatch refused becomes that attempt's failure). `seq` is the
+/// log sequence of the entry whose input led to them.
+async fn carry_out(
+    myself: &ActorRef<RunMsg>,
+    state: &mut RunState,
+    effects: Vec<Effect>,
+    seq: Option<u64>,
+) -> (bool, Vec<Input>) {
     let mut follow_ups = Vec::new();
     let finished = effects.contains(&Effect::Finished);
     if finished {
@@ -383,6 +417,7 @@ async fn carry_out(myself: &ActorRef<RunMsg>, state: &mut RunState, effects: Vec
                 let (run, trace_id) = (&state.run, state.spans.trace_id().unwrap_or_default());
                 tracing::info!(run_id = %run.id(), workflow = %run.workflow(), status = ?run.status(), %trace_id, "run finished");
             }
+            Effect::Ignored(ignored) => report_ignored(state.run.id(), seq, &ignored),
         }
     }
     (finished, follow_ups)

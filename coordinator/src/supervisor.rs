@@ -23,11 +23,11 @@ use uuid::Uuid;
 use weft_shared::wire::{RunRecord, RunSummary, now_ms};
 
 use crate::log::{self, Creation, Decoded};
-use crate::machine::{Input, Run};
+use crate::machine::Run;
 use crate::nats::Nats;
 use crate::plans::Plans;
 use crate::run_actor::spans::RunSpans;
-use crate::run_actor::{Parked, RunActor, RunArgs, RunMsg, Start};
+use crate::run_actor::{Parked, RunActor, RunArgs, RunMsg, Start, report_ignored};
 
 /// How often the log is compacted.
 const COMPACT_EVERY: Duration = Duration::from_secs(1);
@@ -349,11 +349,19 @@ async fn claim(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, pa
     let (mut resumed, mut parked) = (0, 0);
     let now = now_ms();
     for (run_id, history) in histories {
-        let Some((creation, created)) = history.created else { continue };
-        let Some(mut run) = new_run(&mut state.plans, partition, run_id, &creation, created) else { continue };
-        run.apply(Input::Start, created);
-        for (input, at) in history.inputs {
-            run.apply(input, at);
+        for seq in &history.ignored_creations {
+            tracing::warn!(%run_id, seq, "a second creation of the run ignored: a run is created once");
+        }
+        let Some((creation, created)) = history.created else {
+            if !history.inputs.is_empty() {
+                tracing::warn!(%run_id, inputs = history.inputs.len(), "inputs for a run never created ignored");
+            }
+            continue;
+        };
+        let Some(run) = new_run(&mut state.plans, partition, run_id, &creation, created) else { continue };
+        let (run, ignored) = run.replay(created, history.inputs);
+        for (seq, ignored) in &ignored {
+            report_ignored(run_id, Some(*seq), ignored);
         }
         let spans = RunSpans::new(creation.trace.as_deref());
         let first_seq = history.first_seq;
@@ -457,6 +465,7 @@ async fn route(
         }
         (Decoded::Created(creation), Some(run_id)) => {
             if state.runs.contains_key(&run_id) {
+                tracing::warn!(%run_id, seq, "a second creation of the run ignored: a run is created once");
                 let _ = message.ack().await;
                 return;
             }

@@ -370,7 +370,8 @@ impl RetryPolicy {
         let raw = self.backoff.as_secs_f64() * self.multiplier.powi(exponent);
         let capped = raw.min(self.max_backoff.as_secs_f64());
         let jittered = capped * (1.0 - self.jitter * unit.clamp(0.0, 1.0));
-        Duration::from_secs_f64(jittered.max(0.0))
+        // Saturating: a definition may ask for a backoff of centuries.
+        Duration::try_from_secs_f64(jittered.max(0.0)).unwrap_or(Duration::MAX)
     }
 }
 
@@ -456,5 +457,8 @@ mod tests {
         assert!(!p.should_retry(3, None));
         let strict = RetryPolicy { non_retryable: ["INVALID".to_owned()].into(), ..p };
         assert!(!strict.should_retry(1, Some("INVALID")));
+        // A cap of centuries and a huge multiplier saturate instead of overflowing.
+        let huge = RetryPolicy { max_backoff: Duration::MAX, multiplier: 1e300, ..RetryPolicy::standard() };
+        assert_eq!(huge.delay(u32::MAX, 0.0), Duration::MAX);
     }
 }

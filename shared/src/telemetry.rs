@@ -49,7 +49,9 @@ pub fn init(service: &str, json: bool) -> Telemetry {
     let provider = tracing_enabled().then(|| build_provider(service)).flatten();
     let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("weft")));
     let base = tracing_subscriber::registry().with(filter).with(otel);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: a log file or a pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     // An error means a subscriber is already set (tests embedding a service): keep it.
     let _ = if json { base.with(fmt.json()).try_init() } else { base.with(fmt).try_init() };
     Telemetry { provider }

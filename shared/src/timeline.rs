@@ -136,25 +136,41 @@ pub fn table(record: &RunRecord) -> String {
     out
 }
 
-/// The attempts as a Gantt chart `width` columns wide.
+/// The attempts as a Gantt chart `width` columns wide, on an axis as long as the run (so
+/// far, while it runs). Times outside the run (a worker's clock that is off) are drawn at
+/// its edges; an attempt without an end is drawn to the end of the axis, lighter.
 pub fn gantt(record: &RunRecord, width: usize) -> String {
+    let width = width.max(1);
     let rows = rows(record);
-    let end = rows.iter().filter_map(|r| r.end.or(r.start)).max().unwrap_or(0).max(1);
+    let known_end = rows.iter().filter_map(|r| r.end.or(r.start)).max().unwrap_or(0);
+    let end = record.finished_ms.map_or(known_end, |f| f.saturating_sub(record.created_ms)).max(1);
+    // Column of a time on the axis, in u128 so no time can overflow the product.
+    let column = |t: Millis, round_up: bool| -> usize {
+        let t = u128::from(t.min(end));
+        let scaled = t * width as u128;
+        let c = if round_up { scaled.div_ceil(u128::from(end)) } else { scaled / u128::from(end) };
+        usize::try_from(c).unwrap_or(width).min(width)
+    };
     let label = rows.iter().map(|r| r.step.chars().count() + 4).max().unwrap_or(4);
     let mut out = String::new();
     for r in &rows {
-        let (Some(s), Some(e)) = (r.start, r.end.or(r.start)) else { continue };
-        let from = ((s as usize * width) / end as usize).min(width.saturating_sub(1));
-        let to = ((e as usize * width).div_ceil(end as usize)).max(from + 1).min(width);
-        let bar = if r.status == "completed" { '█' } else { '░' };
+        let Some(s) = r.start else { continue };
+        let e = r.end.unwrap_or(end).max(s);
+        let from = column(s, false).min(width - 1);
+        let to = column(e, true).max(from + 1).min(width);
+        let bar = match (r.status.as_str(), r.end) {
+            ("completed", _) => '█',
+            (_, None) => '▒',
+            _ => '░',
+        };
         let name = if r.attempt > 1 { format!("{} #{}", r.step, r.attempt) } else { r.step.clone() };
+        let took = r.end.map_or_else(|| "-".to_owned(), |e| format!("{}ms", e.saturating_sub(s)));
         let _ = writeln!(
             out,
-            "{name:<label$} |{}{}{}| {}ms",
+            "{name:<label$} |{}{}{}| {took}",
             " ".repeat(from),
             bar.to_string().repeat(to - from),
             " ".repeat(width - to),
-            e.saturating_sub(s)
         );
     }
     let _ = writeln!(out, "{:<label$} 0{:>w$}", "", format!("{end}ms"), w = width + 1);
@@ -204,7 +220,7 @@ pub fn summary(record: &RunRecord, now: Millis) -> Summary {
                 e.0 += 1;
                 e.1 += usize::from(!a.ok);
                 if let (Some(st), Some(f)) = (a.started_ms.or(Some(a.dispatched_ms)), a.finished_ms) {
-                    e.2 += f.saturating_sub(st);
+                    e.2 = e.2.saturating_add(f.saturating_sub(st));
                 }
             }
         }
@@ -310,6 +326,21 @@ mod tests {
         let g = gantt(&record(), 30);
         assert!(g.contains("a #2"), "{g}");
         assert!(g.lines().count() >= 3, "{g}");
+    }
+
+    #[test]
+    fn times_from_outside_cannot_overflow_or_stretch_the_chart() {
+        for (start, end) in [(u64::MAX, u64::MAX), (0, u64::MAX), (0, 0), (999, 5)] {
+            let mut r = record();
+            let a = &mut r.steps.get_mut("a").expect("step a").attempts[1];
+            (a.started_ms, a.finished_ms) = (Some(start), Some(end));
+            let chart = gantt(&r, 40);
+            assert!(chart.lines().all(|l| l.chars().count() < 120), "{chart}");
+            assert!(chart.ends_with("400ms\n"), "the axis is the run's 400 ms: {chart}");
+            let s = summary(&r, u64::MAX);
+            assert!(s.total_ms <= 400, "{s:?}");
+            let _ = table(&r);
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod nats_server;
 pub mod otlp;
 pub mod process;
+pub mod wait;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

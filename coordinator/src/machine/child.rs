@@ -14,7 +14,7 @@ use uuid::Uuid;
 use weft_shared::plan::Kind;
 use weft_shared::wire::{Millis, RunStatus, StepStatus, ToolError};
 
-use super::{Effect, Run, Timer};
+use super::{Effect, Ignored, Input, Run, Timer};
 
 /// Where a child run reports its end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,9 +104,22 @@ impl Run {
     }
 
     pub(super) fn on_child(&mut self, r: ChildResult, now: Millis, out: &mut Vec<Effect>) {
-        let Some(i) = self.index(&r.step) else { return };
-        if !self.insts[i].state.is_running(r.attempt) || self.running_child(i) != Some(r.child_id) {
-            return; // an earlier attempt's child, or a repeat
+        let what = || Input::Child { result: r.clone() }.describe();
+        let Some(i) = self.index(&r.step) else {
+            let ignored = Ignored::unexpected(what(), "the run has no step instance of that path");
+            return out.push(Effect::Ignored(ignored));
+        };
+        if !matches!(self.def(i).kind, Kind::SubWorkflow { .. })
+            || r.attempt == 0
+            || r.attempt > self.insts[i].state.attempt
+        {
+            let ignored = Ignored::unexpected(what(), "no such child run was started");
+            return out.push(Effect::Ignored(ignored));
+        }
+        if self.running_child(i) != Some(r.child_id) {
+            // An earlier attempt's child, or a repeat.
+            let ignored = Ignored::stale(what(), "the step no longer waits for that child");
+            return out.push(Effect::Ignored(ignored));
         }
         self.fired(&Timer::StepTimeout { step: r.step.clone(), attempt: r.attempt });
         let worker = format!("run {}", r.child_id);

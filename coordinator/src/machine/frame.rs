@@ -169,7 +169,7 @@ impl Run {
                         step_id: Some(self.insts[i].path.clone()),
                         attempt: Some(attempt),
                     }));
-                    self.running -= 1;
+                    self.running.release();
                 }
                 Kind::SubWorkflow { .. } => {
                     if let Some(child_id) = self.running_child(i) {

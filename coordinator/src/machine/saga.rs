@@ -17,8 +17,8 @@ use weft_shared::wire::{
     CancelTask, EventKind, Millis, Outcome, RunStatus, StepStatus, Task, TaskResult, ToolError, codes,
 };
 
-use super::step::{Compensating, end_attempt, new_attempt};
-use super::{Effect, Run, Timer, jitter_unit};
+use super::step::{Compensating, end_attempt, end_reported, new_attempt};
+use super::{Effect, Ignored, Run, Timer, describe_result, jitter_unit, millis};
 
 /// How long running steps have to answer a cancel before the saga goes on without them.
 pub const DRAIN: Duration = Duration::from_secs(30);
@@ -55,7 +55,7 @@ impl Run {
         self.timers.retain(|(t, _)| {
             !matches!(t, Timer::Retry { .. } | Timer::RunTimeout | Timer::WaitOver { .. } | Timer::SignalTimeout { .. })
         });
-        if self.running > 0 {
+        if self.running.any() {
             out.push(Effect::Cancel(CancelTask { run_id: self.id, step_id: None, attempt: None }));
             self.schedule(out, Timer::Drain, DRAIN, now);
         }
@@ -64,20 +64,20 @@ impl Run {
 
     /// A step that was running when the saga began answered.
     pub(super) fn on_drained_result(&mut self, r: TaskResult, now: Millis, out: &mut Vec<Effect>) {
-        let Some(i) = self.index(&r.step_id) else { return };
-        if !self.insts[i].state.is_running(r.attempt) {
-            return;
-        }
-        self.running -= 1;
+        let i = match self.awaited(&r) {
+            Ok(i) => i,
+            Err(ignored) => return out.push(Effect::Ignored(ignored)),
+        };
+        self.running.release();
         self.fired(&Timer::StepTimeout { step: r.step_id.clone(), attempt: r.attempt });
         let state = &mut self.insts[i].state;
         match r.outcome {
             Outcome::Ok(output) => {
-                state.end_attempt(Some(r.worker.clone()), Some(r.started_ms), r.finished_ms, Ok(()));
+                state.end_reported(r.worker.clone(), (r.started_ms, r.finished_ms), now, Ok(()));
                 self.complete_inst(i, output, r.worker, now, out);
             }
             Outcome::Err(error) => {
-                state.end_attempt(Some(r.worker), Some(r.started_ms), r.finished_ms, Err(error));
+                state.end_reported(r.worker, (r.started_ms, r.finished_ms), now, Err(error));
                 state.cancel("the run is compensating");
             }
         }
@@ -98,13 +98,13 @@ impl Run {
                 self.timers.retain(|(t, _)| !matches!(t, Timer::StepTimeout { step: s2, .. } if s2 == step));
             }
         }
-        self.running = 0;
+        self.running.clear();
     }
 
     /// Moves the saga on: dispatch the next compensation, or finish.
     pub(super) fn saga_advance(&mut self, now: Millis, out: &mut Vec<Effect>) {
         let Some(saga) = &self.saga else { return };
-        if self.running > 0 && !saga.drained {
+        if self.running.any() && !saga.drained {
             return; // still waiting for cancelled steps to answer
         }
         if saga.queue.is_none() {
@@ -152,7 +152,7 @@ impl Run {
             tool: spec.tool.clone(),
             params: c.params.clone().unwrap_or_default(),
             idempotency_key: format!("{}/{}/compensate", self.id, inst.path),
-            timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
+            timeout_ms: spec.timeout.map(millis),
             compensation: true,
             reply_to: self.reply_to.clone(),
         })
@@ -189,21 +189,33 @@ impl Run {
 
     /// A worker answered a compensation.
     pub(super) fn on_compensation_result(&mut self, r: TaskResult, now: Millis, out: &mut Vec<Effect>) {
-        let Some(i) = self.index(&r.step_id) else { return };
-        let Some(c) = self.insts[i].state.compensation.as_mut() else { return };
+        let what = || describe_result(&r);
+        let Some(i) = self.index(&r.step_id) else {
+            let ignored = Ignored::unexpected(what(), "the run has no step instance of that path");
+            return out.push(Effect::Ignored(ignored));
+        };
+        let Some(c) = self.insts[i].state.compensation.as_ref() else {
+            let ignored = Ignored::unexpected(what(), "the step is not being compensated");
+            return out.push(Effect::Ignored(ignored));
+        };
+        if r.attempt == 0 || r.attempt > c.attempt {
+            let reason = format!("that attempt was never dispatched (the last one is {})", c.attempt);
+            return out.push(Effect::Ignored(Ignored::unexpected(what(), reason)));
+        }
         if !c.is_running(r.attempt) {
-            return;
+            return out.push(Effect::Ignored(Ignored::stale(what(), "that attempt is no longer in flight")));
         }
         self.fired(&Timer::CompensationTimeout { step: r.step_id.clone(), attempt: r.attempt });
         let Some(c) = self.insts[i].state.compensation.as_mut() else { return };
         match r.outcome {
             Outcome::Ok(_) => {
-                end_attempt(&mut c.attempts, Some(r.worker), Some(r.started_ms), r.finished_ms, Ok(()));
+                end_reported(&mut c.attempts, r.worker, (r.started_ms, r.finished_ms), now, Ok(()));
                 c.status = StepStatus::Completed;
                 self.emit(out, now, EventKind::CompensationCompleted { step_id: r.step_id });
             }
             Outcome::Err(error) => {
-                end_attempt(&mut c.attempts, Some(r.worker), Some(r.started_ms), r.finished_ms, Err(error.clone()));
+                let times = (r.started_ms, r.finished_ms);
+                end_reported(&mut c.attempts, r.worker, times, now, Err(error.clone()));
                 self.compensation_attempt_failed(i, error, now, out);
             }
         }

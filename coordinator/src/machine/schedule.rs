@@ -12,7 +12,7 @@ use weft_shared::wire::{
 };
 
 use super::frame::FrameState;
-use super::{Effect, Prepared, Run, Timer, error_value, jitter_unit, step};
+use super::{Effect, Ignored, Prepared, Run, Timer, describe_result, error_value, jitter_unit, millis, step};
 
 /// How a step is started once ready.
 enum Start {
@@ -41,7 +41,37 @@ impl Run {
     }
 
     fn has_slot(&self) -> bool {
-        self.plan.max_parallel.is_none_or(|m| self.running < m as usize)
+        self.plan.max_parallel.is_none_or(|m| self.running.count() < m as usize)
+    }
+
+    /// Whether instance `i` is a tool call (the only steps that run as tasks).
+    pub(super) fn is_task(&self, i: usize) -> bool {
+        matches!(self.def(i).kind, Kind::Task { .. })
+    }
+
+    /// The instance whose attempt in flight a worker's result answers; otherwise why the
+    /// result is not applied. Only an attempt of a tool step that was dispatched as a
+    /// task and has not ended takes a result: a `wait`, a `signal`, a construct or a
+    /// `workflow` step never does, whatever the log says.
+    pub(super) fn awaited(&self, r: &TaskResult) -> Result<usize, Ignored> {
+        let what = || describe_result(r);
+        let Some(i) = self.index(&r.step_id) else {
+            return Err(Ignored::unexpected(what(), "the run has no step instance of that path"));
+        };
+        if !self.is_task(i) {
+            let reason = "the step is not a tool call: no task was ever dispatched for it";
+            return Err(Ignored::unexpected(what(), reason));
+        }
+        let state = &self.insts[i].state;
+        if r.attempt == 0 || r.attempt > state.attempt {
+            let reason = format!("that attempt was never dispatched (the last one is {})", state.attempt);
+            return Err(Ignored::unexpected(what(), reason));
+        }
+        if !state.is_running(r.attempt) {
+            let reason = format!("that attempt is no longer in flight (the step is {:?})", state.status);
+            return Err(Ignored::stale(what(), reason.to_lowercase()));
+        }
+        Ok(i)
     }
 
     /// Dispatches, skips or fails every pending step of frame `f` that can move.
@@ -179,7 +209,7 @@ impl Run {
             tool: tool.clone(),
             params: inst.state.params.clone().unwrap_or(Value::Null),
             idempotency_key: format!("{}/{}", self.id, inst.path),
-            timeout_ms: step.timeout.map(|t| t.as_millis() as u64),
+            timeout_ms: step.timeout.map(millis),
             compensation: false,
             reply_to: self.reply_to.clone(),
         })
@@ -203,7 +233,7 @@ impl Run {
     fn dispatch(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
         let mut started = Vec::new();
         self.begin_attempt(i, now, &mut started);
-        self.running += 1;
+        self.running.add();
         if let Some(task) = self.task(i) {
             out.push(Effect::Dispatch(task));
         }
@@ -211,20 +241,23 @@ impl Run {
     }
 
     pub(super) fn on_result(&mut self, r: TaskResult, now: Millis, out: &mut Vec<Effect>) {
-        let Some(i) = self.index(&r.step_id) else { return };
-        if r.compensation || !self.insts[i].state.is_running(r.attempt) {
-            return; // late, duplicated, timed out or cancelled: applied at most once
-        }
-        self.running -= 1;
+        // Late, duplicated, timed out, cancelled or never asked for: applied at most once,
+        // and only to what it answers.
+        let i = match self.awaited(&r) {
+            Ok(i) => i,
+            Err(ignored) => return out.push(Effect::Ignored(ignored)),
+        };
+        self.running.release();
         self.fired(&Timer::StepTimeout { step: r.step_id.clone(), attempt: r.attempt });
         match r.outcome {
             Outcome::Ok(output) => {
-                self.insts[i].state.end_attempt(Some(r.worker.clone()), Some(r.started_ms), r.finished_ms, Ok(()));
+                let times = (r.started_ms, r.finished_ms);
+                self.insts[i].state.end_reported(r.worker.clone(), times, now, Ok(()));
                 self.complete_inst(i, output, r.worker, now, out);
             }
             Outcome::Err(error) => {
-                let worker = Some(r.worker);
-                self.insts[i].state.end_attempt(worker, Some(r.started_ms), r.finished_ms, Err(error.clone()));
+                let times = (r.started_ms, r.finished_ms);
+                self.insts[i].state.end_reported(r.worker, times, now, Err(error.clone()));
                 self.on_failure(i, error, now, out);
             }
         }
@@ -244,7 +277,7 @@ impl Run {
                     step_id: Some(path.to_owned()),
                     attempt: Some(attempt),
                 }));
-                self.running -= 1;
+                self.running.release();
             }
             Kind::SubWorkflow { .. } => {
                 if let Some(child_id) = self.running_child(i) {
@@ -279,12 +312,7 @@ impl Run {
             self.emit(
                 out,
                 now,
-                EventKind::StepRetrying {
-                    step_id: path,
-                    attempt,
-                    delay_ms: delay.as_millis() as u64,
-                    error: error.to_string(),
-                },
+                EventKind::StepRetrying { step_id: path, attempt, delay_ms: millis(delay), error: error.to_string() },
             );
             return;
         }

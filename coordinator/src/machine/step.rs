@@ -77,6 +77,23 @@ pub fn end_attempt(
     }
 }
 
+/// Records how the last of `attempts` ended, as worker `worker` reported at `now` (when
+/// the result was logged). The worker's times are clamped into what the coordinator knows:
+/// a tool cannot start before its dispatch, nor end before it started or after its result
+/// was logged; so a clock that is off, or a forged `u64::MAX`, cannot bend the timeline.
+pub fn end_reported(
+    attempts: &mut [Attempt],
+    worker: String,
+    (started_ms, finished_ms): (Millis, Millis),
+    now: Millis,
+    outcome: Result<(), ToolError>,
+) {
+    let dispatched = attempts.last().map_or(now, |a| a.dispatched_ms).min(now);
+    let started = started_ms.clamp(dispatched, now);
+    let finished = finished_ms.clamp(started, now);
+    end_attempt(attempts, Some(worker), Some(started), finished, outcome);
+}
+
 /// A new attempt, dispatched at `now`.
 pub fn new_attempt(attempt: u32, now: Millis) -> Attempt {
     Attempt { attempt, dispatched_ms: now, worker: None, started_ms: None, finished_ms: None, error: None, ok: false }
@@ -118,6 +135,17 @@ impl StepState {
         outcome: Result<(), ToolError>,
     ) {
         end_attempt(&mut self.attempts, worker, started_ms, finished_ms, outcome);
+    }
+
+    /// Records how the current attempt ended, as a worker reported it (see [`end_reported`]).
+    pub fn end_reported(
+        &mut self,
+        worker: String,
+        times: (Millis, Millis),
+        now: Millis,
+        outcome: Result<(), ToolError>,
+    ) {
+        end_reported(&mut self.attempts, worker, times, now, outcome);
     }
 
     /// The step produced `output`, as the `order`-th completion of the run.

@@ -48,6 +48,11 @@ pub(super) fn err(task: &Task, error: ToolError) -> Input {
     answer(task, Outcome::Err(error))
 }
 
+/// Whether the effects do nothing but report an ignored input.
+pub(super) fn only_ignored(effects: &[Effect]) -> bool {
+    !effects.is_empty() && effects.iter().all(|e| matches!(e, Effect::Ignored(_)))
+}
+
 pub(super) fn take(tasks: &[Task], id: &str) -> Task {
     tasks.iter().find(|t| t.step_id == id).cloned().expect("dispatched")
 }
@@ -205,7 +210,7 @@ fn timeouts_cancel_the_attempt_and_ignore_its_late_result() {
         attempt: Some(1)
     })));
     // The first attempt answers late: ignored.
-    assert!(r.apply(ok(&t[0], json!("late")), 1001).is_empty());
+    assert!(only_ignored(&r.apply(ok(&t[0], json!("late")), 1001)));
     let t2 = dispatched(&r.apply(Input::Timer { timer: Timer::Retry { step: "slow".into(), attempt: 1 } }, 1010));
     assert_eq!(t2[0].attempt, 2);
     let effects = r.apply(Input::Timer { timer: Timer::StepTimeout { step: "slow".into(), attempt: 2 } }, 2010);
@@ -224,7 +229,7 @@ fn results_apply_once() {
     let t = dispatched(&r.apply(Input::Start, 0));
     let first = r.apply(ok(&t[0], json!(1)), 1);
     assert_eq!(ids(&dispatched(&first)), ["b"]);
-    assert!(r.apply(ok(&t[0], json!(2)), 2).is_empty(), "a duplicate result changes nothing");
+    assert!(only_ignored(&r.apply(ok(&t[0], json!(2)), 2)), "a duplicate result changes nothing");
     assert_eq!(r.record().steps["a"].output, Some(json!(1)));
 }
 
@@ -276,7 +281,7 @@ fn policy_fail_cancels_the_rest() {
     let effects = r.apply(err(&take(&t, "bad"), ToolError::new("x")), 1);
     assert!(effects.contains(&Effect::Cancel(CancelTask { run_id: Uuid::nil(), step_id: None, attempt: None })));
     assert_eq!(r.record().steps["long"].status, StepStatus::Cancelled);
-    assert!(r.apply(ok(&take(&t, "long"), json!(1)), 2).is_empty(), "nothing moves after the end");
+    assert!(only_ignored(&r.apply(ok(&take(&t, "long"), json!(1)), 2)), "nothing moves after the end");
 }
 
 #[test]
@@ -586,4 +591,37 @@ fn a_run_is_quiescent_only_while_it_waits_for_outside_input() {
     r.apply(ok(&t[0], json!({})), 6);
     assert_eq!(r.status(), RunStatus::Completed);
     assert!(!r.is_quiescent(), "over");
+}
+
+#[test]
+fn jitter_is_pinned_so_a_new_toolchain_replays_the_same_retry_times() {
+    let run: Uuid = "0193c8a0-0000-7000-8000-000000000000".parse().expect("uuid");
+    let units: Vec<f64> = [("charge", 1), ("charge", 2), ("pages[3].ocr", 1)]
+        .iter()
+        .map(|(step, attempt)| jitter_unit(run, step, *attempt))
+        .collect();
+    // SHA-1 (UUID v5) of the run, step and attempt: these values never change.
+    assert_eq!(units, [0.635086392713338, 0.8296906678250633, 0.03379792506299262]);
+}
+
+#[test]
+fn a_worker_s_times_are_kept_within_what_the_coordinator_knows() {
+    for (started, finished, logged_at) in
+        [(u64::MAX, u64::MAX, 50), (0, u64::MAX, 50), (0, 0, 50), (40, 20, 50), (9, 9, 3)]
+    {
+        let mut r = run(json!({"name": "t", "steps": [{"id": "a", "tool": "t"}]}), Value::Null);
+        let t = dispatched(&r.apply(Input::Start, 10));
+        let mut result = ok(&t[0], json!(1));
+        if let Input::Result { result } = &mut result {
+            (result.started_ms, result.finished_ms) = (started, finished);
+        }
+        r.apply(result, logged_at);
+        let record = r.record();
+        let a = &record.steps["a"].attempts[0];
+        let (s, f) = (a.started_ms.expect("start"), a.finished_ms.expect("end"));
+        let floor = a.dispatched_ms.min(logged_at);
+        assert!(floor <= s && s <= f && f <= logged_at, "{started} {finished} at {logged_at}: {a:?}");
+        let _ = weft_shared::timeline::gantt(&record, 30);
+        let _ = weft_shared::timeline::summary_text(&record, 0);
+    }
 }

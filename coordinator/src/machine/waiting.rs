@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use weft_shared::plan::{Kind, WaitFor};
 use weft_shared::wire::{EventKind, Millis, StepStatus, ToolError, codes};
 
-use super::{Effect, Run, Timer};
+use super::{Effect, Ignored, Run, Timer};
 
 impl Run {
     /// Starts a waiting step: arms its timer, or completes it at once with a signal that
@@ -49,6 +49,16 @@ impl Run {
     /// A signal arrived: the first step waiting for it takes it, or it is kept for the
     /// step that will.
     pub(super) fn on_signal(&mut self, name: String, data: Value, now: Millis, out: &mut Vec<Effect>) {
+        let what = || format!("signal `{name}`");
+        if !self.plan.all_steps().iter().any(|s| matches!(&s.kind, Kind::Signal { name: n, .. } if *n == name)) {
+            let ignored = Ignored::unexpected(what(), "no `signal` step of the workflow waits for that name");
+            return out.push(Effect::Ignored(ignored));
+        }
+        if self.signals.contains_key(&name) {
+            // The first one is kept for the step that will take it, not overwritten.
+            let ignored = Ignored::stale(what(), "one of that name already waits for its step");
+            return out.push(Effect::Ignored(ignored));
+        }
         self.emit(out, now, EventKind::SignalReceived { name: name.clone() });
         let waiting = (0..self.insts.len()).find(|&i| {
             self.insts[i].state.status == StepStatus::Running

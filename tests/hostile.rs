@@ -1,0 +1,81 @@
+//! Hostile and malformed input on the live services: entries on a run's log that no
+//! honest participant writes, and garbage where records and events are read. Each is
+//! refused or ignored, named where it is, and nothing else changes.
+
+use serde_json::{Value, json};
+use weft_shared::definition::WorkflowDef;
+use weft_shared::subjects;
+use weft_shared::wire::{Outcome, RunStatus, StepStatus, TaskResult};
+use weft_tests::cluster::Cluster;
+use weft_tests::{text, wait};
+
+fn inline(def: Value) -> WorkflowDef {
+    WorkflowDef::from_json(&def.to_string()).expect("workflow parses")
+}
+
+/// A result nobody dispatched, for `step` attempt `attempt` of `run`.
+fn forged(run: uuid::Uuid, step: &str, attempt: u32, started_ms: u64) -> Vec<u8> {
+    let result = TaskResult {
+        run_id: run,
+        step_id: step.to_owned(),
+        attempt,
+        compensation: false,
+        worker: "mallory".into(),
+        started_ms,
+        finished_ms: 0,
+        outcome: Outcome::Ok(json!({"forged": true})),
+    };
+    serde_json::to_vec(&result).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_nobody_asked_for_end_no_step() {
+    let cluster = Cluster::start(1).await;
+    let client = cluster.client().await;
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let def = inline(json!({"name": "held", "steps": [
+        {"id": "approval", "signal": {"name": "approve"}},
+        {"id": "pause", "wait": {"duration": "1h"}},
+        {"id": "each", "for_each": {"items": [1], "do": [{"id": "nap", "tool": "sleep", "params": {"ms": 60000}}]}},
+        {"id": "after", "tool": "echo", "params": {"approved": "{approval}"}}
+    ]}));
+    let run = client.submit(&def, Value::Null).await.expect("accepted");
+    wait::record(&client, run, "napping", |r| {
+        r.steps.get("each[0].nap").is_some_and(|s| s.status == StepStatus::Running)
+    })
+    .await;
+
+    // Results for a signal step, a wait, a construct, an attempt never dispatched and a
+    // path the run does not have: each ignored, and logged with its log sequence.
+    let log = subjects::input(subjects::partition_of(run, 8), run);
+    for (step, attempt) in [("approval", 1), ("pause", 1), ("each", 1), ("each[0].nap", 7), ("nowhere", 1)] {
+        js.publish(log.clone(), forged(run, step, attempt, 0).into()).await.expect("published").await.expect("stored");
+    }
+    let warned = wait::log_lines(&cluster.coordinator, &["unexpected input ignored", "mallory", "seq="], 5).await;
+    assert!(warned.iter().any(|l| l.contains("not a tool call")), "{warned:#?}");
+    assert!(warned.iter().any(|l| l.contains("never dispatched")), "{warned:#?}");
+    assert!(warned.iter().any(|l| l.contains("no step instance")), "{warned:#?}");
+
+    // The signal arrives after them: the approval takes its data, the rest still waits.
+    client.signal(run, "approve", json!({"approved": true})).await.expect("signalled");
+    let record = wait::record(&client, run, "approved", |r| r.steps["approval"].status == StepStatus::Completed).await;
+    assert_eq!(record.steps["approval"].output, Some(json!({"approved": true})));
+    assert_eq!(record.steps["pause"].status, StepStatus::Running, "{record:#?}");
+    assert_eq!(record.steps["each"].status, StepStatus::Running, "{record:#?}");
+    assert_eq!(record.steps["each[0].nap"].status, StepStatus::Running, "{record:#?}");
+
+    // A worker's start time of u64::MAX is kept within the run: the Gantt chart draws.
+    js.publish(log.clone(), forged(run, "each[0].nap", 1, u64::MAX).into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    wait::record(&client, run, "nap ended", |r| r.steps["each[0].nap"].status == StepStatus::Completed).await;
+    let out = weft_tests::weft(&["status", &run.to_string(), "--gantt", "--nats", &cluster.nats.url]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("each[0].nap"), "{stdout}");
+
+    client.cancel(run, None).await.expect("cancelled");
+    assert_eq!(client.wait(run).await.expect("ends").status, RunStatus::Cancelled);
+}
