@@ -79,3 +79,77 @@ async fn results_nobody_asked_for_end_no_step() {
     client.cancel(run, None).await.expect("cancelled");
     assert_eq!(client.wait(run).await.expect("ends").status, RunStatus::Cancelled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_created_once() {
+    // The run log forgets message ids after a second here, not two minutes: a second
+    // creation of a live run gets past JetStream's deduplication as a late resubmit would.
+    let nats = weft_tests::nats_server::NatsServer::start();
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.expect("connects"));
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: subjects::INPUTS_STREAM.into(),
+        subjects: vec![subjects::INPUTS_ALL.into()],
+        duplicate_window: std::time::Duration::from_secs(1),
+        allow_message_ttl: true,
+        ..Default::default()
+    })
+    .await
+    .expect("run log");
+    let mut cluster = Cluster::start_on(nats, 1, 1, weft_tests::cluster::FAST).await;
+    let client = cluster.client().await;
+
+    let first = inline(json!({"name": "first", "steps": [
+        {"id": "hold", "signal": {"name": "go"}},
+        {"id": "say", "tool": "echo", "params": {"n": "{input.n}", "go": "{hold}"}}
+    ], "output": "{say}"}));
+    let run = uuid::Uuid::now_v7();
+    client.submit_with_id(run, &first, json!({"n": 1})).await.expect("accepted");
+    let before = wait::record(&client, run, "waiting", |r| r.steps["hold"].status == StepStatus::Running).await;
+
+    // The API refuses the same id again, naming the run and its status.
+    let refused = client.submit_with_id(run, &first, json!({"n": 1})).await.expect_err("refused").to_string();
+    assert!(refused.contains(&run.to_string()) && refused.contains("running"), "{refused}");
+
+    // A second creation appended past the duplicate window, as anyone but the API could:
+    // ignored, and logged with its sequence.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let other = json!({"entry": "created", "definition": {"name": "other", "steps": [{"id": "x", "tool": "echo"}]},
+                       "input": {"n": 2, "late": 2}});
+    let log = subjects::input(subjects::partition_of(run, 8), run);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, format!("create:{run}").as_str());
+    let ack = js.publish_with_headers(log, headers, other.to_string().into()).await.expect("published");
+    let seq = ack.await.expect("stored past the window").sequence;
+    wait::log_lines(&cluster.coordinator, &["second creation", &format!("seq={seq}")], 1).await;
+    let same = |r: &weft_shared::wire::RunRecord| {
+        r.workflow == "first" && r.input == json!({"n": 1}) && r.created_ms == before.created_ms
+    };
+    assert!(same(&client.status(run).await.expect("status")), "the run changed");
+
+    // A new owner rebuilds it from the log: still the first creation.
+    cluster.crash_coordinator(weft_tests::cluster::FAST);
+    wait::log_lines(&cluster.coordinator, &["second creation", &format!("seq={seq}")], 1).await;
+    let after = wait::record(&client, run, "owned again", |r| r.steps["hold"].status == StepStatus::Running).await;
+    assert!(same(&after), "the run changed after a takeover: {after:#?}");
+    client.signal(run, "go", json!(true)).await.expect("signalled");
+    let done = client.wait(run).await.expect("ends");
+    assert_eq!(done.status, RunStatus::Completed, "{done:#?}");
+    assert_eq!(done.output, Some(json!({"n": 1, "go": true})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_record_is_reported_as_corrupt_never_as_absent() {
+    let cluster = Cluster::start(0).await;
+    let client = cluster.client().await;
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let runs = js.get_key_value(subjects::RUNS_BUCKET).await.expect("runs bucket");
+    let run = uuid::Uuid::now_v7();
+    runs.put(run.to_string(), "garbage".into()).await.expect("stored");
+
+    let def = inline(json!({"name": "w", "steps": [{"id": "hold", "signal": {"name": "go"}}]}));
+    let refused = client.submit_with_id(run, &def, Value::Null).await.expect_err("refused").to_string();
+    assert!(refused.contains("exists already") && refused.contains(&format!("weft_runs/{run}")), "{refused}");
+    let status = client.status(run).await.expect_err("corrupt");
+    assert!(status.to_string().contains("not a run record"), "{status}");
+    assert!(!status.is_not_found(), "{status}");
+}

@@ -22,7 +22,7 @@ use weft_shared::plan::{Kind, Plan};
 use weft_shared::subjects;
 use weft_shared::validate::{self, Code, Problem, Problems};
 use weft_shared::wire::{
-    Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, RunRecord, RunSummary, Submit, now_ms,
+    Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, RunRecord, RunStatus, RunSummary, Submit, now_ms,
 };
 
 use crate::log::{self, Entry};
@@ -244,27 +244,43 @@ impl Api {
             return Err(invalid(problems));
         }
         // Accepted means stored twice over: the record (for status) and the log entry
-        // (the run itself), both before the answer.
+        // (the run itself), both before the answer. The record is created only if the id
+        // names no run yet: a run is created once.
         let partition = log::partition_of(run_id, self.partitions);
         let record = Run::new(run_id, plan, submit.input.clone(), now_ms()).record();
-        let internal = |e: String| ApiError::new(ApiErrorCode::Internal, format!("the run could not be stored: {e}"));
-        if !self.nats.store_new(&record).await.map_err(|e| internal(e.to_string()))?
-            && self.nats.stored(run_id).await.is_none_or(|r| r.status.is_terminal())
-        {
-            // A repeated submit of a run that ended: the same run, not a new one. One that
-            // did not end appends its creation again below, in case the first submit
-            // stored the record and then failed (the entry's id makes a repeat harmless).
-            return Ok(run_id);
-        }
+        let Some(revision) = self.nats.store_new(&record).await? else {
+            return Err(self.taken(run_id).await);
+        };
         let trace = weft_shared::telemetry::traceparent(&tracing::Span::current());
         tracing::Span::current().record("weft.workflow", name.as_str());
         tracing::Span::current().record("weft.run_id", tracing::field::display(run_id));
         let entry =
             Entry::Created { definition: Box::new(submit.definition), input: submit.input, trace, parent: None };
-        log::append(&self.nats.js, log::subject(partition, run_id), &entry, &format!("create:{run_id}"))
-            .await
-            .map_err(internal)?;
+        if let Err(e) =
+            log::append(&self.nats.js, log::subject(partition, run_id), &entry, &format!("create:{run_id}")).await
+        {
+            // Not accepted: the record goes, so the id can be submitted again.
+            if let Err(undo) = self.nats.unstore(run_id, revision).await {
+                tracing::warn!(%run_id, error = %undo, "the record of a run that was not created stays");
+            }
+            return Err(ApiError::new(ApiErrorCode::Unavailable, format!("the run could not be stored: {e}")));
+        }
         Ok(run_id)
+    }
+
+    /// Why a submit of `run_id` is refused when a record of that id exists.
+    async fn taken(&self, run_id: Uuid) -> ApiError {
+        let why = match self.nats.stored(run_id).await {
+            Ok(Some(record)) => format!("is {} (workflow `{}`)", status_name(record.status), record.workflow),
+            Ok(None) => "was removed a moment ago".to_owned(),
+            Err(e) => format!("has a record that cannot be read: {e}"),
+        };
+        ApiError::new(
+            ApiErrorCode::Conflict,
+            format!(
+                "run {run_id} exists already and {why}: a run id names one run; submit without an id for a new one"
+            ),
+        )
     }
 
     /// Sub-workflows that are not registered are refused at submit, not discovered mid-run.
@@ -332,7 +348,7 @@ impl Api {
         {
             return Ok(record);
         }
-        let stored = self.nats.stored(run_id).await.ok_or_else(|| not_found(run_id))?;
+        let stored = self.nats.stored(run_id).await?.ok_or_else(|| not_found(run_id))?;
         if stored.status.is_terminal() {
             return Ok(stored);
         }
@@ -369,8 +385,10 @@ impl Api {
             if runs.iter().any(|r| r.run_id == id) {
                 continue;
             }
-            if let Some(record) = self.nats.stored(id).await {
-                runs.push(record.summary());
+            match self.nats.stored(id).await {
+                Ok(Some(record)) => runs.push(record.summary()),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(run_id = %id, error = %e, "a record left out of the list"),
             }
         }
         runs.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(b.run_id.cmp(&a.run_id)));
@@ -389,7 +407,7 @@ impl Api {
         if record.status.is_terminal() {
             return Err(ApiError::new(
                 ApiErrorCode::Conflict,
-                format!("run {run_id} already ended ({})", serde_json::to_value(record.status).unwrap_or_default()),
+                format!("run {run_id} already ended ({})", status_name(record.status)),
             ));
         }
         let partition = log::partition_of(run_id, self.partitions);
@@ -412,6 +430,14 @@ fn read_request(payload: &[u8]) -> Result<ApiRequest, serde_json::Error> {
         return Ok(ApiRequest::Submit(Box::new(submit)));
     }
     serde_json::from_slice(payload)
+}
+
+/// A status as it is spelled on the wire (`timed_out`).
+fn status_name(status: RunStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{status:?}"))
 }
 
 fn not_found(run_id: Uuid) -> ApiError {

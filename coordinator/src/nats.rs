@@ -146,19 +146,78 @@ impl Nats {
         Err(PublishError { subject: format!("{}.{key}", subjects::RUNS_BUCKET), message: last })
     }
 
-    /// Stores a run record unless one is stored already; returns whether it stored it.
-    pub async fn store_new(&self, record: &RunRecord) -> Result<bool, PublishError> {
+    /// Stores a run record unless the key holds one already (readable or not); returns
+    /// its revision, or `None` if a record was there.
+    pub async fn store_new(&self, record: &RunRecord) -> Result<Option<u64>, StoreError> {
         let key = record.run_id.to_string();
         match self.infra.runs.create(&key, self.record_json(record)).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(PublishError { subject: format!("{}.{key}", subjects::RUNS_BUCKET), message: e.to_string() }),
+            Ok(revision) => Ok(Some(revision)),
+            Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(StoreError::Unavailable { key: runs_key(&key), message: e.to_string() }),
         }
     }
 
-    /// A stored run record.
-    pub async fn stored(&self, run_id: uuid::Uuid) -> Option<RunRecord> {
-        let bytes = self.infra.runs.get(run_id.to_string()).await.ok()??;
-        serde_json::from_slice(&bytes).ok()
+    /// Removes a record stored by [`Nats::store_new`] whose run could not be created, if it
+    /// is still the one stored (`revision`).
+    pub async fn unstore(&self, run_id: uuid::Uuid, revision: u64) -> Result<(), StoreError> {
+        let key = run_id.to_string();
+        self.infra
+            .runs
+            .purge_expect_revision(&key, Some(revision))
+            .await
+            .map_err(|e| StoreError::Unavailable { key: runs_key(&key), message: e.to_string() })
+    }
+
+    /// A stored run record: `None` if there is none. A record that is there but cannot be
+    /// read is [`StoreError::Corrupt`], never taken for an absent one.
+    pub async fn stored(&self, run_id: uuid::Uuid) -> Result<Option<RunRecord>, StoreError> {
+        let key = run_id.to_string();
+        let bytes = self
+            .infra
+            .runs
+            .get(&key)
+            .await
+            .map_err(|e| StoreError::Unavailable { key: runs_key(&key), message: e.to_string() })?;
+        let Some(bytes) = bytes else { return Ok(None) };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt { key: runs_key(&key), message: e.to_string() })
+    }
+}
+
+/// `weft_runs/<run>`: how a record's place reads in messages.
+fn runs_key(key: &str) -> String {
+    format!("{}/{key}", subjects::RUNS_BUCKET)
+}
+
+/// A record could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The bucket cannot be reached for now.
+    #[error("{key} cannot be reached: {message}")]
+    Unavailable {
+        /// Bucket and key.
+        key: String,
+        /// Why.
+        message: String,
+    },
+    /// What is stored is not a record.
+    #[error("{key} holds something that is not a run record: {message}")]
+    Corrupt {
+        /// Bucket and key.
+        key: String,
+        /// Why it cannot be read.
+        message: String,
+    },
+}
+
+impl From<StoreError> for weft_shared::wire::ApiError {
+    fn from(e: StoreError) -> Self {
+        use weft_shared::wire::{ApiError, ApiErrorCode};
+        let code = match e {
+            StoreError::Unavailable { .. } => ApiErrorCode::Unavailable,
+            StoreError::Corrupt { .. } => ApiErrorCode::Corrupt,
+        };
+        ApiError::new(code, e.to_string())
     }
 }

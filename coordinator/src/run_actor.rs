@@ -269,11 +269,15 @@ async fn start_child(state: &mut RunState, start: ChildStart) -> Option<Input> {
         let error = ToolError::new(format!("sub-workflow `{}`: {message}", start.workflow));
         ended(RunStatus::Failed, None, Some(error.with_code(codes::CHILD_FAILED).permanent()))
     };
-    if let Some(record) = state.nats.stored(child_id).await
-        && record.status.is_terminal()
-    {
-        let (output, error) = child_outcome(&record);
-        return Some(ended(record.status, output, error));
+    match state.nats.stored(child_id).await {
+        Ok(Some(record)) if record.status.is_terminal() => {
+            let (output, error) = child_outcome(&record);
+            return Some(ended(record.status, output, error));
+        }
+        Err(e @ crate::nats::StoreError::Corrupt { .. }) => return Some(refused(e.to_string())),
+        // Not there, still running, or not readable for now: starting it again is harmless
+        // (its record is created only once, and a second creation is ignored).
+        Ok(_) | Err(crate::nats::StoreError::Unavailable { .. }) => {}
     }
     let definition = match definitions::load(&state.nats.infra.definitions, &start.workflow, start.version).await {
         Ok(d) => d,

@@ -157,7 +157,8 @@ impl WeftClient {
         self.submit_with_id(Uuid::now_v7(), definition, input).await
     }
 
-    /// Submits with a chosen id: submitting the same id again is answered with the same run.
+    /// Submits with a chosen id. An id names one run: submitting an id that has a run
+    /// already is refused (`conflict`, naming the run and its status).
     pub async fn submit_with_id(
         &self,
         run_id: Uuid,

@@ -290,8 +290,15 @@ pub enum ApiErrorCode {
     Invalid,
     /// No such run.
     NotFound,
-    /// The request cannot apply to the run as it is (e.g. cancel a finished run).
+    /// The request cannot apply to the run as it is (e.g. cancel a finished run, submit
+    /// an id that names a run already).
     Conflict,
+    /// What is stored cannot be read (a record or definition that is not what Weft
+    /// writes); the message names the bucket and key.
+    Corrupt,
+    /// JetStream cannot be reached for now (a leader election, a restart): nothing was
+    /// done, and the same request may succeed in a moment.
+    Unavailable,
     /// Something failed inside the coordinator.
     Internal,
 }

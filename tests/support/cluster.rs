@@ -45,7 +45,11 @@ impl Cluster {
 
     /// Starts `coordinators` coordinators and `workers` workers with extra environment.
     pub async fn start_with(coordinators: usize, workers: usize, env: &[(&str, &str)]) -> Cluster {
-        let nats = NatsServer::start();
+        Cluster::start_on(NatsServer::start(), coordinators, workers, env).await
+    }
+
+    /// The same on a server the test prepared (a stream it created with its own settings).
+    pub async fn start_on(nats: NatsServer, coordinators: usize, workers: usize, env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("log dir");
         let url = nats.url.clone();
         let coordinator = spawn("coordinator", "weft-coordinator", &["--nats", &url], env, dir.path());
