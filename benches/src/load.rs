@@ -65,8 +65,14 @@ pub async fn submit_many(
         .map(|i| async move {
             let client = &clients[i % clients.len()];
             let id = Uuid::now_v7();
-            retried("submit", retries, || async { client.submit_with_id(id, def, Value::Null).await.map(|_| ()) })
-                .await?;
+            // An id names one run: a try refused as taken means an earlier try was accepted.
+            retried("submit", retries, || async {
+                match client.submit_with_id(id, def, Value::Null).await {
+                    Err(ClientError::Api(e)) if e.code == ApiErrorCode::Conflict => Ok(()),
+                    other => other.map(|_| ()),
+                }
+            })
+            .await?;
             Ok::<_, anyhow::Error>(id)
         })
         .buffered(concurrency)
