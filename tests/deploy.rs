@@ -14,10 +14,10 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::mpsc;
-use weft_shared::client::WeftClient;
-use weft_shared::client::setup::{self, Retention};
-use weft_shared::definition::WorkflowDef;
-use weft_shared::wire::{RunRecord, RunStatus};
+use weft_client::WeftClient;
+use weft_lang::definition::WorkflowDef;
+use weft_protocol::topology::{self, Retention};
+use weft_protocol::wire::{RunRecord, RunStatus};
 use weft_tests::cluster::{Proc, spawn};
 use weft_tests::nats_server::binary;
 use weft_tests::repo_root;
@@ -169,9 +169,9 @@ async fn each_user_is_confined_to_its_role() {
     // The coordinator creates the streams and buckets; a worker finds them (and would
     // not be allowed to create them).
     let mut coordinator = connect(server.port, "coordinator").await;
-    setup::ensure(&coordinator.js, &Retention::default()).await.expect("the coordinator sets JetStream up");
+    topology::ensure(&coordinator.js, &Retention::default()).await.expect("the coordinator sets JetStream up");
     let mut worker = connect(server.port, "worker").await;
-    setup::ensure(&worker.js, &Retention::default()).await.expect("a worker finds the streams");
+    topology::ensure(&worker.js, &Retention::default()).await.expect("a worker finds the streams");
     coordinator.no_errors("coordinator");
     worker.no_errors("worker");
 

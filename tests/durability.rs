@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use uuid::Uuid;
-use weft_shared::client::WeftClient;
-use weft_shared::definition::WorkflowDef;
-use weft_shared::wire::{RunRecord, RunStatus, StepStatus};
+use weft_client::WeftClient;
+use weft_lang::definition::WorkflowDef;
+use weft_protocol::wire::{RunRecord, RunStatus, StepStatus};
 use weft_tests::cluster::{Cluster, FAST};
 use weft_tests::repo_root;
 
@@ -412,7 +412,7 @@ async fn finished_runs_leave_nothing_behind_but_their_record_for_the_retention()
     let stream = js.get_stream("WEFT_INPUTS").await.expect("inputs stream");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     for id in &ids {
-        let subject = weft_shared::subjects::input(weft_shared::subjects::partition_of(*id, 8), *id);
+        let subject = weft_protocol::subjects::input(weft_protocol::subjects::partition_of(*id, 8), *id);
         while stream.get_last_raw_message_by_subject(&subject).await.is_ok() {
             assert!(tokio::time::Instant::now() < deadline, "{subject} still holds entries");
             tokio::time::sleep(Duration::from_millis(100)).await;

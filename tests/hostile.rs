@@ -3,9 +3,9 @@
 //! refused or ignored, named where it is, and nothing else changes.
 
 use serde_json::{Value, json};
-use weft_shared::definition::WorkflowDef;
-use weft_shared::subjects;
-use weft_shared::wire::{Outcome, RunStatus, StepStatus, TaskResult};
+use weft_lang::definition::WorkflowDef;
+use weft_protocol::subjects;
+use weft_protocol::wire::{Outcome, RunStatus, StepStatus, TaskResult};
 use weft_tests::cluster::Cluster;
 use weft_tests::{text, wait};
 
@@ -121,7 +121,7 @@ async fn a_run_is_created_once() {
     let ack = js.publish_with_headers(log, headers, other.to_string().into()).await.expect("published");
     let seq = ack.await.expect("stored past the window").sequence;
     wait::log_lines(&cluster.coordinator, &["second creation", &format!("seq={seq}")], 1).await;
-    let same = |r: &weft_shared::wire::RunRecord| {
+    let same = |r: &weft_protocol::wire::RunRecord| {
         r.workflow == "first" && r.input == json!({"n": 1}) && r.created_ms == before.created_ms
     };
     assert!(same(&client.status(run).await.expect("status")), "the run changed");

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what the tests need, builds once, checks the deployment
-# files and the launcher (deploy/check.sh), runs every test.
+# The whole test suite: installs what the tests need, builds once, checks formatting and
+# lints (a warning fails), the deployment files and the launcher (deploy/check.sh), runs
+# every test.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/deploy/setup.sh"
 source "$root/deploy/env.sh"
 cd "$root"
+cargo fmt --all --check
+cargo clippy --quiet --workspace --all-targets -- -D warnings
 "$root/deploy/check.sh"
 cargo test --workspace "$@"
 "$WEFT_BIN_DIR/weft-bench" --quick --out "$(mktemp -d)" # benchmark harness at small scale, no timing asserted

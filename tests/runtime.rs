@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use weft_shared::definition::WorkflowDef;
-use weft_shared::wire::{RunRecord, RunStatus, StepStatus};
+use weft_lang::definition::WorkflowDef;
+use weft_protocol::wire::{RunRecord, RunStatus, StepStatus};
 use weft_tests::cluster::Cluster;
 use weft_tests::repo_root;
 
@@ -148,7 +148,7 @@ async fn bad_input_is_answered_and_nothing_goes_down() {
     let js = async_nats::jetstream::new(nats.clone());
     let partitions = 8;
     let nil = uuid::Uuid::nil();
-    let log_subject = weft_shared::subjects::input(weft_shared::subjects::partition_of(nil, partitions), nil);
+    let log_subject = weft_protocol::subjects::input(weft_protocol::subjects::partition_of(nil, partitions), nil);
     for subject in ["weft.task.echo".to_owned(), log_subject, "weft.in.3.not-a-run".to_owned()] {
         js.publish(subject, vec![0xff, 0x00, 0x13].into()).await.expect("published").await.expect("stored");
     }
@@ -247,8 +247,8 @@ struct Panics;
 
 #[async_trait::async_trait]
 impl weft_worker::Tool for Panics {
-    fn spec(&self) -> weft_shared::catalogue::ToolSpec {
-        weft_shared::catalogue::ToolSpec {
+    fn spec(&self) -> weft_lang::catalogue::ToolSpec {
+        weft_lang::catalogue::ToolSpec {
             name: "panics".into(),
             version: "1".into(),
             description: "panics, always".into(),
@@ -256,7 +256,11 @@ impl weft_worker::Tool for Panics {
         }
     }
 
-    async fn call(&self, _params: Value, ctx: weft_worker::ToolContext) -> Result<Value, weft_shared::wire::ToolError> {
+    async fn call(
+        &self,
+        _params: Value,
+        ctx: weft_worker::ToolContext,
+    ) -> Result<Value, weft_protocol::wire::ToolError> {
         panic!("tool bug on attempt {}", ctx.attempt)
     }
 }
@@ -303,11 +307,11 @@ async fn a_definition_accepted_before_is_checked_again_when_its_tool_changes() {
     let cluster = Cluster::start(0).await;
     let client = cluster.client().await;
     let js = async_nats::jetstream::new(client.nats().clone());
-    let tools = js.get_key_value(weft_shared::subjects::TOOLS_BUCKET).await.expect("tools bucket");
+    let tools = js.get_key_value(weft_protocol::subjects::TOOLS_BUCKET).await.expect("tools bucket");
     let advertise = |kind: &str| {
         let ad = json!({"spec": {"name": "count", "params": {"type": "object", "required": ["n"],
                         "properties": {"n": {"type": kind}}}},
-                        "worker": "test", "concurrency": 1, "at_ms": weft_shared::wire::now_ms()});
+                        "worker": "test", "concurrency": 1, "at_ms": weft_protocol::wire::now_ms()});
         serde_json::to_vec(&ad).expect("json")
     };
     tools.put("count.test", advertise("integer").into()).await.expect("advertised");
@@ -386,7 +390,7 @@ async fn the_order_saga_compensates_through_workers_in_reverse_order() {
     let failed_at = record.steps["shipping"].attempts.last().and_then(|a| a.finished_ms).expect("shipping ended");
     assert!(failed_at <= refund.0 && refund.1 <= release.0, "refund {refund:?} then release {release:?}");
     // The timeline shows the compensations, in order.
-    let table = weft_shared::timeline::table(&record);
+    let table = weft_client::timeline::table(&record);
     let refund_line = table.find("undo payment").expect("refund in the timeline");
     let release_line = table.find("undo reserve").expect("release in the timeline");
     assert!(refund_line < release_line, "{table}");

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use weft_shared::wire::RunRecord;
+use weft_protocol::wire::RunRecord;
 use weft_tests::cluster::Cluster;
 use weft_tests::otlp::{Receiver, Span};
 use weft_tests::{bin, repo_root};
@@ -124,7 +124,7 @@ async fn a_run_is_one_trace_from_the_cli_through_workers() {
         .expect("weft deploys");
     assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
     let parent = run_with_cli(&cluster, &otlp, "examples/patterns/sub_workflow.json", r#"{"user_ids": ["123"]}"#);
-    assert_eq!(parent.status, weft_shared::wire::RunStatus::Completed, "{parent:#?}");
+    assert_eq!(parent.status, weft_protocol::wire::RunStatus::Completed, "{parent:#?}");
     let trace = trace_of(&otlp, &parent).await;
     let started = find(&trace, "weft-coordinator", "workflow notify_each[0].notify chain_notify");
     assert_eq!(started.len(), 1, "the span starting the child: {trace:#?}");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use weft_shared::client::WeftClient;
+use weft_client::WeftClient;
 
 /// Where the binaries are.
 #[derive(Debug, Clone)]

@@ -9,9 +9,9 @@ use anyhow::bail;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use uuid::Uuid;
-use weft_shared::client::{ClientError, WeftClient};
-use weft_shared::definition::WorkflowDef;
-use weft_shared::wire::ApiErrorCode;
+use weft_client::{ClientError, WeftClient};
+use weft_lang::definition::WorkflowDef;
+use weft_protocol::wire::ApiErrorCode;
 
 use crate::tracker::Tracker;
 
@@ -32,7 +32,7 @@ impl Retries {
 async fn retried<F, Fut>(what: &str, retries: &Retries, mut call: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), weft_shared::client::ClientError>>,
+    Fut: std::future::Future<Output = Result<(), weft_client::ClientError>>,
 {
     let give_up = Instant::now() + PATIENCE;
     let mut pause = Duration::from_millis(50);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
-use weft_shared::wire::{Event, EventKind, RunStatus};
+use weft_protocol::wire::{Event, EventKind, RunStatus};
 
 /// When and how a run ended, as seen here.
 #[derive(Debug, Clone, Copy)]

@@ -2,7 +2,7 @@
 //! and coordinator steps (`signal`), so any worker serves them.
 
 use serde_json::{Value, json};
-use weft_shared::definition::WorkflowDef;
+use weft_lang::definition::WorkflowDef;
 
 fn def(value: Value) -> WorkflowDef {
     // Built here from constants: a failure is a bug in this file.
@@ -112,7 +112,7 @@ mod tests {
         for w in
             [echo_chain(5), sleep_fan_out(3, 10), echo_fan_out(3), parked(), twelve_parallel(), twelve_sequential()]
         {
-            weft_shared::validate::compile(&w, None).unwrap_or_else(|e| panic!("{}: {e:?}", w.name));
+            weft_lang::validate::compile(&w, None).unwrap_or_else(|e| panic!("{}: {e:?}", w.name));
         }
     }
 

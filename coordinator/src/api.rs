@@ -15,13 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
-use weft_shared::catalogue::Catalogue;
-use weft_shared::client::definitions;
-use weft_shared::definition::WorkflowDef;
-use weft_shared::plan::{Kind, Plan};
-use weft_shared::subjects;
-use weft_shared::validate::{self, Code, Problem, Problems};
-use weft_shared::wire::{
+use weft_lang::catalogue::Catalogue;
+use weft_lang::definition::WorkflowDef;
+use weft_lang::plan::{Kind, Plan};
+use weft_lang::validate::{self, Code, Problem, Problems};
+use weft_protocol::definitions;
+use weft_protocol::subjects;
+use weft_protocol::wire::{
     Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, RunRecord, RunStatus, RunSummary, Submit, now_ms,
 };
 
@@ -82,7 +82,7 @@ impl Api {
             let Some(message) = message else { return Ok(()) };
             let (Some(reply), Some(run_id)) = (message.reply.clone(), log::run_of(&message.subject)) else { continue };
             let api = self.clone();
-            tokio::spawn(async move {
+            api.nats.background.clone().spawn(async move {
                 if let Ok(Some(found)) = api.lookup(run_id).await
                     && let Some(record) = found.record(CALL_TIMEOUT).await
                 {
@@ -102,7 +102,7 @@ impl Api {
                 message = requests.next() => {
                     let Some(message) = message else { return Ok(()) };
                     let api = self.clone();
-                    tokio::spawn(async move { api.answer(message).await });
+                    self.nats.background.spawn(async move { api.answer(message).await });
                 }
             }
         }
@@ -122,7 +122,7 @@ impl Api {
             messaging.destination.name = %message.subject,
             weft.workflow = tracing::field::Empty,
             weft.run_id = tracing::field::Empty);
-        let _ = span.set_parent(weft_shared::telemetry::extract(message.headers.as_ref()));
+        let _ = span.set_parent(weft_protocol::trace::extract(message.headers.as_ref()));
         let reply = async {
             match read_request(&message.payload) {
                 Ok(request) => self.handle(request).await,
@@ -135,7 +135,7 @@ impl Api {
         .instrument(span.clone())
         .await;
         if let ApiReply::Error(e) = &reply {
-            weft_shared::telemetry::fail(&span, e.message.as_str());
+            weft_protocol::trace::fail(&span, e.message.as_str());
         }
         let mut payload = serde_json::to_vec(&reply).unwrap_or_default();
         let limit = self.nats.client.server_info().max_payload;
@@ -251,7 +251,7 @@ impl Api {
         let Some(revision) = self.nats.store_new(&record).await? else {
             return Err(self.taken(run_id).await);
         };
-        let trace = weft_shared::telemetry::traceparent(&tracing::Span::current());
+        let trace = weft_protocol::trace::traceparent(&tracing::Span::current());
         tracing::Span::current().record("weft.workflow", name.as_str());
         tracing::Span::current().record("weft.run_id", tracing::field::display(run_id));
         let entry =
@@ -290,7 +290,7 @@ impl Api {
             let Kind::SubWorkflow { name, version, .. } = &step.kind else { continue };
             let store = &self.nats.infra.definitions;
             let found = match version {
-                Some(v) => store.get(weft_shared::subjects::definition_key(name, *v)).await.map(|d| d.is_some()),
+                Some(v) => store.get(weft_protocol::subjects::definition_key(name, *v)).await.map(|d| d.is_some()),
                 None => Ok(definitions::latest(store, name).await.is_ok()),
             };
             if let Ok(false) = found {
@@ -313,7 +313,7 @@ impl Api {
             message: format!("workflow `{name}` is invalid ({} problems)", p.0.len()),
             problems: p.0,
         })?;
-        let key = weft_shared::subjects::definition_key(&name, definition.version);
+        let key = weft_protocol::subjects::definition_key(&name, definition.version);
         let payload = serde_json::to_vec(&definition).unwrap_or_default();
         let store = &self.nats.infra.definitions;
         match store.create(&key, payload.clone().into()).await {

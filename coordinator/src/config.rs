@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use weft_shared::client::setup::Retention;
+use weft_protocol::topology::Retention;
 
 /// How a coordinator runs.
 #[derive(Debug, Clone)]

@@ -37,7 +37,7 @@ pub mod supervisor;
 
 use ractor::Actor;
 use tokio_util::sync::CancellationToken;
-use weft_shared::client::setup;
+use weft_protocol::topology;
 
 pub use config::Config;
 
@@ -46,7 +46,7 @@ pub use config::Config;
 pub enum CoordinatorError {
     /// JetStream set-up failed.
     #[error(transparent)]
-    Setup(#[from] setup::SetupError),
+    Setup(#[from] topology::SetupError),
     /// The supervisor did not start.
     #[error("the supervisor did not start: {0}")]
     Spawn(String),
@@ -62,9 +62,17 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), CoordinatorError> {
     let js = async_nats::jetstream::new(client.clone());
-    let infra = setup::ensure(&js, &config.retention).await?;
-    setup::apply_retention(&js, &config.retention).await?;
-    let nats = nats::Nats { client, js, infra, partitions: config.partitions };
+    let infra = topology::ensure(&js, &config.retention).await?;
+    topology::apply_retention(&js, &config.retention).await?;
+    let background = tokio_util::task::TaskTracker::new();
+    let nats = nats::Nats {
+        client,
+        js,
+        infra,
+        partitions: config.partitions,
+        background: background.clone(),
+        shutdown: shutdown.clone(),
+    };
     let args = supervisor::SupervisorArgs { nats: nats.clone(), lost_after: config.pin_timeout };
     let (supervisor, handle) =
         Actor::spawn(None, supervisor::Supervisor, args).await.map_err(|e| CoordinatorError::Spawn(e.to_string()))?;
@@ -91,5 +99,8 @@ pub async fn run(
     let _ = queries.await;
     supervisor.stop(None);
     let _ = handle.await;
+    // Retries still under way stop at the shutdown token; wait for them to say so.
+    background.close();
+    background.wait().await;
     served.map_err(CoordinatorError::from)
 }

@@ -15,13 +15,13 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
-use weft_shared::definition::WorkflowDef;
-use weft_shared::wire::{Millis, TaskResult};
+use weft_lang::definition::WorkflowDef;
+use weft_protocol::wire::{Millis, TaskResult};
 
 use crate::machine::{Input, Logged, ParentLink};
 
-pub use weft_shared::subjects::{INPUTS_STREAM as STREAM, input as subject, partition_inputs as partition_filter};
-pub use weft_shared::subjects::{partition_of, tick as tick_subject};
+pub use weft_protocol::subjects::{INPUTS_STREAM as STREAM, input as subject, partition_inputs as partition_filter};
+pub use weft_protocol::subjects::{partition_of, tick as tick_subject};
 
 /// What the log holds, besides workers' results (which are plain [`TaskResult`]s).
 #[derive(Debug, Clone, Serialize, Deserialize)]

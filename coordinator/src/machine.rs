@@ -12,7 +12,7 @@
 //! events and the record all use it. See `frame.rs` and `constructs.rs`.
 //!
 //! Scheduling: a step is dispatched the moment its dependencies are finished, the skip
-//! rule lets it through ([`weft_shared::plan::Step::gate`]) and its `when` holds, up to
+//! rule lets it through ([`weft_lang::plan::Step::gate`]) and its `when` holds, up to
 //! `max_parallel` tasks running at once (higher `priority` first, then document order). A
 //! result is applied once: one for an attempt that is not running (late, duplicated, timed
 //! out, cancelled) is ignored.
@@ -32,8 +32,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
-use weft_shared::plan::Plan;
-use weft_shared::wire::{
+use weft_lang::plan::Plan;
+use weft_protocol::wire::{
     CancelTask, Event, EventKind, Millis, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus, Task, TaskResult,
     ToolError, codes,
 };
@@ -351,7 +351,7 @@ impl Run {
             timers: Vec::new(),
             completions: 0,
             saga: None,
-            reply_to: weft_shared::subjects::input(0, id),
+            reply_to: weft_protocol::subjects::input(0, id),
             signals: BTreeMap::new(),
             parent: None,
         };

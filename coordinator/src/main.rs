@@ -4,15 +4,17 @@ use anyhow::Context as _;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use weft_coordinator::Config;
-use weft_shared::client::nats_url;
 
 /// The Weft coordinator.
 #[derive(Debug, Parser)]
 #[command(name = "weft-coordinator", version, about)]
 struct Args {
     /// NATS server URL (several separated by commas; credentials as in nats://user:password@host:4222).
-    #[arg(long = "nats", env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(long = "nats", env = "NATS_URL", default_value = "nats://127.0.0.1:4222", hide_env_values = true)]
     nats_url: String,
+    /// NATS credentials file (JWT/nkey auth).
+    #[arg(long, env = "NATS_CREDS")]
+    creds: Option<std::path::PathBuf>,
     /// Partitions the runs are spread over (the same for every coordinator).
     #[arg(long, env = "WEFT_PARTITIONS", default_value_t = 8)]
     partitions: u32,
@@ -30,20 +32,17 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let telemetry = weft_shared::telemetry::init("weft-coordinator", args.log_json);
-    let options =
-        async_nats::ConnectOptions::new().name("weft-coordinator").retry_on_initial_connect().max_reconnects(None);
-    let client = nats_url::with_credentials(options, &args.nats_url)
-        .connect(nats_url::servers(&args.nats_url))
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", nats_url::redact(&args.nats_url)))?;
+    let telemetry = weft_service::telemetry::init("weft-coordinator", args.log_json);
+    let connection =
+        weft_service::connect::connect("weft-coordinator".to_owned(), &args.nats_url, args.creds.as_deref()).await?;
+    let client = connection.client;
     let shutdown = CancellationToken::new();
-    tokio::spawn(weft_shared::service::stop_on_signals(shutdown.clone()));
+    tokio::spawn(weft_service::signals::stop_on_signals(shutdown.clone()));
     let config = Config {
         nats_url: args.nats_url,
         partitions: args.partitions.max(1),
         pin_timeout: std::time::Duration::from_secs(args.pin_timeout.max(1)),
-        retention: weft_shared::client::setup::Retention { runs: args.retention, ..Default::default() },
+        retention: weft_protocol::topology::Retention { runs: args.retention, ..Default::default() },
         ..Config::default()
     };
     let result = weft_coordinator::run(config, client, shutdown).await.context("coordinator stopped");

@@ -4,12 +4,23 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage as Publish};
 use serde::Serialize;
-use weft_shared::client::setup::Infra;
-use weft_shared::subjects;
-use weft_shared::wire::{CancelTask, Event, EventKind, RunRecord, Task, ToolError, codes};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use weft_protocol::retry::{Policy, Stopped, retry};
+use weft_protocol::subjects;
+use weft_protocol::topology::Infra;
+use weft_protocol::wire::{CancelTask, Event, EventKind, RunRecord, Task, ToolError, codes};
 
 /// Room left for headers (message id, trace context) under the payload limit.
 const HEADER_ROOM: usize = 1024;
+
+/// Publishes of what must not be lost (a task, an event a run's end depends on): 100 ms
+/// doubling to 5 s, 60 tries (about 4 minutes), riding out a NATS restart.
+const PUBLISH_RETRY: Policy = Policy::new(Duration::from_millis(100), Duration::from_secs(5)).tries(60);
+
+/// Writes of a run's record: 100 ms doubling to 1 s, 10 tries; the record is what
+/// `weft status` shows once the run is over.
+const STORE_RETRY: Policy = Policy::new(Duration::from_millis(100), Duration::from_secs(1)).tries(10);
 
 /// Connections shared by every actor and loop.
 #[derive(Debug, Clone)]
@@ -22,16 +33,11 @@ pub struct Nats {
     pub infra: Infra,
     /// How many partitions runs are spread over (where a child run's log is).
     pub partitions: u32,
-}
-
-/// A publish failed for good.
-#[derive(Debug, thiserror::Error)]
-#[error("publish to {subject} failed: {message}")]
-pub struct PublishError {
-    /// Where.
-    pub subject: String,
-    /// Why.
-    pub message: String,
+    /// Publishes still being retried in the background; `run` waits for them at shutdown.
+    pub background: TaskTracker,
+    /// Stops background retries at shutdown (what they would have stored is rebuilt from
+    /// the run log by the next owner).
+    pub shutdown: CancellationToken,
 }
 
 fn json<T: Serialize>(value: &T) -> bytes::Bytes {
@@ -91,24 +97,38 @@ impl Nats {
     ) {
         let js = self.js.clone();
         let build = move || Publish::build().payload(payload.clone()).message_id(&id).headers(headers.clone());
+        // The send is awaited here, so publishes keep their order; the ack in the background.
         let first = js.send_publish(subject.clone(), build()).await;
-        tokio::spawn(async move {
-            let mut pending = first;
-            let mut delay = Duration::from_millis(100);
-            for attempt in 1..=60u32 {
-                let acked = match pending {
-                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match acked {
-                    Ok(()) => return,
-                    Err(e) => tracing::warn!(%subject, attempt, error = %e, "publish not acknowledged; retrying"),
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-                pending = js.send_publish(subject.clone(), build()).await;
+        let shutdown = self.shutdown.clone();
+        self.background.spawn(async move {
+            let mut first = Some(first);
+            let acked = retry(
+                &PUBLISH_RETRY,
+                Some(&shutdown),
+                |_| true,
+                || {
+                    let pending = first.take();
+                    let (js, subject, build) = (&js, &subject, &build);
+                    async move {
+                        let sent = match pending {
+                            Some(sent) => sent,
+                            None => js.send_publish(subject.clone(), build()).await,
+                        };
+                        let result = match sent {
+                            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        if let Err(e) = &result {
+                            tracing::warn!(%subject, error = %e, "publish not acknowledged; retrying");
+                        }
+                        result
+                    }
+                },
+            )
+            .await;
+            if let Err(Stopped::GaveUp(e)) = acked {
+                tracing::error!(%subject, error = %e, "publish abandoned after {:?}", PUBLISH_RETRY.give_up);
             }
-            tracing::error!(%subject, "publish abandoned after 60 attempts");
         });
     }
 
@@ -132,18 +152,15 @@ impl Nats {
     }
 
     /// Stores a run record (retried: the record is what `weft status` shows afterwards).
-    pub async fn store(&self, record: &RunRecord) -> Result<(), PublishError> {
+    pub async fn store(&self, record: &RunRecord) -> Result<(), StoreError> {
         let key = record.run_id.to_string();
         let payload = self.record_json(record);
-        let mut last = String::new();
-        for attempt in 0..10u32 {
-            match self.infra.runs.put(&key, payload.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(e) => last = e.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
-        }
-        Err(PublishError { subject: format!("{}.{key}", subjects::RUNS_BUCKET), message: last })
+        retry(&STORE_RETRY, None, |_| true, || self.infra.runs.put(&key, payload.clone())).await.map(|_| ()).map_err(
+            |stopped| StoreError::Unavailable {
+                key: runs_key(&key),
+                message: stopped.error().map_or_else(|| "shut down".to_owned(), |e| e.to_string()),
+            },
+        )
     }
 
     /// Stores a run record unless the key holds one already (readable or not); returns
@@ -211,9 +228,9 @@ pub enum StoreError {
     },
 }
 
-impl From<StoreError> for weft_shared::wire::ApiError {
+impl From<StoreError> for weft_protocol::wire::ApiError {
     fn from(e: StoreError) -> Self {
-        use weft_shared::wire::{ApiError, ApiErrorCode};
+        use weft_protocol::wire::{ApiError, ApiErrorCode};
         let code = match e {
             StoreError::Unavailable { .. } => ApiErrorCode::Unavailable,
             StoreError::Corrupt { .. } => ApiErrorCode::Corrupt,

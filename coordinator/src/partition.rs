@@ -9,11 +9,16 @@ use async_nats::jetstream::consumer::{self, PriorityPolicy};
 use futures::StreamExt;
 use ractor::ActorRef;
 use tokio_util::sync::CancellationToken;
-use weft_shared::subjects;
+use weft_protocol::retry::{self, Policy};
+use weft_protocol::subjects;
 
 use crate::log;
 use crate::nats::Nats;
 use crate::supervisor::SupervisorMsg;
+
+/// Pulling a partition again after an error (a NATS restart): 100 ms doubling to 2 s, well
+/// within the pin timeout, for as long as the coordinator runs.
+const PULL_RETRY: Policy = Policy::new(Duration::from_millis(100), Duration::from_secs(2));
 
 /// The priority group of partition consumers.
 const GROUP: &str = "owners";
@@ -28,17 +33,16 @@ pub async fn pull(
     pin_timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = PULL_RETRY.backoff();
     while !shutdown.is_cancelled() {
         match pull_once(&nats, &supervisor, partition, ack_wait, pin_timeout, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
-                tracing::debug!(partition, error = %e, "partition pull interrupted; retrying in {backoff:?}");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                let delay = backoff.next_delay();
+                tracing::debug!(partition, error = %e, "partition pull interrupted; retrying in {delay:?}");
+                if !retry::pause(delay, Some(&shutdown)).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }
@@ -100,7 +104,7 @@ pub async fn tick(nats: Nats, partitions: u32, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        let second = weft_shared::wire::now_ms() / 1000;
+        let second = weft_protocol::wire::now_ms() / 1000;
         for p in 0..partitions {
             if let Err(e) = log::tick(&nats.js, p, second).await {
                 tracing::debug!(partition = p, error = %e, "tick not published");

@@ -9,10 +9,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use weft_shared::catalogue::Catalogue;
-use weft_shared::definition::WorkflowDef;
-use weft_shared::plan::Plan;
-use weft_shared::validate::{self, Problems};
+use weft_lang::catalogue::Catalogue;
+use weft_lang::definition::WorkflowDef;
+use weft_lang::plan::Plan;
+use weft_lang::validate::{self, Problems};
 
 /// Plans by workflow name and version, a few different definitions of each.
 #[derive(Debug, Default)]

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use weft_shared::client::definitions::{self, DefinitionError};
-use weft_shared::validate;
-use weft_shared::wire::{Millis, Outcome, RunRecord, RunStatus, TaskResult, ToolError, codes, now_ms};
+use weft_lang::validate;
+use weft_protocol::definitions::{self, DefinitionError};
+use weft_protocol::wire::{Millis, Outcome, RunRecord, RunStatus, TaskResult, ToolError, codes, now_ms};
+
+use weft_protocol::retry::{Policy, Stopped, retry};
 
 use crate::log::{self, Entry};
 use crate::machine::{ChildResult, ChildStart, Effect, Input, Run, Timer};
@@ -228,25 +230,28 @@ fn input_key(input: &Input) -> String {
     serde_json::to_string(input).expect("inputs are plain data and always serialise")
 }
 
-/// Appends an entry to a run's log, retried each second in the background while the log
-/// cannot be reached (the entry's id makes a repeat harmless).
+/// Appends to a run's log that could not be stored at once: each second, for 10 minutes
+/// (a NATS restart, a leader election), in the background. The entry's id makes a repeat
+/// harmless.
+const APPEND_RETRY: Policy =
+    Policy::new(Duration::from_secs(1), Duration::from_secs(1)).for_at_most(Duration::from_secs(600));
+
+/// Appends an entry to a run's log, retried in the background while the log cannot be
+/// reached ([`APPEND_RETRY`]).
 async fn append_reliably(nats: &Nats, subject: String, entry: Entry, id: String) {
-    if log::append(&nats.js, subject.clone(), &entry, &id).await.is_ok() {
-        return;
-    }
-    let js = nats.js.clone();
-    tokio::spawn(async move {
-        for attempt in 1..=600u32 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            match log::append(&js, subject.clone(), &entry, &id).await {
-                Ok(()) => return,
-                Err(e) if attempt % 30 == 1 => {
-                    tracing::warn!(%subject, error = %e, "log entry not stored yet; retrying")
-                }
-                Err(_) => {}
+    let Err(first) = log::append(&nats.js, subject.clone(), &entry, &id).await else { return };
+    tracing::warn!(%subject, error = %first, "log entry not stored yet; retrying");
+    let (js, shutdown) = (nats.js.clone(), nats.shutdown.clone());
+    nats.background.spawn(async move {
+        let stored =
+            retry(&APPEND_RETRY, Some(&shutdown), |_| true, || log::append(&js, subject.clone(), &entry, &id)).await;
+        match stored {
+            Ok(()) => tracing::info!(%subject, "log entry stored after retries"),
+            Err(Stopped::ShutDown) => {
+                tracing::info!(%subject, "shutting down: the log entry is left to the next owner")
             }
+            Err(e) => tracing::error!(%subject, error = ?e.error(), "log entry abandoned after 10 minutes: {entry:?}"),
         }
-        tracing::error!(%subject, "log entry abandoned after 10 minutes: {entry:?}");
     });
 }
 

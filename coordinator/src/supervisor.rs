@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, AckKind};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use uuid::Uuid;
-use weft_shared::wire::{RunRecord, RunSummary, now_ms};
+use weft_protocol::wire::{RunRecord, RunSummary, now_ms};
 
 use crate::log::{self, Creation, Decoded};
 use crate::machine::Run;
@@ -421,7 +421,7 @@ fn compact(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
         }
         owned.purging = true;
         let (js, supervisor) = (state.nats.js.clone(), myself.clone());
-        tokio::spawn(async move {
+        state.nats.background.spawn(async move {
             let result = log::purge_below(&js, partition, below).await;
             if let Err(e) = &result {
                 tracing::debug!(partition, below, error = %e, "log not compacted");

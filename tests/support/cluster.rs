@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use weft_shared::client::WeftClient;
+use weft_client::WeftClient;
 
 use crate::bin;
 use crate::nats_server::NatsServer;

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
-use weft_shared::client::WeftClient;
-use weft_shared::wire::RunRecord;
+use weft_client::WeftClient;
+use weft_protocol::wire::RunRecord;
 
 use crate::process::Proc;
 

@@ -28,7 +28,7 @@ pub fn all() -> Vec<Arc<dyn Tool>> {
 
 #[cfg(test)]
 mod tests {
-    use weft_shared::catalogue::ToolSpec;
+    use weft_lang::catalogue::ToolSpec;
 
     use super::*;
 

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use weft_shared::client::setup::Retention;
-use weft_shared::subjects;
+use weft_protocol::subjects;
+use weft_protocol::topology::Retention;
 
 use crate::error::WorkerError;
 

@@ -16,9 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use weft_shared::catalogue::ToolSpec;
-use weft_shared::reference::Template;
-use weft_shared::wire::ToolError;
+use weft_lang::catalogue::ToolSpec;
+use weft_lang::reference::Template;
+use weft_protocol::wire::ToolError;
 
 use crate::registry::{Registry, RegistryError};
 use crate::tool::{Tool, ToolContext, bad_params, cancelled};
@@ -236,7 +236,7 @@ impl Tool for DemoTool {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use weft_shared::wire::codes;
+    use weft_protocol::wire::codes;
 
     use super::*;
 

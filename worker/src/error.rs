@@ -11,13 +11,8 @@ pub enum WorkerError {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// The connection could not even be attempted (bad URL, unreadable credentials).
-    #[error("cannot connect to NATS at {url}: {message}")]
-    Connect {
-        /// The URL.
-        url: String,
-        /// Why.
-        message: String,
-    },
+    #[error(transparent)]
+    Connect(#[from] weft_service::connect::ConnectError),
     /// There is nothing to serve.
     #[error("no tools to serve")]
     NoTools,

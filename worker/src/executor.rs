@@ -25,7 +25,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use weft_shared::client::setup::{self, Infra};
+use weft_protocol::retry::{self, Policy};
+use weft_protocol::topology::{self, Infra};
 
 use crate::config::Config;
 use crate::registry::Registry;
@@ -107,66 +108,26 @@ pub(crate) async fn serve(
 
 /// Creates streams and buckets, retrying until NATS answers; `None` if shut down first.
 async fn set_up(js: &jetstream::Context, config: &Config, shutdown: &CancellationToken) -> Option<Infra> {
-    let mut backoff = Backoff::default();
+    let mut backoff = NATS_RETRY.backoff();
     loop {
         tokio::select! {
-            ready = setup::ensure(js, &config.retention) => match ready {
+            ready = topology::ensure(js, &config.retention) => match ready {
                 Ok(infra) => return Some(infra),
                 Err(e) => tracing::warn!(error = %e, "JetStream is not ready; retrying"),
             },
             () = shutdown.cancelled() => return None,
         }
-        if !pause(backoff.next(), shutdown).await {
+        if !pause(backoff.next_delay(), shutdown).await {
             return None;
         }
     }
 }
 
-/// Exponential backoff for retries against NATS: 100 ms doubling up to 5 s.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(5);
-
-    fn next(&mut self) -> Duration {
-        let now = self.next;
-        self.next = (now * 2).min(Backoff::MAX);
-        now
-    }
-
-    fn reset(&mut self) {
-        self.next = Backoff::FIRST;
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Backoff {
-        Backoff { next: Backoff::FIRST }
-    }
-}
+/// Retries against NATS (binding a consumer, subscribing, storing a result): 100 ms
+/// doubling up to 5 s, for as long as the worker runs.
+pub(crate) const NATS_RETRY: Policy = Policy::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// Sleeps for `duration`; false if `token` fired first.
 async fn pause(duration: Duration, token: &CancellationToken) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(duration) => true,
-        () = token.cancelled() => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_a_cap() {
-        let mut b = Backoff::default();
-        let delays: Vec<u128> = (0..8).map(|_| b.next().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
-        b.reset();
-        assert_eq!(b.next(), Duration::from_millis(100));
-    }
+    retry::pause(duration, Some(token)).await
 }

@@ -5,7 +5,7 @@
 //! `http`, `transform`), optionally the demo tools of `examples/tools/catalogue.json`, or
 //! any set an embedding program builds. Workers of a tool share its durable consumer, so
 //! starting another worker adds capacity with no configuration. The wire protocol is in
-//! `weft_shared::wire`.
+//! `weft_protocol::wire`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), weft_worker::WorkerError> {
@@ -38,7 +38,6 @@
 
 pub mod builtin;
 pub mod config;
-mod connect;
 pub mod demo;
 pub mod error;
 mod executor;
@@ -74,7 +73,9 @@ pub async fn run_with_registry(
     if registry.is_empty() {
         return Err(WorkerError::NoTools);
     }
-    let (nats, connections) = connect::connect(&config).await?;
+    let name = format!("weft-worker {}", config.worker_id);
+    let weft_service::connect::Connection { client: nats, connections } =
+        weft_service::connect::connect(name, &config.nats_url, config.credentials.as_deref()).await?;
     executor::serve(config, registry, nats, connections, shutdown).await;
     Ok(())
 }

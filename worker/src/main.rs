@@ -12,7 +12,7 @@ use weft_worker::Config;
 #[command(name = "weft-worker", version)]
 struct Args {
     /// NATS server URL (several separated by commas; credentials as in nats://user:password@host:4222).
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", hide_env_values = true)]
     nats: String,
     /// NATS credentials file.
     #[arg(long, env = "NATS_CREDS")]
@@ -40,7 +40,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let telemetry = weft_shared::telemetry::init("weft-worker", args.log_json);
+    let telemetry = weft_service::telemetry::init("weft-worker", args.log_json);
     let defaults = Config::default();
     let config = Config {
         nats_url: args.nats,
@@ -53,8 +53,8 @@ async fn main() -> anyhow::Result<()> {
         ..defaults
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(weft_shared::service::stop_on_signals(shutdown.clone()));
-    tracing::info!(worker = %config.worker_id, nats = %weft_shared::client::nats_url::redact(&config.nats_url), demo_tools = config.demo_tools, "starting");
+    tokio::spawn(weft_service::signals::stop_on_signals(shutdown.clone()));
+    tracing::info!(worker = %config.worker_id, nats = %weft_protocol::nats_url::redact(&config.nats_url), demo_tools = config.demo_tools, "starting");
     let result = weft_worker::run(config, shutdown).await;
     telemetry.shutdown().await;
     result?;

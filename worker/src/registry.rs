@@ -5,9 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde_json::Value;
-use weft_shared::catalogue::ToolSpec;
-use weft_shared::subjects;
-use weft_shared::wire::ToolError;
+use weft_lang::catalogue::ToolSpec;
+use weft_protocol::subjects;
+use weft_protocol::wire::ToolError;
 
 use crate::tool::{Tool, bad_params};
 
@@ -150,7 +150,7 @@ impl Registry {
 mod tests {
     use async_trait::async_trait;
     use serde_json::json;
-    use weft_shared::wire::codes;
+    use weft_protocol::wire::codes;
 
     use super::*;
     use crate::tool::ToolContext;

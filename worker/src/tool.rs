@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use weft_shared::catalogue::ToolSpec;
-use weft_shared::wire::{ToolError, codes};
+use weft_lang::catalogue::ToolSpec;
+use weft_protocol::wire::{ToolError, codes};
 
 /// How many calls of one tool a worker runs at once unless the tool says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 16;

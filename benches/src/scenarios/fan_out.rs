@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde_json::{Value, json};
 use uuid::Uuid;
-use weft_shared::client::WeftClient;
-use weft_shared::definition::WorkflowDef;
+use weft_client::WeftClient;
+use weft_lang::definition::WorkflowDef;
 
 use super::Ctx;
 use crate::cluster::Cluster;

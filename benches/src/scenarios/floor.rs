@@ -17,7 +17,7 @@ use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use futures::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
-use weft_shared::wire::{Outcome, Task, TaskResult, now_ms};
+use weft_protocol::wire::{Outcome, Task, TaskResult, now_ms};
 
 use super::{Ctx, Floor};
 use crate::cluster::NatsServer;

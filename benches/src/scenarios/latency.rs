@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use uuid::Uuid;
-use weft_shared::wire::RunStatus;
+use weft_protocol::wire::RunStatus;
 
 use super::Ctx;
 use crate::cluster::Cluster;

@@ -4,7 +4,7 @@
 
 use anyhow::bail;
 use serde_json::{Value, json};
-use weft_shared::wire::RunStatus;
+use weft_protocol::wire::RunStatus;
 
 use super::Ctx;
 use crate::cluster::Cluster;

@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use futures::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
-use weft_shared::client::WeftClient;
+use weft_client::WeftClient;
 
 use super::Ctx;
 use crate::cluster::Cluster;

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use uuid::Uuid;
-use weft_shared::client::WeftClient;
-use weft_shared::definition::WorkflowDef;
-use weft_shared::wire::RunStatus;
+use weft_client::WeftClient;
+use weft_lang::definition::WorkflowDef;
+use weft_protocol::wire::RunStatus;
 
 use super::Ctx;
 use crate::cluster::Cluster;

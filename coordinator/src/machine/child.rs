@@ -11,8 +11,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
-use weft_shared::plan::Kind;
-use weft_shared::wire::{Millis, RunStatus, StepStatus, ToolError};
+use weft_lang::plan::Kind;
+use weft_protocol::wire::{Millis, RunStatus, StepStatus, ToolError};
 
 use super::{Effect, Ignored, Input, Run, Timer};
 

@@ -2,7 +2,7 @@
 //! hands on.
 
 use serde_json::{Value, json};
-use weft_shared::wire::{RunStatus, StepStatus, ToolError};
+use weft_protocol::wire::{RunStatus, StepStatus, ToolError};
 
 use super::tests::{dispatched, err, events, ids, ok, only_ignored, run, take};
 use super::*;

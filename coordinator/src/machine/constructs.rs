@@ -21,10 +21,10 @@
 //! steps are cancelled and the construct decides.
 
 use serde_json::{Value, json};
-use weft_shared::plan::{CaseMatch, Kind};
-use weft_shared::reference::Path;
-use weft_shared::reference::resolve::resolve_path;
-use weft_shared::wire::{Millis, StepStatus, ToolError, codes};
+use weft_lang::plan::{CaseMatch, Kind};
+use weft_lang::reference::Path;
+use weft_lang::reference::resolve::resolve_path;
+use weft_protocol::wire::{Millis, StepStatus, ToolError, codes};
 
 use super::frame::FrameState;
 use super::{Effect, Run, error_value};
@@ -65,7 +65,7 @@ impl Construct {
 enum Rule {
     /// A `for_each`, `loop` or `switch`: its body finishing.
     Body,
-    Race(weft_shared::definition::Winner),
+    Race(weft_lang::definition::Winner),
     Fallback,
     Parallel(u32),
     Pipeline,
@@ -307,11 +307,11 @@ impl Run {
         &mut self,
         o: usize,
         f: usize,
-        winner: weft_shared::definition::Winner,
+        winner: weft_lang::definition::Winner,
         now: Millis,
         out: &mut Vec<Effect>,
     ) {
-        use weft_shared::definition::Winner;
+        use weft_lang::definition::Winner;
         let branches = self.frames[f].insts.clone();
         let completed = |run: &Run, i: &usize| run.insts[*i].state.status == StepStatus::Completed;
         let best = match &winner {

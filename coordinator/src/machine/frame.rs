@@ -12,9 +12,9 @@
 //! copying them.
 
 use serde_json::Value;
-use weft_shared::plan::{Kind, Plan, Step};
-use weft_shared::reference::{Context, Lookup, Scope};
-use weft_shared::wire::{EventKind, Millis, StepStatus};
+use weft_lang::plan::{Kind, Plan, Step};
+use weft_lang::reference::{Context, Lookup, Scope};
+use weft_protocol::wire::{EventKind, Millis, StepStatus};
 
 use super::{Effect, Inst, Run, StepState};
 
@@ -164,7 +164,7 @@ impl Run {
             let attempt = self.insts[i].state.attempt;
             match &self.def(i).kind {
                 Kind::Task { .. } => {
-                    out.push(Effect::Cancel(weft_shared::wire::CancelTask {
+                    out.push(Effect::Cancel(weft_protocol::wire::CancelTask {
                         run_id: self.id,
                         step_id: Some(self.insts[i].path.clone()),
                         attempt: Some(attempt),

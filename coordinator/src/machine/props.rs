@@ -25,10 +25,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Value, json};
-use weft_shared::definition::WorkflowDef;
-use weft_shared::plan::Kind;
-use weft_shared::validate::compile;
-use weft_shared::wire::Outcome;
+use weft_lang::definition::WorkflowDef;
+use weft_lang::plan::Kind;
+use weft_lang::validate::compile;
+use weft_protocol::wire::Outcome;
 
 use super::frame::FrameState;
 use super::*;

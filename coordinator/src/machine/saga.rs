@@ -12,8 +12,8 @@
 
 use std::time::Duration;
 
-use weft_shared::plan::Kind;
-use weft_shared::wire::{
+use weft_lang::plan::Kind;
+use weft_protocol::wire::{
     CancelTask, EventKind, Millis, Outcome, RunStatus, StepStatus, Task, TaskResult, ToolError, codes,
 };
 

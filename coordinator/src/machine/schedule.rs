@@ -4,10 +4,10 @@
 use std::cmp::Reverse;
 
 use serde_json::Value;
-use weft_shared::definition::FailurePolicy;
-use weft_shared::plan::{DepState, Gate, Kind};
-use weft_shared::reference::Template;
-use weft_shared::wire::{
+use weft_lang::definition::FailurePolicy;
+use weft_lang::plan::{DepState, Gate, Kind};
+use weft_lang::reference::Template;
+use weft_protocol::wire::{
     CancelTask, EventKind, Millis, Outcome, RunStatus, StepStatus, Task, TaskResult, ToolError, codes,
 };
 

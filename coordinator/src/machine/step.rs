@@ -1,8 +1,8 @@
 //! One step's state inside a run: status, attempts, resolved params, output.
 
 use serde_json::Value;
-use weft_shared::plan::Step;
-use weft_shared::wire::{Attempt, CompensationRecord, Millis, StepRecord, StepStatus, ToolError};
+use weft_lang::plan::Step;
+use weft_protocol::wire::{Attempt, CompensationRecord, Millis, StepRecord, StepStatus, ToolError};
 
 /// A step as the run sees it.
 #[derive(Debug, Clone)]
@@ -175,7 +175,7 @@ impl StepState {
             && a.finished_ms.is_none()
         {
             a.error =
-                Some(ToolError::new(format!("cancelled: {reason}")).with_code(weft_shared::wire::codes::CANCELLED));
+                Some(ToolError::new(format!("cancelled: {reason}")).with_code(weft_protocol::wire::codes::CANCELLED));
         }
         self.status = StepStatus::Cancelled;
         self.reason.get_or_insert_with(|| reason.to_owned());

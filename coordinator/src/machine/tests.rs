@@ -1,9 +1,9 @@
 //! The run state machine, driven synchronously.
 
 use serde_json::{Value, json};
-use weft_shared::definition::WorkflowDef;
-use weft_shared::validate::compile;
-use weft_shared::wire::Outcome;
+use weft_lang::definition::WorkflowDef;
+use weft_lang::validate::compile;
+use weft_protocol::wire::Outcome;
 
 use super::*;
 
@@ -621,7 +621,7 @@ fn a_worker_s_times_are_kept_within_what_the_coordinator_knows() {
         let (s, f) = (a.started_ms.expect("start"), a.finished_ms.expect("end"));
         let floor = a.dispatched_ms.min(logged_at);
         assert!(floor <= s && s <= f && f <= logged_at, "{started} {finished} at {logged_at}: {a:?}");
-        let _ = weft_shared::timeline::gantt(&record, 30);
-        let _ = weft_shared::timeline::summary_text(&record, 0);
+        let _ = weft_client::timeline::gantt(&record, 30);
+        let _ = weft_client::timeline::summary_text(&record, 0);
     }
 }

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use weft_shared::plan::{Kind, WaitFor};
-use weft_shared::wire::{EventKind, Millis, StepStatus, ToolError, codes};
+use weft_lang::plan::{Kind, WaitFor};
+use weft_protocol::wire::{EventKind, Millis, StepStatus, ToolError, codes};
 
 use super::{Effect, Ignored, Run, Timer};
 

@@ -11,8 +11,8 @@ use async_nats::HeaderMap;
 use opentelemetry::Context;
 use opentelemetry::trace::{SpanContext, TraceContextExt};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use weft_shared::telemetry;
-use weft_shared::wire::{Event, EventKind, Outcome, RunStatus, Task, TaskResult};
+use weft_protocol::trace;
+use weft_protocol::wire::{Event, EventKind, Outcome, RunStatus, Task, TaskResult};
 
 use crate::machine::{ChildStart, Run};
 
@@ -26,10 +26,7 @@ pub struct RunSpans {
 impl RunSpans {
     /// Spans under the submit whose `traceparent` the run's log kept.
     pub fn new(traceparent: Option<&str>) -> RunSpans {
-        RunSpans {
-            parent: traceparent.map(telemetry::from_traceparent).unwrap_or_default(),
-            dispatched: HashMap::new(),
-        }
+        RunSpans { parent: traceparent.map(trace::from_traceparent).unwrap_or_default(), dispatched: HashMap::new() }
     }
 
     /// The run's trace id, for logs.
@@ -46,7 +43,7 @@ impl RunSpans {
             otel.kind = "producer",
             messaging.system = "nats",
             messaging.operation.type = "send",
-            messaging.destination.name = %weft_shared::subjects::task(&task.tool),
+            messaging.destination.name = %weft_protocol::subjects::task(&task.tool),
             weft.run_id = %task.run_id,
             weft.workflow = %run.workflow(),
             weft.step_id = %task.step_id,
@@ -63,7 +60,7 @@ impl RunSpans {
             self.dispatched.insert(task.step_id.clone(), cx.span().span_context().clone());
         }
         let mut headers = HeaderMap::new();
-        telemetry::inject(&span, &mut headers);
+        trace::inject(&span, &mut headers);
         headers
     }
 
@@ -80,7 +77,7 @@ impl RunSpans {
             weft.child_run_id = %start.child_id,
             weft.child_workflow = %workflow);
         let _ = span.set_parent(self.parent.clone());
-        telemetry::traceparent(&span)
+        trace::traceparent(&span)
     }
 
     /// The span of applying a worker's result, child of the worker's tool span.
@@ -97,11 +94,11 @@ impl RunSpans {
             weft.worker = %result.worker,
             weft.compensation = result.compensation,
             weft.outcome = if matches!(result.outcome, Outcome::Ok(_)) { "ok" } else { "error" });
-        let from_worker = telemetry::extract(headers);
+        let from_worker = trace::extract(headers);
         let parent = if from_worker.span().span_context().is_valid() { from_worker } else { self.parent.clone() };
         let _ = span.set_parent(parent);
         if let Outcome::Err(e) = &result.outcome {
-            telemetry::fail(&span, e.to_string());
+            trace::fail(&span, e.to_string());
         }
     }
 
@@ -132,7 +129,7 @@ impl RunSpans {
             weft.event_seq = event.seq);
         let _ = span.set_parent(self.parent.clone());
         if let Some(message) = error {
-            telemetry::fail(&span, message);
+            trace::fail(&span, message);
         }
     }
 }

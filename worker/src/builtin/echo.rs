@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use weft_shared::catalogue::ToolSpec;
-use weft_shared::wire::ToolError;
+use weft_lang::catalogue::ToolSpec;
+use weft_protocol::wire::ToolError;
 
 use crate::tool::{Tool, ToolContext};
 

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use ureq::http;
-use weft_shared::catalogue::ToolSpec;
-use weft_shared::wire::{ToolError, codes};
+use weft_lang::catalogue::ToolSpec;
+use weft_protocol::wire::{ToolError, codes};
 
 use crate::tool::{Tool, ToolContext, bad_params, cancelled, parse_params};
 

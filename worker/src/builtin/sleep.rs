@@ -5,8 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use weft_shared::catalogue::ToolSpec;
-use weft_shared::wire::ToolError;
+use weft_lang::catalogue::ToolSpec;
+use weft_protocol::wire::ToolError;
 
 use crate::tool::{Tool, ToolContext, cancelled, parse_params};
 
@@ -52,7 +52,7 @@ impl Tool for Sleep {
 
 #[cfg(test)]
 mod tests {
-    use weft_shared::wire::codes;
+    use weft_protocol::wire::codes;
 
     use super::*;
 

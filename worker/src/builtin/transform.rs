@@ -14,8 +14,8 @@ use jaq_core::{Compiler, Ctx, Vars, data};
 use jaq_json::{Num, Val};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use weft_shared::catalogue::ToolSpec;
-use weft_shared::wire::ToolError;
+use weft_lang::catalogue::ToolSpec;
+use weft_protocol::wire::ToolError;
 
 use crate::tool::{Tool, ToolContext, bad_params, cancelled, parse_params};
 
@@ -204,7 +204,7 @@ fn load_errors(code: &str, errors: &jaq_core::load::Errors<&str, ()>) -> String 
 
 #[cfg(test)]
 mod tests {
-    use weft_shared::wire::codes;
+    use weft_protocol::wire::codes;
 
     use super::*;
 

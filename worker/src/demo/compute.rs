@@ -4,7 +4,7 @@
 //! that code, so a workflow's retry policy decides.
 
 use serde_json::{Map, Value, json};
-use weft_shared::wire::ToolError;
+use weft_protocol::wire::ToolError;
 
 use crate::tool::bad_params;
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use weft_shared::client::setup;
-use weft_shared::wire::{Advertisement, now_ms};
+use weft_protocol::topology;
+use weft_protocol::wire::{Advertisement, now_ms};
 
 use super::Shared;
 
@@ -31,7 +31,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut store: kv::Store, shutdown: Can
         if let Err(e) = advertise(&shared, &store, &worker).await {
             tracing::warn!(error = %e, "cannot advertise tools; retrying at the next tick");
             // The server may have lost the bucket.
-            if let Ok(infra) = setup::ensure(&shared.js, &shared.config.retention).await {
+            if let Ok(infra) = topology::ensure(&shared.js, &shared.config.retention).await {
                 store = infra.tools;
             }
         }

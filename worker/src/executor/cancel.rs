@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use weft_shared::subjects;
-use weft_shared::wire::CancelTask;
+use weft_protocol::subjects;
+use weft_protocol::wire::CancelTask;
 
-use super::{Backoff, Shared, pause};
+use super::{NATS_RETRY, Shared, pause};
 
 /// Runs until `stop`.
 pub(super) async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut backoff = Backoff::default();
+    let mut backoff = NATS_RETRY.backoff();
     loop {
         let subscribed = tokio::select! {
             s = shared.nats.subscribe(subjects::CANCEL_ALL) => s,
@@ -23,7 +23,7 @@ pub(super) async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot subscribe to cancellations; retrying");
-                if !pause(backoff.next(), &stop).await {
+                if !pause(backoff.next_delay(), &stop).await {
                     return;
                 }
                 continue;
@@ -41,7 +41,7 @@ pub(super) async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
                 () = stop.cancelled() => return,
             }
         }
-        if !pause(backoff.next(), &stop).await {
+        if !pause(backoff.next_delay(), &stop).await {
             return;
         }
     }

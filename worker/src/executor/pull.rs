@@ -10,10 +10,11 @@ use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use weft_shared::client::setup;
-use weft_shared::subjects;
+use weft_protocol::retry::Backoff;
+use weft_protocol::subjects;
+use weft_protocol::topology;
 
-use super::{Backoff, Shared, pause, task};
+use super::{NATS_RETRY, Shared, pause, task};
 
 /// How long one pull request waits on the server for tasks.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
@@ -30,13 +31,13 @@ const TASKS_IN_FLIGHT: i64 = 1_000_000;
 /// Runs until `shutdown`; errors are logged and retried.
 pub(super) async fn run(shared: Arc<Shared>, tool: String, limit: usize, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(limit));
-    let mut backoff = Backoff::default();
+    let mut backoff = NATS_RETRY.backoff();
     while !shutdown.is_cancelled() {
         let consumer = match bind(&shared, &tool).await {
             Ok(consumer) => consumer,
             Err(e) => {
                 tracing::warn!(tool, error = %e, "cannot bind the tool's task consumer; retrying");
-                if !pause(backoff.next(), &shutdown).await {
+                if !pause(backoff.next_delay(), &shutdown).await {
                     return;
                 }
                 continue;
@@ -51,7 +52,7 @@ pub(super) async fn run(shared: Arc<Shared>, tool: String, limit: usize, shutdow
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(tool, error = %e, "pulling tasks failed; retrying");
-                if !pause(backoff.next(), &shutdown).await {
+                if !pause(backoff.next_delay(), &shutdown).await {
                     return;
                 }
             }
@@ -65,7 +66,7 @@ async fn bind(shared: &Shared, tool: &str) -> Result<PullConsumer, async_nats::E
     let stream = match shared.js.get_stream(subjects::TASKS_STREAM).await {
         Ok(stream) => stream,
         Err(_) => {
-            setup::ensure(&shared.js, &shared.config.retention).await?;
+            topology::ensure(&shared.js, &shared.config.retention).await?;
             shared.js.get_stream(subjects::TASKS_STREAM).await?
         }
     };

@@ -1,6 +1,6 @@
 //! Encoding results so they always fit in a NATS message.
 
-use weft_shared::wire::{Outcome, TaskResult, ToolError, codes};
+use weft_protocol::wire::{Outcome, TaskResult, ToolError, codes};
 
 /// Room kept for headers (message id, trace context) under the server's `max_payload`.
 pub(super) const HEADER_ROOM: usize = 4 * 1024;

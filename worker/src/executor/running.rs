@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use weft_shared::wire::CancelTask;
+use weft_protocol::wire::CancelTask;
 
 /// Running calls, by an internal serial number.
 #[derive(Debug, Clone, Default)]

@@ -13,9 +13,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use weft_shared::wire::{Outcome, Task, TaskResult, ToolError, codes, now_ms};
+use weft_protocol::wire::{Outcome, Task, TaskResult, ToolError, codes, now_ms};
 
-use super::{Backoff, Shared, result};
+use super::{NATS_RETRY, Shared, result};
 use crate::tool::ToolContext;
 
 /// Error code of a task whose deliveries all ended without an answer (the tool may kill
@@ -65,8 +65,8 @@ pub(super) async fn handle(
         trace_id = tracing::field::Empty);
     {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
-        let _ = span.set_parent(weft_shared::telemetry::extract(message.headers.as_ref()));
-        if let Some(trace_id) = weft_shared::telemetry::trace_id(&span) {
+        let _ = span.set_parent(weft_protocol::trace::extract(message.headers.as_ref()));
+        if let Some(trace_id) = weft_protocol::trace::trace_id(&span) {
             span.record("trace_id", trace_id);
         }
     }
@@ -102,7 +102,7 @@ async fn run(shared: Arc<Shared>, task: Task, message: jetstream::Message, deliv
         }
         Outcome::Err(e) => {
             span.record("weft.outcome", "error");
-            weft_shared::telemetry::fail(&span, e.to_string());
+            weft_protocol::trace::fail(&span, e.to_string());
             tracing::info!(ms = now_ms().saturating_sub(started_ms), error = %e, "tool failed");
         }
     }
@@ -227,12 +227,12 @@ pub(super) fn panic_message(payload: &(dyn Any + Send)) -> String {
 async fn publish(shared: &Shared, task: &Task, id: &str, payload: bytes::Bytes, message: &jetstream::Message) -> bool {
     let subject = task.reply_to.clone();
     let give_up = Instant::now() + PUBLISH_PATIENCE;
-    let mut backoff = Backoff::default();
+    let mut backoff = NATS_RETRY.backoff();
     loop {
         let sent = async {
             // The result carries the tool span's context back to the coordinator.
             let mut headers = async_nats::HeaderMap::new();
-            weft_shared::telemetry::inject(&tracing::Span::current(), &mut headers);
+            weft_protocol::trace::inject(&tracing::Span::current(), &mut headers);
             let publish = PublishMessage::build().payload(payload.clone()).message_id(id).headers(headers);
             shared.js.send_publish(subject.clone(), publish).await?.await
         };
@@ -252,7 +252,7 @@ async fn publish(shared: &Shared, task: &Task, id: &str, payload: bytes::Bytes, 
                 // Keep the task while retrying.
                 let _ = message.ack_with(AckKind::Progress).await;
                 tokio::select! {
-                    () = tokio::time::sleep(backoff.next()) => {}
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
                     () = shared.hard_stop.cancelled() => {}
                 }
             }

@@ -1,5 +1,5 @@
 use serde_json::{Value, json};
-use weft_shared::wire::codes;
+use weft_protocol::wire::codes;
 
 use super::*;
 

@@ -9,18 +9,13 @@
 //! background batch processor: a collector that is down costs dropped spans, never a
 //! blocked run.
 //!
-//! Trace context crosses NATS in message headers (W3C `traceparent`/`tracestate`):
-//! [`inject`] before a publish, [`extract`] on receipt, then `span.set_parent(cx)` before
-//! the span is entered.
+//! Trace context crosses NATS in message headers: see `weft_protocol::trace`.
 
-use async_nats::HeaderMap;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::global;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry::{Context, global};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -91,86 +86,4 @@ impl Telemetry {
             .await;
         }
     }
-}
-
-struct HeaderInjector<'a>(&'a mut HeaderMap);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key, value.as_str());
-    }
-}
-
-struct HeaderExtractor<'a>(&'a HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(|v| v.as_str())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.iter().map(|(k, _)| k.as_ref()).collect()
-    }
-}
-
-/// Writes the context of `span` into NATS headers.
-pub fn inject(span: &tracing::Span, headers: &mut HeaderMap) {
-    inject_context(&span.context(), headers);
-}
-
-/// Writes `cx` into NATS headers.
-pub fn inject_context(cx: &Context, headers: &mut HeaderMap) {
-    TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(headers));
-}
-
-/// Reads a context from NATS headers (an empty one if there is none).
-pub fn extract(headers: Option<&HeaderMap>) -> Context {
-    match headers {
-        Some(h) => TraceContextPropagator::new().extract(&HeaderExtractor(h)),
-        None => Context::new(),
-    }
-}
-
-/// The W3C `traceparent` of a span, to store where a later process can continue the trace.
-pub fn traceparent(span: &tracing::Span) -> Option<String> {
-    let mut headers = HeaderMap::new();
-    inject(span, &mut headers);
-    headers.get("traceparent").map(|v| v.as_str().to_owned())
-}
-
-/// A context from a stored `traceparent`.
-pub fn from_traceparent(traceparent: &str) -> Context {
-    let mut headers = HeaderMap::new();
-    headers.insert("traceparent", traceparent);
-    extract(Some(&headers))
-}
-
-/// Marks a span failed, with the message as the status description.
-pub fn fail(span: &tracing::Span, message: impl Into<String>) {
-    span.set_status(opentelemetry::trace::Status::error(message.into()));
-}
-
-/// The trace id of a span, as hex, if it is traced (for logs).
-pub fn trace_id(span: &tracing::Span) -> Option<String> {
-    use opentelemetry::trace::TraceContextExt;
-    let cx = span.context();
-    let id = cx.span().span_context().trace_id();
-    (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn traceparents_round_trip_through_headers() {
-        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let cx = from_traceparent(tp);
-        let mut headers = HeaderMap::new();
-        inject_context(&cx, &mut headers);
-        assert_eq!(headers.get("traceparent").map(|v| v.as_str()), Some(tp));
-        assert!(extract(None).span().span_context().trace_id() == opentelemetry::trace::TraceId::INVALID);
-    }
-
-    use opentelemetry::trace::TraceContextExt;
 }

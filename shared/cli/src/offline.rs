@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
-use weft_shared::analysis::{self, Weights, format_length};
-use weft_shared::catalogue::Catalogue;
-use weft_shared::definition::{DurationDef, LoadError, WorkflowDef};
-use weft_shared::export::{self, Format};
-use weft_shared::plan::Plan;
-use weft_shared::validate::{self, Problems};
+use weft_lang::analysis::{self, Weights, format_length};
+use weft_lang::catalogue::Catalogue;
+use weft_lang::definition::{DurationDef, LoadError, WorkflowDef};
+use weft_lang::export::{self, Format};
+use weft_lang::plan::Plan;
+use weft_lang::validate::{self, Problems};
 
 /// Why a file gave no plan.
 enum Failure {

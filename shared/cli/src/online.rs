@@ -7,10 +7,10 @@ use anyhow::{Context as _, bail};
 use futures::StreamExt;
 use serde_json::Value;
 use uuid::Uuid;
-use weft_shared::client::WeftClient;
-use weft_shared::definition::WorkflowDef;
-use weft_shared::timeline;
-use weft_shared::wire::{Event, EventKind, RunRecord, RunStatus, now_ms};
+use weft_client::WeftClient;
+use weft_client::timeline;
+use weft_lang::definition::WorkflowDef;
+use weft_protocol::wire::{Event, EventKind, RunRecord, RunStatus, now_ms};
 
 /// Where the run's input comes from.
 pub fn read_input(inline: Option<&str>, file: Option<&Path>) -> anyhow::Result<Value> {

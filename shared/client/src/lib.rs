@@ -1,9 +1,10 @@
-//! The Rust client API: submit, watch and inspect runs over NATS, list tools.
+//! `weft-client`, the Rust client of Weft: submit, watch and inspect runs over NATS, list
+//! tools; [`timeline`] shows a run's attempts to people.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), weft_shared::client::ClientError> {
-//! use weft_shared::client::WeftClient;
-//! use weft_shared::definition::WorkflowDef;
+//! # async fn demo() -> Result<(), weft_client::ClientError> {
+//! use weft_client::WeftClient;
+//! use weft_lang::definition::WorkflowDef;
 //!
 //! let client = WeftClient::connect("nats://127.0.0.1:4222").await?;
 //! let def = WorkflowDef::load("examples/chain_notify.json".as_ref()).expect("a workflow file");
@@ -13,9 +14,7 @@
 //! # }
 //! ```
 
-pub mod definitions;
-pub mod nats_url;
-pub mod setup;
+pub mod timeline;
 
 use std::time::Duration;
 
@@ -24,11 +23,12 @@ use futures::{Stream, StreamExt};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::definition::WorkflowDef;
-use crate::subjects;
-use crate::wire::{
+use weft_lang::definition::WorkflowDef;
+use weft_protocol::retry::{Policy, Stopped, retry};
+use weft_protocol::wire::{
     Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, Event, EventKind, RunRecord, RunSummary, Submit,
 };
+use weft_protocol::{definitions, nats_url, subjects};
 
 /// What can go wrong talking to Weft.
 #[derive(Debug, thiserror::Error)]
@@ -84,8 +84,10 @@ const API_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often [`WeftClient::wait`] asks for the record while no end was heard.
 const WAIT_RECHECK: Duration = Duration::from_secs(5);
 
-/// How long a call keeps asking while no coordinator answers at all.
-const NO_COORDINATOR_PATIENCE: Duration = Duration::from_secs(10);
+/// Asking again while no coordinator answers at all (one restarting): nothing was done
+/// then, so it is safe; 50 ms doubling to 500 ms, for 10 s.
+const NO_COORDINATOR: Policy =
+    Policy::new(Duration::from_millis(50), Duration::from_millis(500)).for_at_most(Duration::from_secs(10));
 
 impl WeftClient {
     /// Connects (fails at once if NATS is not there). `url` may carry credentials and
@@ -114,8 +116,6 @@ impl WeftClient {
         let subject = subjects::api(verb);
         let payload = serde_json::to_vec(request)
             .map_err(|e| ClientError::Request { subject: subject.clone(), message: e.to_string() })?;
-        // No coordinator may answer for a moment (one restarting): nothing was done then,
-        // so asking again is safe.
         // The request starts the run's trace, or continues the caller's (the current span).
         let span = tracing::info_span!("weft.client",
             otel.name = format!("weft {verb}"),
@@ -123,21 +123,20 @@ impl WeftClient {
             messaging.system = "nats",
             messaging.destination.name = %subject);
         let mut headers = async_nats::HeaderMap::new();
-        crate::telemetry::inject(&span, &mut headers);
-        let give_up = std::time::Instant::now() + NO_COORDINATOR_PATIENCE;
-        let mut pause = Duration::from_millis(50);
+        weft_protocol::trace::inject(&span, &mut headers);
         let payload = bytes::Bytes::from(payload);
-        let reply = loop {
-            match self.nats.request_with_headers(subject.clone(), headers.clone(), payload.clone()).await {
-                Ok(reply) => break reply,
-                Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => {
-                    if std::time::Instant::now() >= give_up {
-                        return Err(ClientError::NoCoordinator { subject });
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(500));
-                }
-                Err(e) => return Err(ClientError::Request { subject, message: e.to_string() }),
+        let no_responders =
+            |e: &async_nats::RequestError| e.kind() == async_nats::client::RequestErrorKind::NoResponders;
+        let asked = retry(&NO_COORDINATOR, None, no_responders, || {
+            self.nats.request_with_headers(subject.clone(), headers.clone(), payload.clone())
+        })
+        .await;
+        let reply = match asked {
+            Ok(reply) => reply,
+            Err(Stopped::GaveUp(_)) => return Err(ClientError::NoCoordinator { subject }),
+            Err(stopped) => {
+                let message = stopped.error().map_or_else(|| "stopped".to_owned(), |e| e.to_string());
+                return Err(ClientError::Request { subject, message });
             }
         };
         let reply: ApiReply = serde_json::from_slice(&reply.payload)

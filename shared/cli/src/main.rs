@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use weft_shared::client::WeftClient;
+use weft_client::WeftClient;
 
 /// Weft: distributed workflows of tool calls.
 #[derive(Debug, Parser)]
@@ -212,8 +212,8 @@ fn main() -> ExitCode {
         Command::Graph { file, format } => offline::graph(
             &file,
             match format {
-                GraphFormat::Mermaid => weft_shared::export::Format::Mermaid,
-                GraphFormat::Dot => weft_shared::export::Format::Dot,
+                GraphFormat::Mermaid => weft_lang::export::Format::Mermaid,
+                GraphFormat::Dot => weft_lang::export::Format::Dot,
             },
         ),
         Command::Analyze { file, durations, json } => offline::analyze(&file, durations.as_deref(), json),
@@ -231,7 +231,7 @@ fn main() -> ExitCode {
 fn run_online(url: &str, command: Command) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
-        let telemetry = weft_shared::telemetry::init("weft", false);
+        let telemetry = weft_service::telemetry::init("weft", false);
         let result = run_command(url, command).await;
         telemetry.shutdown().await;
         result

@@ -4,8 +4,8 @@
 use async_nats::jetstream::kv;
 use futures::StreamExt;
 
-use crate::definition::WorkflowDef;
 use crate::subjects;
+use weft_lang::definition::WorkflowDef;
 
 /// A definition could not be read.
 #[derive(Debug, thiserror::Error)]

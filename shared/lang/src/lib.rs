@@ -1,11 +1,11 @@
-//! The language of Weft: how workflows are written, checked and understood.
+//! `weft-lang`, the language of Weft: how workflows are written, checked and understood.
 //!
 //! A workflow is a JSON document ([`definition::WorkflowDef`]) of steps that call tools
 //! or nest control-flow constructs. Params pull values from earlier steps through
 //! references (`{user.city}`); conditions decide what runs. [`validate::compile`] checks
 //! a definition and produces a [`plan::Plan`], the form the coordinator executes and
-//! [`analysis`] reads. The language modules do no I/O beyond reading a file when asked; [`client`]
-//! is the one that talks to NATS.
+//! [`analysis`] reads. This crate does no I/O beyond reading a file when asked, and needs
+//! no async runtime: the wire protocol is `weft-protocol`, the client `weft-client`.
 //!
 //! # Layout
 //!
@@ -18,17 +18,11 @@
 //! - [`graph`]: cycles, levels, longest paths, largest antichains.
 //! - [`analysis`]: execution levels, maximal parallelism, critical path.
 //! - [`export`]: Mermaid and DOT drawings.
-//! - [`wire`]: the JSON messages between clients, coordinators and workers.
-//! - [`subjects`]: NATS subjects, streams, consumers and buckets.
-//! - [`client`]: the Rust client API over NATS (and JetStream set-up).
-//! - [`service`]: signal handling shared by the service binaries.
-//! - [`telemetry`]: logs, OTLP traces, W3C trace context in NATS headers.
-//! - [`timeline`]: a run's attempts as a table, a Gantt chart and a summary.
 //!
 //! # Example
 //!
 //! ```
-//! use weft_shared::{definition::WorkflowDef, validate, analysis};
+//! use weft_lang::{definition::WorkflowDef, validate, analysis};
 //!
 //! let def = WorkflowDef::from_json(r#"{
 //!   "name": "greet",
@@ -44,16 +38,10 @@
 
 pub mod analysis;
 pub mod catalogue;
-pub mod client;
 pub mod condition;
 pub mod definition;
 pub mod export;
 pub mod graph;
 pub mod plan;
 pub mod reference;
-pub mod service;
-pub mod subjects;
-pub mod telemetry;
-pub mod timeline;
 pub mod validate;
-pub mod wire;

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use weft_shared::reference::{Context, Path, ResolveError, Segment, Template, template::escape_text};
+use weft_lang::reference::{Context, Path, ResolveError, Segment, Template, template::escape_text};
 
 fn fail<E: std::fmt::Debug>(e: E) -> TestCaseError {
     TestCaseError::fail(format!("{e:?}"))

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::wire::{Attempt, Millis, RunRecord, StepStatus};
+use weft_protocol::wire::{Attempt, Millis, RunRecord, StepStatus};
 
 /// One attempt of one step, relative to the run's start.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,7 +260,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::wire::{Attempt, RunStatus, StepRecord, ToolError};
+    use weft_protocol::wire::{Attempt, RunStatus, StepRecord, ToolError};
 
     fn record() -> RunRecord {
         let attempt = |n: u32, start: u64, end: u64, ok: bool| Attempt {

@@ -1,0 +1,136 @@
+//! Requests to the coordinators' API and their answers.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+use weft_lang::definition::WorkflowDef;
+use weft_lang::validate::Problem;
+
+use super::{RunRecord, RunSummary};
+
+/// A request to the coordinators' API (`weft.api.<verb>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "snake_case")]
+pub enum ApiRequest {
+    /// Start a run.
+    Submit(Box<Submit>),
+    /// A run's record.
+    Status {
+        /// Which run.
+        run_id: Uuid,
+    },
+    /// Recent runs.
+    List {
+        /// At most this many (newest first).
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// Stop a run.
+    Cancel {
+        /// Which run.
+        run_id: Uuid,
+        /// Why.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Validate and register a definition under its name and version.
+    Deploy {
+        /// The workflow.
+        definition: Box<WorkflowDef>,
+    },
+    /// Dispatch nothing new until resumed.
+    Pause {
+        /// Which run.
+        run_id: Uuid,
+    },
+    /// Carry on after a pause.
+    Resume {
+        /// Which run.
+        run_id: Uuid,
+    },
+    /// Send data to the run's `signal` steps waiting for `name`.
+    Signal {
+        /// Which run.
+        run_id: Uuid,
+        /// The signal.
+        name: String,
+        /// Its data (the waiting step's output).
+        #[serde(default)]
+        data: Value,
+    },
+}
+
+/// Start a run of a definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submit {
+    /// Chosen by the client so a retried submit is recognised (default: a new id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<Uuid>,
+    /// The workflow.
+    pub definition: WorkflowDef,
+    /// The run's input.
+    #[serde(default)]
+    pub input: Value,
+}
+
+/// The coordinators' answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiReply {
+    /// A run was accepted (or had already been).
+    Accepted {
+        /// Its id.
+        run_id: Uuid,
+    },
+    /// A run's record.
+    Run(Box<RunRecord>),
+    /// Runs, newest first.
+    Runs(Vec<RunSummary>),
+    /// Done.
+    Ok,
+    /// The request failed.
+    Error(ApiError),
+}
+
+/// Why an API request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// Kind of failure.
+    pub code: ApiErrorCode,
+    /// What happened.
+    pub message: String,
+    /// Validation problems, for `invalid`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+/// Kinds of API failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiErrorCode {
+    /// The request could not be read.
+    BadRequest,
+    /// The workflow or its input is invalid.
+    Invalid,
+    /// No such run.
+    NotFound,
+    /// The request cannot apply to the run as it is (e.g. cancel a finished run, submit
+    /// an id that names a run already).
+    Conflict,
+    /// What is stored cannot be read (a record or definition that is not what Weft
+    /// writes); the message names the bucket and key.
+    Corrupt,
+    /// JetStream cannot be reached for now (a leader election, a restart): nothing was
+    /// done, and the same request may succeed in a moment.
+    Unavailable,
+    /// Something failed inside the coordinator.
+    Internal,
+}
+
+impl ApiError {
+    /// An error of `code`.
+    pub fn new(code: ApiErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError { code, message: message.into(), problems: Vec::new() }
+    }
+}

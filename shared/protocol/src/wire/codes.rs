@@ -1,0 +1,31 @@
+//! Well-known error codes set by Weft itself (a `ToolError`'s `code`); which are retried
+//! is in docs/protocol.md.
+
+/// The attempt ran past its timeout.
+pub const TIMEOUT: &str = "TIMEOUT";
+/// Params did not resolve or did not fit the tool.
+pub const BAD_PARAMS: &str = "BAD_PARAMS";
+/// No such tool on the worker that took the task.
+pub const UNKNOWN_TOOL: &str = "UNKNOWN_TOOL";
+/// The tool panicked.
+pub const PANIC: &str = "PANIC";
+/// The output is larger than a message may be.
+pub const OUTPUT_TOO_LARGE: &str = "OUTPUT_TOO_LARGE";
+/// The resolved params are larger than a message may be.
+pub const PARAMS_TOO_LARGE: &str = "PARAMS_TOO_LARGE";
+/// The run was cancelled while the tool ran.
+pub const CANCELLED: &str = "CANCELLED";
+/// A condition could not be evaluated.
+pub const CONDITION: &str = "CONDITION";
+/// A task was delivered more times than a worker allows (workers kept dying on it).
+pub const WORKER_LOST: &str = "WORKER_LOST";
+/// The `http` tool could not reach the server.
+pub const NETWORK: &str = "NETWORK";
+/// The `transform` tool's jq filter failed.
+pub const FILTER_ERROR: &str = "FILTER_ERROR";
+/// A sub-workflow did not complete (or could not start).
+pub const CHILD_FAILED: &str = "CHILD_FAILED";
+/// A `loop` reached `max_iterations` before its `until` held.
+pub const MAX_ITERATIONS: &str = "MAX_ITERATIONS";
+/// A construct's body failed (the message says which step and why).
+pub const BODY_FAILED: &str = "BODY_FAILED";

@@ -1,0 +1,111 @@
+//! Lifecycle events of a run (`weft.events.<run_id>`).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Millis, RunStatus};
+
+/// A lifecycle event (`weft.events.<run_id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The run.
+    pub run_id: Uuid,
+    /// Position in the run's event sequence, from 1.
+    pub seq: u64,
+    /// When.
+    pub at_ms: Millis,
+    /// What.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The run was accepted and started.
+    RunStarted {
+        /// Workflow name.
+        workflow: String,
+    },
+    /// A step's attempt was dispatched to the workers.
+    StepStarted {
+        /// The step.
+        step_id: String,
+        /// Attempt.
+        attempt: u32,
+    },
+    /// A step completed.
+    StepCompleted {
+        /// The step.
+        step_id: String,
+        /// Which worker.
+        worker: String,
+    },
+    /// An attempt failed and another will follow.
+    StepRetrying {
+        /// The step.
+        step_id: String,
+        /// The failed attempt.
+        attempt: u32,
+        /// Wait before the next.
+        delay_ms: u64,
+        /// Why it failed.
+        error: String,
+    },
+    /// A step failed for good.
+    StepFailed {
+        /// The step.
+        step_id: String,
+        /// Why.
+        error: String,
+    },
+    /// A step was skipped.
+    StepSkipped {
+        /// The step.
+        step_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A step was stopped before it finished: a race was won by another branch, or the
+    /// construct it belongs to failed.
+    StepCancelled {
+        /// The step.
+        step_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A compensation's attempt was dispatched.
+    CompensationStarted {
+        /// The step being undone.
+        step_id: String,
+        /// Attempt.
+        attempt: u32,
+    },
+    /// A step was undone.
+    CompensationCompleted {
+        /// The step.
+        step_id: String,
+    },
+    /// A compensation failed for good.
+    CompensationFailed {
+        /// The step.
+        step_id: String,
+        /// Why.
+        error: String,
+    },
+    /// The run was paused.
+    RunPaused,
+    /// The run was resumed.
+    RunResumed,
+    /// Data arrived for the run's `signal` steps.
+    SignalReceived {
+        /// The signal's name.
+        name: String,
+    },
+    /// The run ended.
+    RunFinished {
+        /// How.
+        status: RunStatus,
+    },
+}
