@@ -4,31 +4,23 @@
 //! own task so a slow one never holds the others. A malformed request gets a
 //! `bad_request` answer naming the subject and the parse error.
 
-use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use ractor::ActorRef;
-use serde_json::Value;
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
-use weft_lang::catalogue::Catalogue;
 use weft_lang::definition::WorkflowDef;
-use weft_lang::plan::{Kind, Plan};
-use weft_lang::validate::{self, Code, Problem, Problems};
-use weft_protocol::definitions;
 use weft_protocol::subjects;
-use weft_protocol::wire::{
-    Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, RunRecord, RunStatus, RunSummary, Submit, now_ms,
-};
+use weft_protocol::wire::{ApiError, ApiErrorCode, ApiReply, ApiRequest, RunRecord, RunSummary, Submit};
 
+use crate::admission::{Admission, AdmitError, Request, status_name};
 use crate::log::{self, Entry};
-use crate::machine::{Input, Run};
+use crate::machine::Input;
 use crate::nats::Nats;
-use crate::plans::Plans;
 use crate::supervisor::{Found, SupervisorMsg};
 
 /// How long an API handler waits on an actor.
@@ -39,40 +31,22 @@ const QUERY_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Shared by the request handlers.
 #[derive(Debug, Clone)]
-pub struct Api {
-    nats: Nats,
+pub(crate) struct Api {
+    nats: Arc<Nats>,
     supervisor: ActorRef<SupervisorMsg>,
-    catalogue: Arc<Mutex<Option<Catalogued>>>,
-    catalogue_ttl: Duration,
-    /// Plans validated against the catalogue of the generation they are kept with.
-    plans: Arc<std::sync::Mutex<(u64, Plans)>>,
+    admission: Arc<Admission>,
     partitions: u32,
 }
 
-/// The tool catalogue as last read.
-#[derive(Debug)]
-struct Catalogued {
-    at: Instant,
-    /// Goes up each time a read finds the catalogue changed.
-    generation: u64,
-    catalogue: Arc<Catalogue>,
-}
-
 impl Api {
-    /// An API over `supervisor`, for runs spread over `partitions`.
-    pub fn new(nats: Nats, supervisor: ActorRef<SupervisorMsg>, catalogue_ttl: Duration, partitions: u32) -> Api {
-        Api {
-            nats,
-            supervisor,
-            catalogue: Arc::new(Mutex::new(None)),
-            catalogue_ttl,
-            plans: Arc::default(),
-            partitions,
-        }
+    /// An API over `supervisor`, admitting runs through `admission`.
+    pub(crate) fn new(nats: Arc<Nats>, supervisor: ActorRef<SupervisorMsg>, admission: Arc<Admission>) -> Api {
+        let partitions = nats.partitions;
+        Api { nats, supervisor, admission, partitions }
     }
 
     /// Answers `weft.query.<run>` for the runs this coordinator owns; others stay silent.
-    pub async fn answer_queries(self, shutdown: CancellationToken) -> Result<(), async_nats::SubscribeError> {
+    pub(crate) async fn answer_queries(self, shutdown: CancellationToken) -> Result<(), async_nats::SubscribeError> {
         let mut queries = self.nats.client.subscribe(subjects::QUERY_ALL.to_owned()).await?;
         loop {
             let message = tokio::select! {
@@ -93,7 +67,7 @@ impl Api {
     }
 
     /// Serves requests until `shutdown`.
-    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), async_nats::SubscribeError> {
+    pub(crate) async fn serve(self, shutdown: CancellationToken) -> Result<(), async_nats::SubscribeError> {
         let mut requests =
             self.nats.client.queue_subscribe(subjects::API_ALL.to_owned(), subjects::API_QUEUE.to_owned()).await?;
         loop {
@@ -173,146 +147,19 @@ impl Api {
         result.unwrap_or_else(ApiReply::Error)
     }
 
-    /// The tools workers advertise (read again when older than the TTL) and its generation.
-    async fn live_catalogue(&self) -> (u64, Arc<Catalogue>) {
-        let mut cached = self.catalogue.lock().await;
-        if let Some(c) = cached.as_ref()
-            && c.at.elapsed() < self.catalogue_ttl
-        {
-            return (c.generation, c.catalogue.clone());
-        }
-        let mut catalogue = Catalogue::default();
-        if let Ok(mut keys) = self.nats.infra.tools.keys().await {
-            while let Some(Ok(key)) = keys.next().await {
-                if let Ok(Some(bytes)) = self.nats.infra.tools.get(&key).await
-                    && let Ok(ad) = serde_json::from_slice::<Advertisement>(&bytes)
-                {
-                    catalogue.insert(ad.spec);
-                }
-            }
-        }
-        let generation = match cached.as_ref() {
-            Some(c) if *c.catalogue == catalogue => c.generation,
-            Some(c) => c.generation + 1,
-            None => 0,
-        };
-        let catalogue = Arc::new(catalogue);
-        *cached = Some(Catalogued { at: Instant::now(), generation, catalogue: catalogue.clone() });
-        (generation, catalogue)
-    }
-
-    /// `def` validated against the live catalogue and compiled, or its plan from the last
-    /// time, if the catalogue has not changed since.
-    async fn plan(&self, def: &WorkflowDef) -> Result<Arc<Plan>, Problems> {
-        let (generation, catalogue) = self.live_catalogue().await;
-        {
-            let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
-            if plans.0 < generation {
-                plans.0 = generation;
-                plans.1.clear();
-            }
-            if plans.0 == generation
-                && let Some(plan) = plans.1.get(def)
-            {
-                return Ok(plan);
-            }
-        }
-        // Compiled outside the lock: other submits go on meanwhile.
-        let plan = Arc::new(validate::compile(def, Some(&catalogue))?);
-        let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
-        if plans.0 == generation {
-            plans.1.insert(plan.clone());
-        }
-        Ok(plan)
-    }
-
     async fn submit(&self, submit: Submit) -> Result<Uuid, ApiError> {
         let run_id = submit.run_id.unwrap_or_else(Uuid::now_v7);
-        let name = submit.definition.name.clone();
-        let invalid = |problems: Vec<Problem>| ApiError {
-            code: ApiErrorCode::Invalid,
-            message: format!(
-                "workflow `{name}` is invalid:\n{}",
-                problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
-            ),
-            problems,
-        };
-        let plan = self.plan(&submit.definition).await.map_err(|p| invalid(p.0))?;
-        let mut problems = self.unregistered(&plan).await;
-        problems.extend(check_input(&plan, &submit.input));
-        if !problems.is_empty() {
-            return Err(invalid(problems));
-        }
-        // Accepted means stored twice over: the record (for status) and the log entry
-        // (the run itself), both before the answer. The record is created only if the id
-        // names no run yet: a run is created once.
-        let partition = log::partition_of(run_id, self.partitions);
-        let record = Run::new(run_id, plan, submit.input.clone(), now_ms()).record();
-        let Some(revision) = self.nats.store_new(&record).await? else {
-            return Err(self.taken(run_id).await);
-        };
-        let trace = weft_protocol::trace::traceparent(&tracing::Span::current());
-        tracing::Span::current().record("weft.workflow", name.as_str());
-        tracing::Span::current().record("weft.run_id", tracing::field::display(run_id));
-        let entry =
-            Entry::Created { definition: Box::new(submit.definition), input: submit.input, trace, parent: None };
-        if let Err(e) =
-            log::append(&self.nats.js, log::subject(partition, run_id), &entry, &format!("create:{run_id}")).await
-        {
-            // Not accepted: the record goes, so the id can be submitted again.
-            if let Err(undo) = self.nats.unstore(run_id, revision).await {
-                tracing::warn!(%run_id, error = %undo, "the record of a run that was not created stays");
-            }
-            return Err(ApiError::new(ApiErrorCode::Unavailable, format!("the run could not be stored: {e}")));
-        }
-        Ok(run_id)
-    }
-
-    /// Why a submit of `run_id` is refused when a record of that id exists.
-    async fn taken(&self, run_id: Uuid) -> ApiError {
-        let why = match self.nats.stored(run_id).await {
-            Ok(Some(record)) => format!("is {} (workflow `{}`)", status_name(record.status), record.workflow),
-            Ok(None) => "was removed a moment ago".to_owned(),
-            Err(e) => format!("has a record that cannot be read: {e}"),
-        };
-        ApiError::new(
-            ApiErrorCode::Conflict,
-            format!(
-                "run {run_id} exists already and {why}: a run id names one run; submit without an id for a new one"
-            ),
-        )
-    }
-
-    /// Sub-workflows that are not registered are refused at submit, not discovered mid-run.
-    async fn unregistered(&self, plan: &Plan) -> Vec<Problem> {
-        let mut problems = Vec::new();
-        for step in plan.all_steps() {
-            let Kind::SubWorkflow { name, version, .. } = &step.kind else { continue };
-            let store = &self.nats.infra.definitions;
-            let found = match version {
-                Some(v) => store.get(weft_protocol::subjects::definition_key(name, *v)).await.map(|d| d.is_some()),
-                None => Ok(definitions::latest(store, name).await.is_ok()),
-            };
-            if let Ok(false) = found {
-                let which = version.map_or(String::new(), |v| format!(" version {v}"));
-                problems.push(Problem {
-                    path: "workflow.name".to_owned(),
-                    step: Some(step.id.clone()),
-                    code: Code::InvalidValue,
-                    message: format!("no workflow `{name}`{which} is registered (register it with `weft deploy`)"),
-                });
-            }
-        }
-        problems
+        let span = tracing::Span::current();
+        span.record("weft.workflow", submit.definition.name.as_str());
+        span.record("weft.run_id", tracing::field::display(run_id));
+        let trace = weft_protocol::trace::traceparent(&span);
+        let request = Request { run_id, definition: submit.definition, input: submit.input, trace, parent: None };
+        self.admission.submit(request).await.map_err(api_error)
     }
 
     async fn deploy(&self, definition: WorkflowDef) -> Result<(), ApiError> {
         let name = definition.name.clone();
-        self.plan(&definition).await.map_err(|p| ApiError {
-            code: ApiErrorCode::Invalid,
-            message: format!("workflow `{name}` is invalid ({} problems)", p.0.len()),
-            problems: p.0,
-        })?;
+        self.admission.plan(&definition).await.map_err(api_error)?;
         let key = weft_protocol::subjects::definition_key(&name, definition.version);
         let payload = serde_json::to_vec(&definition).unwrap_or_default();
         let store = &self.nats.infra.definitions;
@@ -432,31 +279,18 @@ fn read_request(payload: &[u8]) -> Result<ApiRequest, serde_json::Error> {
     serde_json::from_slice(payload)
 }
 
-/// A status as it is spelled on the wire (`timed_out`).
-fn status_name(status: RunStatus) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{status:?}"))
+/// How a refused admission is answered.
+fn api_error(e: AdmitError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        AdmitError::Invalid { problems, .. } => ApiError { code: ApiErrorCode::Invalid, message, problems },
+        AdmitError::Taken { .. } => ApiError::new(ApiErrorCode::Conflict, message),
+        AdmitError::Unavailable(_) => ApiError::new(ApiErrorCode::Unavailable, message),
+    }
 }
 
 fn not_found(run_id: Uuid) -> ApiError {
     ApiError::new(ApiErrorCode::NotFound, format!("no run {run_id} (not found)"))
-}
-
-/// The input against the workflow's input schema.
-pub(crate) fn check_input(plan: &Plan, input: &Value) -> Vec<Problem> {
-    let Some(schema) = &plan.input_schema else { return Vec::new() };
-    let Ok(validator) = jsonschema::validator_for(schema) else { return Vec::new() };
-    validator
-        .iter_errors(input)
-        .map(|e| Problem {
-            path: format!("input{}", e.instance_path().as_str().replace('/', ".")),
-            step: None,
-            code: Code::InvalidValue,
-            message: e.to_string(),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! The Weft coordinator: one ractor actor per running workflow holds its state machine
 //! and dispatches ready steps to workers over NATS JetStream.
 //!
-//! Message flow: a client's `submit` request reaches [`api`], which validates the
+//! Message flow: a client's `submit` request reaches `api`, which validates the
 //! workflow against the live tool catalogue and writes the run's creation to its
-//! partition of the run [`log`]. The coordinator that owns the partition ([`partition`]:
-//! one pinned consumer per partition) receives it and its [`supervisor`] starts a
-//! [`run_actor`], which applies every logged input to the run's [`machine`] and carries
+//! partition of the run `log`. The coordinator that owns the partition (`partition`:
+//! one pinned consumer per partition) receives it and its `supervisor` starts a
+//! `run_actor`, which applies every logged input to the run's `machine` and carries
 //! out the effects: tasks on `weft.task.<tool>` (replying to the run's log), timers that
 //! write themselves to the log when they fire, events on `weft.events.<run>`. A run that
 //! waits only for outside input (a signal, a child's end) is parked: the supervisor keeps
@@ -14,26 +14,30 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: settings and their defaults.
-//! - [`machine`]: the pure state machine of a run (inputs in, effects out).
-//! - [`run_actor`]: the actor carrying out one run's effects.
-//! - [`supervisor`]: spawns run actors, routes results, parks idle runs, compacts the
+//! - `config`: settings and their defaults.
+//! - `machine`: the pure state machine of a run (inputs in, effects out).
+//! - `run_actor`: the actor carrying out one run's effects.
+//! - `supervisor`: spawns run actors, routes results, parks idle runs, compacts the
 //!   log, forgets finished runs.
-//! - [`api`]: submit, status, list, cancel over NATS request/reply.
-//! - [`plans`]: compiled definitions, shared by the runs that repeat them.
-//! - [`log`]: the run log on JetStream: entries, appends, replay, compaction.
-//! - [`partition`]: pinned consumers (ownership) and the ticks that reveal it.
-//! - [`nats`]: connections and the publishes the coordinator makes.
+//! - `admission`: the one way a run comes to exist (a submit, a child run).
+//! - `api`: submit, status, list, cancel over NATS request/reply.
+//! - `plans`: compiled definitions, shared by the runs that repeat them.
+//! - `log`: the run log on JetStream: entries, appends, replay, compaction.
+//! - `partition`: pinned consumers (ownership) and the ticks that reveal it.
+//! - `nats`: connections and the publishes the coordinator makes.
 
-pub mod api;
-pub mod config;
-pub mod log;
-pub mod machine;
-pub mod nats;
-pub mod partition;
-pub mod plans;
-pub mod run_actor;
-pub mod supervisor;
+mod admission;
+mod api;
+mod config;
+mod log;
+mod machine;
+mod nats;
+mod partition;
+mod plans;
+mod run_actor;
+mod supervisor;
+
+use std::sync::Arc;
 
 use ractor::Actor;
 use tokio_util::sync::CancellationToken;
@@ -65,15 +69,17 @@ pub async fn run(
     let infra = topology::ensure(&js, &config.retention).await?;
     topology::apply_retention(&js, &config.retention).await?;
     let background = tokio_util::task::TaskTracker::new();
-    let nats = nats::Nats {
+    let nats = Arc::new(nats::Nats {
         client,
         js,
         infra,
         partitions: config.partitions,
         background: background.clone(),
         shutdown: shutdown.clone(),
-    };
-    let args = supervisor::SupervisorArgs { nats: nats.clone(), lost_after: config.pin_timeout };
+    });
+    let admission = Arc::new(admission::Admission::new(nats.clone(), config.catalogue_ttl));
+    let args =
+        supervisor::SupervisorArgs { nats: nats.clone(), admission: admission.clone(), lost_after: config.pin_timeout };
     let (supervisor, handle) =
         Actor::spawn(None, supervisor::Supervisor, args).await.map_err(|e| CoordinatorError::Spawn(e.to_string()))?;
     let mut tasks = Vec::new();
@@ -88,7 +94,7 @@ pub async fn run(
         )));
     }
     tasks.push(tokio::spawn(partition::tick(nats.clone(), config.partitions, shutdown.clone())));
-    let api = api::Api::new(nats, supervisor.clone(), config.catalogue_ttl, config.partitions);
+    let api = api::Api::new(nats, supervisor.clone(), admission);
     let queries = tokio::spawn(api.clone().answer_queries(shutdown.clone()));
     tracing::info!(partitions = config.partitions, "coordinator ready");
     let served = api.serve(shutdown.clone()).await;

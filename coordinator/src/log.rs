@@ -20,13 +20,15 @@ use weft_protocol::wire::{Millis, TaskResult};
 
 use crate::machine::{Input, Logged, ParentLink};
 
-pub use weft_protocol::subjects::{INPUTS_STREAM as STREAM, input as subject, partition_inputs as partition_filter};
-pub use weft_protocol::subjects::{partition_of, tick as tick_subject};
+pub(crate) use weft_protocol::subjects::{
+    INPUTS_STREAM as STREAM, input as subject, partition_inputs as partition_filter,
+};
+pub(crate) use weft_protocol::subjects::{partition_of, tick as tick_subject};
 
 /// What the log holds, besides workers' results (which are plain [`TaskResult`]s).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "entry", rename_all = "snake_case")]
-pub enum Entry {
+pub(crate) enum Entry {
     /// A run was accepted.
     Created {
         /// The workflow.
@@ -49,7 +51,7 @@ pub enum Entry {
 
 /// A run's creation, as logged (an [`Entry::Created`] read without its tag).
 #[derive(Debug, Deserialize)]
-pub struct Creation {
+pub(crate) struct Creation {
     /// The workflow.
     pub definition: Box<WorkflowDef>,
     /// Its input.
@@ -67,7 +69,7 @@ const CREATED_PREFIX: &[u8] = br#"{"entry":"created","#;
 
 /// A decoded log message.
 #[derive(Debug)]
-pub enum Decoded {
+pub(crate) enum Decoded {
     /// A run's creation.
     Created(Box<Creation>),
     /// An input for a run.
@@ -79,7 +81,7 @@ pub enum Decoded {
 /// The message could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("unreadable log entry on {subject}: {message}")]
-pub struct DecodeError {
+pub(crate) struct DecodeError {
     /// Where.
     pub subject: String,
     /// Why.
@@ -87,7 +89,7 @@ pub struct DecodeError {
 }
 
 /// Reads a log message: a tick, an [`Entry`], or a worker's [`TaskResult`].
-pub fn decode(subject: &str, payload: &[u8]) -> Result<Decoded, DecodeError> {
+pub(crate) fn decode(subject: &str, payload: &[u8]) -> Result<Decoded, DecodeError> {
     if subject.ends_with(".tick") {
         return Ok(Decoded::Tick);
     }
@@ -115,18 +117,18 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Decoded, DecodeError> {
 }
 
 /// The run id of a run subject (`weft.in.<p>.<run>`).
-pub fn run_of(subject: &str) -> Option<Uuid> {
+pub(crate) fn run_of(subject: &str) -> Option<Uuid> {
     subject.rsplit('.').next()?.parse().ok()
 }
 
 /// When the stream stored a message, in ms: the `now` its input is applied at.
-pub fn stored_at(message: &jetstream::Message) -> Option<(u64, Millis)> {
+pub(crate) fn stored_at(message: &jetstream::Message) -> Option<(u64, Millis)> {
     let info = message.info().ok()?;
     Some((info.stream_sequence, (info.published.unix_timestamp_nanos() / 1_000_000) as Millis))
 }
 
 /// Appends an entry (deduplicated by `id`) and waits until it is stored.
-pub async fn append(js: &jetstream::Context, subject: String, entry: &Entry, id: &str) -> Result<(), String> {
+pub(crate) async fn append(js: &jetstream::Context, subject: String, entry: &Entry, id: &str) -> Result<(), String> {
     let payload = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
     js.send_publish(subject, PublishMessage::build().payload(payload.into()).message_id(id))
         .await
@@ -137,7 +139,7 @@ pub async fn append(js: &jetstream::Context, subject: String, entry: &Entry, id:
 }
 
 /// Publishes a tick for a partition (one per second across coordinators, expiring).
-pub async fn tick(js: &jetstream::Context, partition: u32, second: u64) -> Result<(), String> {
+pub(crate) async fn tick(js: &jetstream::Context, partition: u32, second: u64) -> Result<(), String> {
     let message = PublishMessage::build()
         .payload(bytes::Bytes::new())
         .message_id(format!("tick:{partition}:{second}"))
@@ -152,7 +154,7 @@ pub async fn tick(js: &jetstream::Context, partition: u32, second: u64) -> Resul
 
 /// A run's history, as stored.
 #[derive(Debug, Default)]
-pub struct History {
+pub(crate) struct History {
     /// The creation, and when it was stored: the first one. A run is created once; later
     /// creations of the same id (a resubmit past the duplicate window, a forged entry) are
     /// not applied.
@@ -167,7 +169,10 @@ pub struct History {
 
 /// Reads every run entry of a partition stored up to now; returns the histories by run and
 /// the last stream sequence read (entries after it are for the live consumer).
-pub async fn read_partition(js: &jetstream::Context, partition: u32) -> Result<(BTreeMap<Uuid, History>, u64), String> {
+pub(crate) async fn read_partition(
+    js: &jetstream::Context,
+    partition: u32,
+) -> Result<(BTreeMap<Uuid, History>, u64), String> {
     let mut stream = js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
     let last = stream.info().await.map_err(|e| e.to_string())?.state.last_sequence;
     let mut runs: BTreeMap<Uuid, History> = BTreeMap::new();
@@ -214,7 +219,7 @@ pub async fn read_partition(js: &jetstream::Context, partition: u32) -> Result<(
 /// Removes a partition's entries stored before sequence `below`: one request, however many
 /// runs they belong to. Purging each finished run by its subject instead made the server
 /// recount every partition consumer's pending messages per run (see BENCHMARKS.md).
-pub async fn purge_below(js: &jetstream::Context, partition: u32, below: u64) -> Result<(), String> {
+pub(crate) async fn purge_below(js: &jetstream::Context, partition: u32, below: u64) -> Result<(), String> {
     let stream = js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
     stream.purge().filter(partition_filter(partition)).sequence(below).await.map(|_| ()).map_err(|e| e.to_string())
 }

@@ -38,8 +38,8 @@ use weft_protocol::wire::{
     ToolError, codes,
 };
 
-pub use child::{ChildResult, ChildStart, ParentLink};
-pub use step::StepState;
+pub(crate) use child::{ChildResult, ChildStart, ParentLink};
+pub(crate) use step::StepState;
 
 use constructs::Construct;
 use frame::Frame;
@@ -48,7 +48,7 @@ use frame::Frame;
 /// them in order rebuilds the run exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "input", rename_all = "snake_case")]
-pub enum Input {
+pub(crate) enum Input {
     /// Begin.
     Start,
     /// A worker answered.
@@ -86,7 +86,7 @@ pub enum Input {
 
 impl Input {
     /// How the input reads in a log line.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Input::Start => "start".to_owned(),
             Input::Result { result } => describe_result(result),
@@ -106,7 +106,7 @@ impl Input {
 
 /// An input as the run's log holds it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Logged {
+pub(crate) struct Logged {
     /// The input.
     pub input: Input,
     /// When the log stored it: the `now` it is applied at.
@@ -118,7 +118,7 @@ pub struct Logged {
 /// Timers a run asks for. `step` is a step instance's path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "timer", rename_all = "snake_case")]
-pub enum Timer {
+pub(crate) enum Timer {
     /// Time for the next attempt of a step.
     Retry {
         /// The step.
@@ -180,7 +180,7 @@ impl Timer {
 
 /// What the run actor must do.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
+pub(crate) enum Effect {
     /// Publish a task for a worker.
     Dispatch(Task),
     /// Deliver `Input::Timer(timer)` after `after`.
@@ -211,7 +211,7 @@ pub enum Effect {
 
 /// An input the machine did not apply, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ignored {
+pub(crate) struct Ignored {
     /// What the input was (`result of `a` attempt 2`).
     pub input: String,
     /// Why it was not applied.
@@ -291,7 +291,7 @@ struct Inst {
 
 /// One run's state.
 #[derive(Debug, Clone)]
-pub struct Run {
+pub(crate) struct Run {
     id: Uuid,
     /// Shared by every run of the same definition.
     plan: Arc<Plan>,
@@ -330,7 +330,7 @@ pub struct Run {
 
 impl Run {
     /// A run of `plan` with `input`, not started yet.
-    pub fn new(id: Uuid, plan: impl Into<Arc<Plan>>, input: Value, created_ms: Millis) -> Run {
+    pub(crate) fn new(id: Uuid, plan: impl Into<Arc<Plan>>, input: Value, created_ms: Millis) -> Run {
         let plan = plan.into();
         let workflow = json!({"id": id, "name": plan.name, "version": plan.version});
         let mut run = Run {
@@ -365,41 +365,41 @@ impl Run {
     }
 
     /// Sets where workers publish this run's results.
-    pub fn with_reply_to(mut self, subject: String) -> Run {
+    pub(crate) fn with_reply_to(mut self, subject: String) -> Run {
         self.reply_to = subject;
         self
     }
 
     /// Makes the run a child of a `workflow` step of another run.
-    pub fn with_parent(mut self, parent: Option<ParentLink>) -> Run {
+    pub(crate) fn with_parent(mut self, parent: Option<ParentLink>) -> Run {
         self.parent = parent;
         self
     }
 
     /// The run that started this one, if it is a sub-workflow.
-    pub fn parent(&self) -> Option<&ParentLink> {
+    pub(crate) fn parent(&self) -> Option<&ParentLink> {
         self.parent.as_ref()
     }
 
     /// Its workflow's name.
-    pub fn workflow(&self) -> &str {
+    pub(crate) fn workflow(&self) -> &str {
         &self.plan.name
     }
 
     /// Its id.
-    pub fn id(&self) -> Uuid {
+    pub(crate) fn id(&self) -> Uuid {
         self.id
     }
 
     /// Where it is.
-    pub fn status(&self) -> RunStatus {
+    pub(crate) fn status(&self) -> RunStatus {
         self.status
     }
 
     /// Whether the run waits only for inputs from outside (a signal, a child run's end, a
     /// resume): no task on a worker, no timer armed. Such a run needs no actor until its
     /// next input arrives.
-    pub fn is_quiescent(&self) -> bool {
+    pub(crate) fn is_quiescent(&self) -> bool {
         matches!(self.status, RunStatus::Running | RunStatus::Paused) && !self.running.any() && self.timers.is_empty()
     }
 
@@ -407,7 +407,11 @@ impl Run {
     /// then every later input at the time it was stored, in log order. Returns the run
     /// and the inputs it did not apply, with their log sequences, for the caller to log.
     /// The effects are not returned: [`Run::resume`] says what a new owner must do again.
-    pub fn replay(mut self, started: Millis, inputs: impl IntoIterator<Item = Logged>) -> (Run, Vec<(u64, Ignored)>) {
+    pub(crate) fn replay(
+        mut self,
+        started: Millis,
+        inputs: impl IntoIterator<Item = Logged>,
+    ) -> (Run, Vec<(u64, Ignored)>) {
         let mut ignored = Vec::new();
         self.apply(Input::Start, started);
         for Logged { input, at, seq } in inputs {
@@ -421,7 +425,7 @@ impl Run {
     }
 
     /// Applies one input at time `now`; returns what to do.
-    pub fn apply(&mut self, input: Input, now: Millis) -> Vec<Effect> {
+    pub(crate) fn apply(&mut self, input: Input, now: Millis) -> Vec<Effect> {
         let mut out = Vec::new();
         match self.status {
             RunStatus::Running | RunStatus::Paused => self.apply_running(input, now, &mut out),
@@ -605,7 +609,7 @@ impl Run {
     /// timers that have not fired, for the time they have left. A run that is already over
     /// announces its end again (the same event, deduplicated by its sequence number), so
     /// whoever waits for it hears it even if the previous owner died before telling.
-    pub fn resume(&self, now: Millis) -> Vec<Effect> {
+    pub(crate) fn resume(&self, now: Millis) -> Vec<Effect> {
         if self.status.is_terminal() {
             let at_ms = self.finished_ms.unwrap_or(now);
             let kind = EventKind::RunFinished { status: self.status };
@@ -662,7 +666,7 @@ impl Run {
     }
 
     /// The run's line in a listing (without building its record).
-    pub fn summary(&self) -> RunSummary {
+    pub(crate) fn summary(&self) -> RunSummary {
         RunSummary {
             run_id: self.id,
             workflow: self.plan.name.clone(),
@@ -673,7 +677,7 @@ impl Run {
     }
 
     /// Everything known about the run. Steps are keyed by instance path.
-    pub fn record(&self) -> RunRecord {
+    pub(crate) fn record(&self) -> RunRecord {
         let steps: BTreeMap<String, StepRecord> = (0..self.insts.len())
             .map(|i| (self.insts[i].path.clone(), self.insts[i].state.record(self.def(i))))
             .collect();

@@ -24,7 +24,7 @@ const STORE_RETRY: Policy = Policy::new(Duration::from_millis(100), Duration::fr
 
 /// Connections shared by every actor and loop.
 #[derive(Debug, Clone)]
-pub struct Nats {
+pub(crate) struct Nats {
     /// Core NATS.
     pub client: async_nats::Client,
     /// JetStream.
@@ -51,7 +51,7 @@ impl Nats {
     /// the stream has it: a dispatch must not be lost to a passing NATS outage.
     ///
     /// A task larger than the server accepts is refused here, with the sizes.
-    pub async fn dispatch(&self, task: &Task, headers: async_nats::HeaderMap) -> Result<(), ToolError> {
+    pub(crate) async fn dispatch(&self, task: &Task, headers: async_nats::HeaderMap) -> Result<(), ToolError> {
         let subject = subjects::task(&task.tool);
         let payload = json(task);
         let limit = self.client.server_info().max_payload;
@@ -74,7 +74,7 @@ impl Nats {
     /// So a NATS outage can cost a watcher a step event, never a run's end; the run's
     /// record has every step regardless. (Awaiting two acks per step cost the server two
     /// messages and the coordinator two background tasks per step.)
-    pub async fn emit(&self, event: &Event) {
+    pub(crate) async fn emit(&self, event: &Event) {
         let subject = subjects::events(event.run_id);
         let id = format!("event:{}:{}", event.run_id, event.seq);
         if matches!(event.kind, EventKind::StepStarted { .. } | EventKind::StepCompleted { .. }) {
@@ -133,7 +133,7 @@ impl Nats {
     }
 
     /// Tells workers to stop tools (best effort: a late result is ignored anyway).
-    pub async fn cancel(&self, cancel: &CancelTask) {
+    pub(crate) async fn cancel(&self, cancel: &CancelTask) {
         if let Err(e) = self.client.publish(subjects::cancel(cancel.run_id), json(cancel)).await {
             tracing::warn!(run_id = %cancel.run_id, error = %e, "cancel not sent");
         }
@@ -141,18 +141,18 @@ impl Nats {
 
     /// A record abridged, if need be, to fit in one message with room for the reply that
     /// wraps it.
-    pub fn fit(&self, record: RunRecord) -> RunRecord {
+    pub(crate) fn fit(&self, record: RunRecord) -> RunRecord {
         record.within(self.client.server_info().max_payload.saturating_sub(HEADER_ROOM))
     }
 
     /// A record's JSON, abridged if it would not fit in one message.
-    pub fn record_json(&self, record: &RunRecord) -> bytes::Bytes {
+    pub(crate) fn record_json(&self, record: &RunRecord) -> bytes::Bytes {
         let limit = self.client.server_info().max_payload.saturating_sub(HEADER_ROOM);
         record.to_json_within(limit).into()
     }
 
     /// Stores a run record (retried: the record is what `weft status` shows afterwards).
-    pub async fn store(&self, record: &RunRecord) -> Result<(), StoreError> {
+    pub(crate) async fn store(&self, record: &RunRecord) -> Result<(), StoreError> {
         let key = record.run_id.to_string();
         let payload = self.record_json(record);
         retry(&STORE_RETRY, None, |_| true, || self.infra.runs.put(&key, payload.clone())).await.map(|_| ()).map_err(
@@ -165,7 +165,7 @@ impl Nats {
 
     /// Stores a run record unless the key holds one already (readable or not); returns
     /// its revision, or `None` if a record was there.
-    pub async fn store_new(&self, record: &RunRecord) -> Result<Option<u64>, StoreError> {
+    pub(crate) async fn store_new(&self, record: &RunRecord) -> Result<Option<u64>, StoreError> {
         let key = record.run_id.to_string();
         match self.infra.runs.create(&key, self.record_json(record)).await {
             Ok(revision) => Ok(Some(revision)),
@@ -176,7 +176,7 @@ impl Nats {
 
     /// Removes a record stored by [`Nats::store_new`] whose run could not be created, if it
     /// is still the one stored (`revision`).
-    pub async fn unstore(&self, run_id: uuid::Uuid, revision: u64) -> Result<(), StoreError> {
+    pub(crate) async fn unstore(&self, run_id: uuid::Uuid, revision: u64) -> Result<(), StoreError> {
         let key = run_id.to_string();
         self.infra
             .runs
@@ -187,7 +187,7 @@ impl Nats {
 
     /// A stored run record: `None` if there is none. A record that is there but cannot be
     /// read is [`StoreError::Corrupt`], never taken for an absent one.
-    pub async fn stored(&self, run_id: uuid::Uuid) -> Result<Option<RunRecord>, StoreError> {
+    pub(crate) async fn stored(&self, run_id: uuid::Uuid) -> Result<Option<RunRecord>, StoreError> {
         let key = run_id.to_string();
         let bytes = self
             .infra

@@ -3,6 +3,7 @@
 //! when the pinned one stops pulling. Ticks, published by every coordinator each second
 //! and expiring, make sure even an idle partition tells its owner that it owns it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, PriorityPolicy};
@@ -25,8 +26,8 @@ const GROUP: &str = "owners";
 
 /// Pulls partition `partition` for as long as `shutdown` allows, recreating the pull after
 /// errors (NATS restarts): messages go to the supervisor.
-pub async fn pull(
-    nats: Nats,
+pub(crate) async fn pull(
+    nats: Arc<Nats>,
     supervisor: ActorRef<SupervisorMsg>,
     partition: u32,
     ack_wait: Duration,
@@ -96,7 +97,7 @@ async fn pull_once(
 }
 
 /// Publishes a tick for every partition each second (deduplicated across coordinators).
-pub async fn tick(nats: Nats, partitions: u32, shutdown: CancellationToken) {
+pub(crate) async fn tick(nats: Arc<Nats>, partitions: u32, shutdown: CancellationToken) {
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {

@@ -16,7 +16,7 @@ use weft_lang::validate::{self, Problems};
 
 /// Plans by workflow name and version, a few different definitions of each.
 #[derive(Debug, Default)]
-pub struct Plans {
+pub(crate) struct Plans {
     by_name: HashMap<(String, u32), Vec<Arc<Plan>>>,
 }
 
@@ -25,13 +25,13 @@ impl Plans {
     const PER_VERSION: usize = 8;
 
     /// The cached plan of `def`, if it was compiled before.
-    pub fn get(&self, def: &WorkflowDef) -> Option<Arc<Plan>> {
+    pub(crate) fn get(&self, def: &WorkflowDef) -> Option<Arc<Plan>> {
         self.by_name.get(&(def.name.clone(), def.version))?.iter().find(|p| p.source == *def).cloned()
     }
 
     /// Keeps `plan` for the next run of its definition (the oldest of its version goes
     /// when there are too many).
-    pub fn insert(&mut self, plan: Arc<Plan>) {
+    pub(crate) fn insert(&mut self, plan: Arc<Plan>) {
         let cached = self.by_name.entry((plan.name.clone(), plan.version)).or_default();
         if cached.iter().any(|p| p.source == plan.source) {
             return;
@@ -43,7 +43,7 @@ impl Plans {
     }
 
     /// The plan of `def`, compiled (against `catalogue` if given) unless it is cached.
-    pub fn compile(&mut self, def: &WorkflowDef, catalogue: Option<&Catalogue>) -> Result<Arc<Plan>, Problems> {
+    pub(crate) fn compile(&mut self, def: &WorkflowDef, catalogue: Option<&Catalogue>) -> Result<Arc<Plan>, Problems> {
         if let Some(plan) = self.get(def) {
             return Ok(plan);
         }
@@ -53,7 +53,7 @@ impl Plans {
     }
 
     /// Forgets every plan (the catalogue they were validated against changed).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.by_name.clear();
     }
 }

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use weft_lang::validate;
 use weft_protocol::definitions::{self, DefinitionError};
 use weft_protocol::wire::{Millis, Outcome, RunRecord, RunStatus, TaskResult, ToolError, codes, now_ms};
 
 use weft_protocol::retry::{Policy, Stopped, retry};
 
+use crate::admission::{Admission, AdmitError, Request};
 use crate::log::{self, Entry};
 use crate::machine::{ChildResult, ChildStart, Effect, Input, Run, Timer};
 use crate::nats::Nats;
@@ -22,13 +22,13 @@ pub(crate) mod spans;
 
 /// The run actor.
 #[derive(Debug)]
-pub struct RunActor;
+pub(crate) struct RunActor;
 
 /// Messages to a run actor.
 // Messages are moved once into the mailbox; boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum RunMsg {
+pub(crate) enum RunMsg {
     /// Apply a logged input, stored at `at`; ack its message once applied.
     Apply {
         /// The input.
@@ -48,7 +48,7 @@ pub enum RunMsg {
 
 /// A run without an actor: what a new actor needs to carry on with it.
 #[derive(Debug)]
-pub struct Parked {
+pub(crate) struct Parked {
     /// The run.
     pub run: Run,
     /// Its spans.
@@ -57,7 +57,7 @@ pub struct Parked {
 
 /// How the actor begins.
 #[derive(Debug)]
-pub enum Start {
+pub(crate) enum Start {
     /// A new run: apply `Start` at `at`, then ack the creation entry.
     New {
         /// When the creation was logged.
@@ -73,11 +73,13 @@ pub enum Start {
 
 /// What a run actor starts from.
 #[derive(Debug)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The run (new, rebuilt from its log, or parked) and its spans.
     pub parked: Parked,
     /// NATS handles (shared: one run's actor is spawned per run and per wake).
     pub nats: Arc<Nats>,
+    /// Admits the child runs its `workflow` steps start.
+    pub admission: Arc<Admission>,
     /// Who to tell when the run ends.
     pub supervisor: ActorRef<SupervisorMsg>,
     /// The run's partition.
@@ -88,9 +90,10 @@ pub struct RunArgs {
 
 /// A run actor's state.
 #[derive(Debug)]
-pub struct RunState {
+pub(crate) struct RunState {
     run: Run,
     nats: Arc<Nats>,
+    admission: Arc<Admission>,
     supervisor: ActorRef<SupervisorMsg>,
     partition: u32,
     start: Option<Start>,
@@ -109,6 +112,7 @@ impl Actor for RunActor {
         Ok(RunState {
             run: args.parked.run,
             nats: args.nats,
+            admission: args.admission,
             supervisor: args.supervisor,
             partition: args.partition,
             start: Some(args.start),
@@ -238,7 +242,7 @@ const APPEND_RETRY: Policy =
 
 /// Appends an entry to a run's log, retried in the background while the log cannot be
 /// reached ([`APPEND_RETRY`]).
-async fn append_reliably(nats: &Nats, subject: String, entry: Entry, id: String) {
+pub(crate) async fn append_reliably(nats: &Nats, subject: String, entry: Entry, id: String) {
     let Err(first) = log::append(&nats.js, subject.clone(), &entry, &id).await else { return };
     tracing::warn!(%subject, error = %first, "log entry not stored yet; retrying");
     let (js, shutdown) = (nats.js.clone(), nats.shutdown.clone());
@@ -293,24 +297,18 @@ async fn start_child(state: &mut RunState, start: ChildStart) -> Option<Input> {
         }
         Err(e) => return Some(refused(e.to_string())),
     };
-    let plan = match validate::compile(&definition, None) {
-        Ok(plan) => plan,
-        Err(problems) => return Some(refused(format!("invalid: {problems}"))),
-    };
-    let problems = crate::api::check_input(&plan, &start.input);
-    if !problems.is_empty() {
-        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        return Some(refused(format!("input does not fit: {}", list.join("; "))));
-    }
-    let partition = log::partition_of(child_id, state.nats.partitions);
-    let record = Run::new(child_id, plan, start.input.clone(), now_ms()).record();
-    // Only the first start stores the record: a child that already ran keeps its own.
-    let _ = state.nats.store_new(&record).await;
     let trace = state.spans.child(&state.run, &start, &definition.name);
-    let entry =
-        Entry::Created { definition: Box::new(definition), input: start.input, trace, parent: Some(start.parent) };
-    append_reliably(&state.nats, log::subject(partition, child_id), entry, format!("create:{child_id}")).await;
-    None
+    let request =
+        Request { run_id: child_id, definition, input: start.input.clone(), trace, parent: Some(start.parent.clone()) };
+    match state.admission.child(request).await {
+        Ok(()) => None,
+        Err(e @ AdmitError::Invalid { .. }) => Some(refused(e.to_string())),
+        Err(e) => {
+            let error =
+                ToolError::new(format!("sub-workflow `{}`: {e}", start.workflow)).with_code(codes::CHILD_FAILED);
+            Some(ended(RunStatus::Failed, None, Some(error)))
+        }
+    }
 }
 
 /// What a finished child's record tells its parent.

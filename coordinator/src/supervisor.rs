@@ -22,6 +22,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use uuid::Uuid;
 use weft_protocol::wire::{RunRecord, RunSummary, now_ms};
 
+use crate::admission::Admission;
 use crate::log::{self, Creation, Decoded};
 use crate::machine::Run;
 use crate::nats::Nats;
@@ -37,11 +38,11 @@ const PARK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The supervisor actor.
 #[derive(Debug)]
-pub struct Supervisor;
+pub(crate) struct Supervisor;
 
 /// Messages to the supervisor.
 #[derive(Debug)]
-pub enum SupervisorMsg {
+pub(crate) enum SupervisorMsg {
     /// An entry of a partition's log, delivered to this coordinator as its owner.
     Log {
         /// The partition.
@@ -80,7 +81,7 @@ pub enum SupervisorMsg {
 /// A run this coordinator runs, as the API sees it: its actor, which knows everything of
 /// it, or, parked, what was asked for (its record, or its summary for a listing).
 #[derive(Debug)]
-pub enum Found<T> {
+pub(crate) enum Found<T> {
     /// Its actor.
     Active(ActorRef<RunMsg>),
     /// Parked: what was asked for.
@@ -97,7 +98,7 @@ async fn ask_record(actor: ActorRef<RunMsg>, timeout: Duration) -> Option<RunRec
 
 impl Found<Box<RunRecord>> {
     /// The run's record.
-    pub async fn record(self, timeout: Duration) -> Option<RunRecord> {
+    pub(crate) async fn record(self, timeout: Duration) -> Option<RunRecord> {
         match self {
             Found::Parked(record) => Some(*record),
             Found::Active(actor) => ask_record(actor, timeout).await,
@@ -107,7 +108,7 @@ impl Found<Box<RunRecord>> {
 
 impl Found<RunSummary> {
     /// The run's summary.
-    pub async fn summary(self, timeout: Duration) -> Option<RunSummary> {
+    pub(crate) async fn summary(self, timeout: Duration) -> Option<RunSummary> {
         match self {
             Found::Parked(summary) => Some(summary),
             Found::Active(actor) => ask_record(actor, timeout).await.map(|r| r.summary()),
@@ -117,9 +118,11 @@ impl Found<RunSummary> {
 
 /// What the supervisor starts from.
 #[derive(Debug)]
-pub struct SupervisorArgs {
+pub(crate) struct SupervisorArgs {
     /// NATS handles.
-    pub nats: Nats,
+    pub nats: Arc<Nats>,
+    /// Admits child runs.
+    pub admission: Arc<Admission>,
     /// A partition whose ticks have not arrived for this long is considered lost.
     pub lost_after: Duration,
 }
@@ -179,8 +182,9 @@ enum SlotState {
 
 /// The supervisor's state.
 #[derive(Debug)]
-pub struct SupervisorState {
+pub(crate) struct SupervisorState {
     nats: Arc<Nats>,
+    admission: Arc<Admission>,
     lost_after: Duration,
     owned: HashMap<u32, Owned>,
     runs: HashMap<Uuid, Slot>,
@@ -200,7 +204,8 @@ impl Actor for Supervisor {
         myself.send_interval(args.lost_after / 2, || SupervisorMsg::CheckOwnership);
         myself.send_interval(COMPACT_EVERY, || SupervisorMsg::Compact);
         Ok(SupervisorState {
-            nats: Arc::new(args.nats),
+            nats: args.nats,
+            admission: args.admission,
             lost_after: args.lost_after,
             owned: HashMap::new(),
             runs: HashMap::new(),
@@ -387,7 +392,14 @@ async fn spawn(
     start: Start,
 ) {
     let run_id = parked.run.id();
-    let args = RunArgs { parked, nats: state.nats.clone(), supervisor: myself.clone(), partition, start };
+    let args = RunArgs {
+        parked,
+        nats: state.nats.clone(),
+        admission: state.admission.clone(),
+        supervisor: myself.clone(),
+        partition,
+        start,
+    };
     match Actor::spawn_linked(None, RunActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {
             state.insert(run_id, Slot { partition, first_seq, state: SlotState::Active { actor, routed: 0 } });

@@ -18,7 +18,7 @@ use super::{Effect, Ignored, Input, Run, Timer};
 
 /// Where a child run reports its end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParentLink {
+pub(crate) struct ParentLink {
     /// The parent run.
     pub run_id: Uuid,
     /// The parent's `workflow` step instance.
@@ -31,7 +31,7 @@ pub struct ParentLink {
 
 /// A child run to start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChildStart {
+pub(crate) struct ChildStart {
     /// Its id.
     pub child_id: Uuid,
     /// Registered workflow name.
@@ -46,7 +46,7 @@ pub struct ChildStart {
 
 /// How a child run ended, as its parent's log records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChildResult {
+pub(crate) struct ChildResult {
     /// The parent's step instance.
     pub step: String,
     /// The attempt that started the child.
@@ -65,7 +65,7 @@ pub struct ChildResult {
 
 impl Run {
     /// The id of the child run started by `path`'s attempt `attempt`.
-    pub fn child_id(&self, path: &str, attempt: u32) -> Uuid {
+    pub(crate) fn child_id(&self, path: &str, attempt: u32) -> Uuid {
         Uuid::new_v5(&self.id, format!("{path}#{attempt}").as_bytes())
     }
 

@@ -21,11 +21,11 @@ use super::step::{Compensating, end_attempt, end_reported, new_attempt};
 use super::{Effect, Ignored, Run, Timer, describe_result, jitter_unit, millis};
 
 /// How long running steps have to answer a cancel before the saga goes on without them.
-pub const DRAIN: Duration = Duration::from_secs(30);
+pub(super) const DRAIN: Duration = Duration::from_secs(30);
 
 /// Where the saga is.
 #[derive(Debug, Clone, Default)]
-pub struct Saga {
+pub(super) struct Saga {
     /// Steps to undo, next first; fixed once draining is over.
     queue: Option<Vec<usize>>,
     /// The drain period ended.

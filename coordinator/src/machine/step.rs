@@ -6,7 +6,7 @@ use weft_protocol::wire::{Attempt, CompensationRecord, Millis, StepRecord, StepS
 
 /// A step as the run sees it.
 #[derive(Debug, Clone)]
-pub struct StepState {
+pub(crate) struct StepState {
     /// Where it is.
     pub status: StepStatus,
     /// Last attempt dispatched (0 before the first).
@@ -29,7 +29,7 @@ pub struct StepState {
 
 /// A compensation's progress.
 #[derive(Debug, Clone)]
-pub struct Compensating {
+pub(crate) struct Compensating {
     /// `Pending`, `Running`, `Retrying`, `Completed` or `Failed`.
     pub status: StepStatus,
     /// Last attempt dispatched.
@@ -42,12 +42,12 @@ pub struct Compensating {
 
 impl Compensating {
     /// Not started.
-    pub fn new() -> Compensating {
+    pub(crate) fn new() -> Compensating {
         Compensating { status: StepStatus::Pending, attempt: 0, attempts: Vec::new(), params: None }
     }
 
     /// Whether `attempt` is the one running.
-    pub fn is_running(&self, attempt: u32) -> bool {
+    pub(crate) fn is_running(&self, attempt: u32) -> bool {
         self.status == StepStatus::Running && self.attempt == attempt
     }
 }
@@ -59,7 +59,7 @@ impl Default for Compensating {
 }
 
 /// Records how the last of `attempts` ended.
-pub fn end_attempt(
+pub(super) fn end_attempt(
     attempts: &mut [Attempt],
     worker: Option<String>,
     started_ms: Option<Millis>,
@@ -81,7 +81,7 @@ pub fn end_attempt(
 /// the result was logged). The worker's times are clamped into what the coordinator knows:
 /// a tool cannot start before its dispatch, nor end before it started or after its result
 /// was logged; so a clock that is off, or a forged `u64::MAX`, cannot bend the timeline.
-pub fn end_reported(
+pub(super) fn end_reported(
     attempts: &mut [Attempt],
     worker: String,
     (started_ms, finished_ms): (Millis, Millis),
@@ -95,7 +95,7 @@ pub fn end_reported(
 }
 
 /// A new attempt, dispatched at `now`.
-pub fn new_attempt(attempt: u32, now: Millis) -> Attempt {
+pub(super) fn new_attempt(attempt: u32, now: Millis) -> Attempt {
     Attempt { attempt, dispatched_ms: now, worker: None, started_ms: None, finished_ms: None, error: None, ok: false }
 }
 
@@ -107,7 +107,7 @@ impl Default for StepState {
 
 impl StepState {
     /// A pending step.
-    pub fn new() -> StepState {
+    pub(crate) fn new() -> StepState {
         StepState {
             status: StepStatus::Pending,
             attempt: 0,
@@ -122,12 +122,12 @@ impl StepState {
     }
 
     /// Whether `attempt` is the one running now.
-    pub fn is_running(&self, attempt: u32) -> bool {
+    pub(crate) fn is_running(&self, attempt: u32) -> bool {
         self.status == StepStatus::Running && self.attempt == attempt
     }
 
     /// Records how the current attempt ended.
-    pub fn end_attempt(
+    pub(crate) fn end_attempt(
         &mut self,
         worker: Option<String>,
         started_ms: Option<Millis>,
@@ -138,7 +138,7 @@ impl StepState {
     }
 
     /// Records how the current attempt ended, as a worker reported it (see [`end_reported`]).
-    pub fn end_reported(
+    pub(crate) fn end_reported(
         &mut self,
         worker: String,
         times: (Millis, Millis),
@@ -149,27 +149,27 @@ impl StepState {
     }
 
     /// The step produced `output`, as the `order`-th completion of the run.
-    pub fn complete(&mut self, output: Value, order: u64) {
+    pub(crate) fn complete(&mut self, output: Value, order: u64) {
         self.status = StepStatus::Completed;
         self.output = Some(output);
         self.completed_order = Some(order);
     }
 
     /// The step failed for good.
-    pub fn fail(&mut self, reason: String, continued: bool) {
+    pub(crate) fn fail(&mut self, reason: String, continued: bool) {
         self.status = StepStatus::Failed;
         self.reason = Some(reason);
         self.continued = continued;
     }
 
     /// The step will not run.
-    pub fn skip(&mut self, reason: String) {
+    pub(crate) fn skip(&mut self, reason: String) {
         self.status = StepStatus::Skipped;
         self.reason = Some(reason);
     }
 
     /// The step was stopped before it finished (the run ended, a race was won...).
-    pub fn cancel(&mut self, reason: &str) {
+    pub(crate) fn cancel(&mut self, reason: &str) {
         if self.status == StepStatus::Running
             && let Some(a) = self.attempts.last_mut()
             && a.finished_ms.is_none()
@@ -182,7 +182,7 @@ impl StepState {
     }
 
     /// The step's part of the run record.
-    pub fn record(&self, step: &Step) -> StepRecord {
+    pub(crate) fn record(&self, step: &Step) -> StepRecord {
         StepRecord {
             status: self.status,
             tool: step.tool().map(str::to_owned),

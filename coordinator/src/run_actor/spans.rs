@@ -18,25 +18,25 @@ use crate::machine::{ChildStart, Run};
 
 /// The trace a run's spans join, and the span contexts compensations link to.
 #[derive(Debug, Clone)]
-pub struct RunSpans {
+pub(crate) struct RunSpans {
     parent: Context,
     dispatched: HashMap<String, SpanContext>,
 }
 
 impl RunSpans {
     /// Spans under the submit whose `traceparent` the run's log kept.
-    pub fn new(traceparent: Option<&str>) -> RunSpans {
+    pub(crate) fn new(traceparent: Option<&str>) -> RunSpans {
         RunSpans { parent: traceparent.map(trace::from_traceparent).unwrap_or_default(), dispatched: HashMap::new() }
     }
 
     /// The run's trace id, for logs.
-    pub fn trace_id(&self) -> Option<String> {
+    pub(crate) fn trace_id(&self) -> Option<String> {
         let id = self.parent.span().span_context().trace_id();
         (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
     }
 
     /// The dispatch span of a task; returns the headers carrying its context to the worker.
-    pub fn dispatch(&mut self, run: &Run, task: &Task) -> HeaderMap {
+    pub(crate) fn dispatch(&mut self, run: &Run, task: &Task) -> HeaderMap {
         let kind = if task.compensation { "compensate" } else { "dispatch" };
         let span = tracing::info_span!("dispatch",
             otel.name = format!("{kind} {}", task.step_id),
@@ -66,7 +66,7 @@ impl RunSpans {
 
     /// The span of starting a child run for a `workflow` step; returns its
     /// `traceparent`, which the child's log keeps, so the child's spans are its children.
-    pub fn child(&self, run: &Run, start: &ChildStart, workflow: &str) -> Option<String> {
+    pub(crate) fn child(&self, run: &Run, start: &ChildStart, workflow: &str) -> Option<String> {
         let span = tracing::info_span!("workflow",
             otel.name = format!("workflow {} {}", start.parent.step, workflow),
             otel.kind = "producer",
@@ -81,7 +81,7 @@ impl RunSpans {
     }
 
     /// The span of applying a worker's result, child of the worker's tool span.
-    pub fn result(&self, run: &Run, result: &TaskResult, headers: Option<&HeaderMap>) {
+    pub(crate) fn result(&self, run: &Run, result: &TaskResult, headers: Option<&HeaderMap>) {
         let span = tracing::info_span!("result",
             otel.name = format!("result {}", result.step_id),
             otel.kind = "consumer",
@@ -103,7 +103,7 @@ impl RunSpans {
     }
 
     /// Spans for what a lifecycle event makes visible: retries, skips, failures, the end.
-    pub fn event(&self, run: &Run, event: &Event) {
+    pub(crate) fn event(&self, run: &Run, event: &Event) {
         let (name, error) = match &event.kind {
             EventKind::StepRetrying { step_id, attempt, error, .. } => {
                 (format!("retry {step_id} after attempt {attempt}"), Some(error.clone()))

@@ -36,7 +36,7 @@ fn report(file: &Path, failure: &Failure) {
 }
 
 /// `weft validate`.
-pub fn validate(files: &[std::path::PathBuf], tools: Option<&Path>, as_json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn validate(files: &[std::path::PathBuf], tools: Option<&Path>, as_json: bool) -> anyhow::Result<ExitCode> {
     let catalogue = tools.map(Catalogue::load).transpose()?;
     let mut all_valid = true;
     let mut reports = Vec::new();
@@ -69,7 +69,7 @@ pub fn validate(files: &[std::path::PathBuf], tools: Option<&Path>, as_json: boo
 }
 
 /// `weft graph`.
-pub fn graph(file: &Path, format: Format) -> anyhow::Result<ExitCode> {
+pub(crate) fn graph(file: &Path, format: Format) -> anyhow::Result<ExitCode> {
     match plan_of(file, None) {
         Ok(plan) => {
             out!("{}", export::render(&plan, format));
@@ -98,7 +98,7 @@ fn load_weights(file: &Path) -> anyhow::Result<Weights> {
 }
 
 /// `weft analyze`.
-pub fn analyze(file: &Path, durations: Option<&Path>, as_json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn analyze(file: &Path, durations: Option<&Path>, as_json: bool) -> anyhow::Result<ExitCode> {
     let weights = durations.map(load_weights).transpose()?.unwrap_or_default();
     let plan = match plan_of(file, None) {
         Ok(plan) => plan,

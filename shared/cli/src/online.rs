@@ -13,7 +13,7 @@ use weft_lang::definition::WorkflowDef;
 use weft_protocol::wire::{Event, EventKind, RunRecord, RunStatus, now_ms};
 
 /// Where the run's input comes from.
-pub fn read_input(inline: Option<&str>, file: Option<&Path>) -> anyhow::Result<Value> {
+pub(crate) fn read_input(inline: Option<&str>, file: Option<&Path>) -> anyhow::Result<Value> {
     match (inline, file) {
         (Some(text), _) => serde_json::from_str(text).with_context(|| format!("--input is not JSON: {text}")),
         (None, Some(path)) => {
@@ -25,7 +25,7 @@ pub fn read_input(inline: Option<&str>, file: Option<&Path>) -> anyhow::Result<V
 }
 
 /// The workflow to run: a file, or a registered definition.
-pub async fn workflow(
+pub(crate) async fn workflow(
     client: &WeftClient,
     file: Option<&Path>,
     name: Option<&str>,
@@ -39,7 +39,7 @@ pub async fn workflow(
 }
 
 /// `weft deploy`.
-pub async fn deploy(client: &WeftClient, files: &[std::path::PathBuf]) -> anyhow::Result<ExitCode> {
+pub(crate) async fn deploy(client: &WeftClient, files: &[std::path::PathBuf]) -> anyhow::Result<ExitCode> {
     for file in files {
         let def = WorkflowDef::load(file)?;
         client.deploy(&def).await.with_context(|| format!("{}", file.display()))?;
@@ -49,7 +49,7 @@ pub async fn deploy(client: &WeftClient, files: &[std::path::PathBuf]) -> anyhow
 }
 
 /// `weft definitions`.
-pub async fn definitions(client: &WeftClient) -> anyhow::Result<ExitCode> {
+pub(crate) async fn definitions(client: &WeftClient) -> anyhow::Result<ExitCode> {
     for (name, version) in client.definitions().await? {
         outln!("{name} v{version}");
     }
@@ -115,7 +115,7 @@ fn exit_for(record: &RunRecord) -> ExitCode {
 }
 
 /// `weft run`: submit, follow, print the outcome; exit 0 only if the run completed.
-pub async fn run(
+pub(crate) async fn run(
     client: &WeftClient,
     def: &WorkflowDef,
     input: Value,
@@ -144,13 +144,13 @@ pub async fn run(
 }
 
 /// `weft submit`: print the run id at once.
-pub async fn submit(client: &WeftClient, def: &WorkflowDef, input: Value) -> anyhow::Result<ExitCode> {
+pub(crate) async fn submit(client: &WeftClient, def: &WorkflowDef, input: Value) -> anyhow::Result<ExitCode> {
     outln!("{}", client.submit(def, input).await?);
     Ok(ExitCode::SUCCESS)
 }
 
 /// `weft status`.
-pub async fn status(client: &WeftClient, id: &str, json: bool, gantt: bool) -> anyhow::Result<ExitCode> {
+pub(crate) async fn status(client: &WeftClient, id: &str, json: bool, gantt: bool) -> anyhow::Result<ExitCode> {
     let record = client.status(parse_id(id)?).await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&record)?);
@@ -161,7 +161,7 @@ pub async fn status(client: &WeftClient, id: &str, json: bool, gantt: bool) -> a
 }
 
 /// `weft watch`: events as they happen, from the run's start.
-pub async fn watch(client: &WeftClient, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) async fn watch(client: &WeftClient, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     let run_id = parse_id(id)?;
     // Fail with "not found" rather than wait forever on a run that does not exist.
     client.status(run_id).await?;
@@ -182,28 +182,28 @@ pub async fn watch(client: &WeftClient, id: &str, json: bool) -> anyhow::Result<
 }
 
 /// `weft cancel`.
-pub async fn cancel(client: &WeftClient, id: &str, reason: Option<String>) -> anyhow::Result<ExitCode> {
+pub(crate) async fn cancel(client: &WeftClient, id: &str, reason: Option<String>) -> anyhow::Result<ExitCode> {
     client.cancel(parse_id(id)?, reason).await?;
     outln!("cancelling {id}");
     Ok(ExitCode::SUCCESS)
 }
 
 /// `weft pause`.
-pub async fn pause(client: &WeftClient, id: &str) -> anyhow::Result<ExitCode> {
+pub(crate) async fn pause(client: &WeftClient, id: &str) -> anyhow::Result<ExitCode> {
     client.pause(parse_id(id)?).await?;
     outln!("pausing {id}");
     Ok(ExitCode::SUCCESS)
 }
 
 /// `weft resume`.
-pub async fn resume(client: &WeftClient, id: &str) -> anyhow::Result<ExitCode> {
+pub(crate) async fn resume(client: &WeftClient, id: &str) -> anyhow::Result<ExitCode> {
     client.resume(parse_id(id)?).await?;
     outln!("resuming {id}");
     Ok(ExitCode::SUCCESS)
 }
 
 /// `weft signal`.
-pub async fn signal(client: &WeftClient, id: &str, name: &str, data: Option<&str>) -> anyhow::Result<ExitCode> {
+pub(crate) async fn signal(client: &WeftClient, id: &str, name: &str, data: Option<&str>) -> anyhow::Result<ExitCode> {
     let data = match data {
         Some(text) => serde_json::from_str(text).with_context(|| format!("the signal's data is not JSON: {text}"))?,
         None => Value::Object(Default::default()),
@@ -214,7 +214,7 @@ pub async fn signal(client: &WeftClient, id: &str, name: &str, data: Option<&str
 }
 
 /// `weft list`.
-pub async fn list(client: &WeftClient, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) async fn list(client: &WeftClient, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
     let runs = client.list(Some(limit)).await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&runs)?);
@@ -229,7 +229,7 @@ pub async fn list(client: &WeftClient, limit: usize, json: bool) -> anyhow::Resu
 }
 
 /// `weft tools`.
-pub async fn tools(client: &WeftClient, json: bool, functions: bool) -> anyhow::Result<ExitCode> {
+pub(crate) async fn tools(client: &WeftClient, json: bool, functions: bool) -> anyhow::Result<ExitCode> {
     let ads = client.tools().await?;
     if functions {
         let mut seen = std::collections::BTreeMap::new();

@@ -12,6 +12,7 @@
 //! - `after`: explicit `depends_on`. Pure ordering: any terminal state will do.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -19,6 +20,7 @@ use serde_json::Value;
 use crate::condition::Condition;
 use crate::definition::{FailurePolicy, Winner, WorkflowDef};
 use crate::reference::Template;
+use crate::validate::{Code, Problem};
 
 /// A validated workflow.
 #[derive(Debug, Clone)]
@@ -29,6 +31,8 @@ pub struct Plan {
     pub version: u32,
     /// JSON Schema of the input, if any.
     pub input_schema: Option<Value>,
+    /// The input schema, compiled once (every run of the plan checks its input with it).
+    pub input_check: Option<Arc<jsonschema::Validator>>,
     /// Top-level steps, in document order.
     pub steps: Vec<Step>,
     /// Template of the run's result.
@@ -376,6 +380,21 @@ impl RetryPolicy {
 }
 
 impl Plan {
+    /// What is wrong with `input` by the workflow's `input_schema` (nothing if it has none),
+    /// each problem at its place under `input`.
+    pub fn check_input(&self, input: &Value) -> Vec<Problem> {
+        let Some(validator) = &self.input_check else { return Vec::new() };
+        validator
+            .iter_errors(input)
+            .map(|e| Problem {
+                path: format!("input{}", e.instance_path().as_str().replace('/', ".")),
+                step: None,
+                code: Code::InvalidValue,
+                message: e.to_string(),
+            })
+            .collect()
+    }
+
     /// Every step at every depth, parents before their children.
     pub fn all_steps(&self) -> Vec<&Step> {
         fn walk<'a>(steps: &'a [Step], out: &mut Vec<&'a Step>) {

@@ -20,7 +20,7 @@ use crate::tool::ToolContext;
 
 /// Error code of a task whose deliveries all ended without an answer (the tool may kill
 /// its worker).
-pub const WORKER_LOST: &str = "WORKER_LOST";
+pub(super) const WORKER_LOST: &str = "WORKER_LOST";
 
 /// How long a result may fail to publish before the task is handed back.
 const PUBLISH_PATIENCE: Duration = Duration::from_secs(60);

@@ -14,19 +14,19 @@ use crate::reference::{Template, is_ident};
 
 /// Collects problems for one document.
 #[derive(Debug, Default)]
-pub struct Sink {
+pub(super) struct Sink {
     /// Problems so far.
     pub problems: Vec<Problem>,
 }
 
 impl Sink {
     /// Records a problem.
-    pub fn push(&mut self, path: impl Into<String>, step: Option<&str>, code: Code, message: impl Into<String>) {
+    pub(super) fn push(&mut self, path: impl Into<String>, step: Option<&str>, code: Code, message: impl Into<String>) {
         self.problems.push(Problem { path: path.into(), step: step.map(str::to_owned), code, message: message.into() });
     }
 
     /// Parses a duration; `positive` rejects zero.
-    pub fn duration(
+    pub(super) fn duration(
         &mut self,
         d: Option<&DurationDef>,
         path: String,
@@ -47,7 +47,7 @@ impl Sink {
     }
 
     /// Resolves a retry policy written over `base`.
-    pub fn retry(&mut self, def: &RetryDef, base: &RetryPolicy, path: &str, step: Option<&str>) -> RetryPolicy {
+    pub(super) fn retry(&mut self, def: &RetryDef, base: &RetryPolicy, path: &str, step: Option<&str>) -> RetryPolicy {
         let mut p = base.clone();
         if let Some(n) = def.max_attempts {
             if n == 0 {
@@ -107,7 +107,7 @@ impl Sink {
     }
 
     /// Parses a template, reporting each malformed string at its own path.
-    pub fn template(&mut self, value: &Value, path: &str, step: Option<&str>) -> Template {
+    pub(super) fn template(&mut self, value: &Value, path: &str, step: Option<&str>) -> Template {
         let (template, errors) = Template::parse_lenient(value);
         for e in errors {
             self.push(format!("{path}{}", pointer_to_path(&e.pointer)), step, Code::BadTemplate, e.to_string());
@@ -116,7 +116,7 @@ impl Sink {
     }
 
     /// Parses a condition, reporting each problem at its own path.
-    pub fn condition(&mut self, value: &Value, path: &str, step: Option<&str>) -> Condition {
+    pub(super) fn condition(&mut self, value: &Value, path: &str, step: Option<&str>) -> Condition {
         Condition::parse(value).unwrap_or_else(|errors| {
             for e in errors {
                 self.push(format!("{path}{}", pointer_to_path(&e.pointer)), step, Code::BadCondition, e.message);
@@ -126,7 +126,7 @@ impl Sink {
     }
 
     /// Checks that `schema` is a usable JSON Schema.
-    pub fn schema(&mut self, schema: &Value, path: String, step: Option<&str>) {
+    pub(super) fn schema(&mut self, schema: &Value, path: String, step: Option<&str>) {
         if let Err(e) = jsonschema::validator_for(schema) {
             self.push(path, step, Code::InvalidValue, format!("not a valid JSON Schema: {e}"));
         }
@@ -134,7 +134,7 @@ impl Sink {
 
     /// Checks literal params against a tool's schema. Values that are whole references
     /// are only known at run time, so errors located at them are not reported here.
-    pub fn params(&mut self, spec: &ToolSpec, params: &Value, path: &str, step: Option<&str>) {
+    pub(super) fn params(&mut self, spec: &ToolSpec, params: &Value, path: &str, step: Option<&str>) {
         let validator = match jsonschema::validator_for(&spec.params) {
             Ok(v) => v,
             Err(e) => {
@@ -164,7 +164,7 @@ impl Sink {
 }
 
 /// `/a/0/b c` -> `.a[0]["b c"]`.
-pub fn pointer_to_path(pointer: &str) -> String {
+pub(super) fn pointer_to_path(pointer: &str) -> String {
     pointer
         .split('/')
         .skip(1)

@@ -11,11 +11,11 @@ use std::collections::{BTreeSet, HashMap};
 use crate::catalogue::edit_distance;
 
 /// Names every reference can use, in any frame.
-pub const BUILTINS: [&str; 2] = ["input", "workflow"];
+pub(super) const BUILTINS: [&str; 2] = ["input", "workflow"];
 
 /// One level of nesting.
 #[derive(Debug, Default)]
-pub struct Frame {
+pub(super) struct Frame {
     /// Step ids declared in this body.
     pub siblings: BTreeSet<String>,
     /// Names bound by the owner for its body.
@@ -26,7 +26,7 @@ pub struct Frame {
 
 /// What a reference root resolved to.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Target {
+pub(super) enum Target {
     /// `input`, `workflow` or a bound name: no dependency.
     Free,
     /// A step in frame `level`; the dependency belongs to whichever step of that frame
@@ -41,26 +41,26 @@ pub enum Target {
 
 /// Where every step id lives: its frame's owners, outermost first.
 #[derive(Debug, Default)]
-pub struct Index {
+pub(super) struct Index {
     /// Id to enclosing construct ids.
     pub enclosing: HashMap<String, Vec<String>>,
 }
 
 /// A stack of frames from the top level to where a reference stands.
 #[derive(Debug, Default)]
-pub struct Frames {
+pub(super) struct Frames {
     /// Outermost first.
     pub stack: Vec<Frame>,
 }
 
 impl Frames {
     /// The current depth.
-    pub fn level(&self) -> usize {
+    pub(super) fn level(&self) -> usize {
         self.stack.len().saturating_sub(1)
     }
 
     /// Resolves a reference root; the error says why it is not visible.
-    pub fn resolve(&self, root: &str, index: &Index) -> Result<Target, (super::Code, String)> {
+    pub(super) fn resolve(&self, root: &str, index: &Index) -> Result<Target, (super::Code, String)> {
         if BUILTINS.contains(&root) {
             return Ok(Target::Free);
         }

@@ -2,6 +2,7 @@
 //! compiled in a frame of its own.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -132,6 +133,8 @@ impl<'a> Compiler<'a> {
             name: def.name.clone(),
             version: def.version,
             input_schema: def.input_schema.clone(),
+            // Checked above: a schema that does not compile is a problem, and no plan.
+            input_check: def.input_schema.as_ref().and_then(|s| jsonschema::validator_for(s).ok()).map(Arc::new),
             steps,
             output,
             timeout,

@@ -1,0 +1,316 @@
+//! Admission: the one way a run comes to exist, whether a client submits it or a
+//! `workflow` step starts it as a child.
+//!
+//! 1. The definition's plan: from the cache, or validated and compiled off the async
+//!    runtime (a blocking task: validation is CPU work, and one large workflow must not
+//!    hold the API's other requests). A submitted workflow is checked against the tool
+//!    catalogue workers advertise; a child's was checked when it was deployed.
+//! 2. Sub-workflows it calls must be registered; its input must fit its `input_schema`
+//!    (compiled once, in the plan).
+//! 3. Its first record is created in `weft_runs`, only if the id has none: a run is
+//!    created once.
+//! 4. Its `created` entry is appended to its log. A submit waits for the append (accepted
+//!    means stored) and removes the record again if it fails; a child's is retried in the
+//!    background, as any entry a run's actor writes.
+
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+use weft_lang::catalogue::Catalogue;
+use weft_lang::definition::WorkflowDef;
+use weft_lang::plan::{Kind, Plan};
+use weft_lang::validate::{self, Code, Problem};
+use weft_protocol::definitions;
+use weft_protocol::wire::{Advertisement, RunStatus, now_ms};
+
+use crate::log::{self, Entry};
+use crate::machine::{ParentLink, Run};
+use crate::nats::{Nats, StoreError};
+use crate::plans::Plans;
+
+/// Why a run was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AdmitError {
+    /// The workflow or its input is invalid: every problem, with its place.
+    #[error("workflow `{name}` is invalid:\n{}", list(problems))]
+    Invalid {
+        /// The workflow.
+        name: String,
+        /// What is wrong.
+        problems: Vec<Problem>,
+    },
+    /// The id names a run already.
+    #[error("run {run_id} exists already and {why}: a run id names one run; submit without an id for a new one")]
+    Taken {
+        /// The run.
+        run_id: Uuid,
+        /// Its status, or why it cannot be read.
+        why: String,
+    },
+    /// JetStream cannot be reached for now: nothing was admitted.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+}
+
+impl From<StoreError> for AdmitError {
+    fn from(e: StoreError) -> AdmitError {
+        AdmitError::Unavailable(e.to_string())
+    }
+}
+
+/// What a run is admitted from.
+#[derive(Debug)]
+pub(crate) struct Request {
+    /// Its id.
+    pub run_id: Uuid,
+    /// Its workflow.
+    pub definition: WorkflowDef,
+    /// Its input.
+    pub input: Value,
+    /// The `traceparent` its spans join.
+    pub trace: Option<String>,
+    /// The step that starts it, for a child run.
+    pub parent: Option<ParentLink>,
+}
+
+/// The tool catalogue as last read.
+#[derive(Debug)]
+struct Catalogued {
+    at: Instant,
+    /// Goes up each time a read finds the catalogue changed.
+    generation: u64,
+    catalogue: Arc<Catalogue>,
+}
+
+/// Admits runs; one per coordinator, shared by the API and the run actors.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    nats: Arc<Nats>,
+    catalogue: Mutex<Option<Catalogued>>,
+    catalogue_ttl: Duration,
+    /// Plans validated against the catalogue of the generation they are kept with.
+    plans: std::sync::Mutex<(u64, Plans)>,
+    /// Plans of children (validated without the catalogue, at deploy).
+    children: std::sync::Mutex<Plans>,
+}
+
+impl Admission {
+    /// Admission over `nats`, reading the catalogue again when older than `catalogue_ttl`.
+    pub(crate) fn new(nats: Arc<Nats>, catalogue_ttl: Duration) -> Admission {
+        Admission {
+            nats,
+            catalogue: Mutex::new(None),
+            catalogue_ttl,
+            plans: std::sync::Mutex::new((0, Plans::default())),
+            children: std::sync::Mutex::new(Plans::default()),
+        }
+    }
+
+    /// The tools workers advertise and the catalogue's generation. A failed read keeps the
+    /// last good catalogue (a stream electing a leader is no reason to refuse every
+    /// submit); with none to keep, it is `Unavailable`, never an empty catalogue.
+    async fn live_catalogue(&self) -> Result<(u64, Arc<Catalogue>), AdmitError> {
+        let mut cached = self.catalogue.lock().await;
+        if let Some(c) = cached.as_ref()
+            && c.at.elapsed() < self.catalogue_ttl
+        {
+            return Ok((c.generation, c.catalogue.clone()));
+        }
+        let catalogue = match read_catalogue(&self.nats).await {
+            Ok(catalogue) => catalogue,
+            Err(e) => {
+                return match cached.as_ref() {
+                    Some(c) => {
+                        tracing::warn!(error = %e, "tool catalogue not read; using the last one read");
+                        Ok((c.generation, c.catalogue.clone()))
+                    }
+                    None => Err(AdmitError::Unavailable(format!("the tool catalogue cannot be read: {e}"))),
+                };
+            }
+        };
+        let generation = match cached.as_ref() {
+            Some(c) if *c.catalogue == catalogue => c.generation,
+            Some(c) => c.generation + 1,
+            None => 0,
+        };
+        let catalogue = Arc::new(catalogue);
+        *cached = Some(Catalogued { at: Instant::now(), generation, catalogue: catalogue.clone() });
+        Ok((generation, catalogue))
+    }
+
+    /// `def` validated against the live catalogue and compiled, or its plan from the last
+    /// time, if the catalogue has not changed since.
+    pub(crate) async fn plan(&self, def: &WorkflowDef) -> Result<Arc<Plan>, AdmitError> {
+        let (generation, catalogue) = self.live_catalogue().await?;
+        {
+            let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+            if plans.0 < generation {
+                plans.0 = generation;
+                plans.1.clear();
+            }
+            if plans.0 == generation
+                && let Some(plan) = plans.1.get(def)
+            {
+                return Ok(plan);
+            }
+        }
+        let plan = compile(def.clone(), Some(catalogue)).await?;
+        let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+        if plans.0 == generation {
+            plans.1.insert(plan.clone());
+        }
+        Ok(plan)
+    }
+
+    /// A child's plan: its definition was validated against the tools when deployed.
+    async fn child_plan(&self, def: &WorkflowDef) -> Result<Arc<Plan>, AdmitError> {
+        if let Some(plan) = self.children.lock().unwrap_or_else(PoisonError::into_inner).get(def) {
+            return Ok(plan);
+        }
+        let plan = compile(def.clone(), None).await?;
+        self.children.lock().unwrap_or_else(PoisonError::into_inner).insert(plan.clone());
+        Ok(plan)
+    }
+
+    /// Admits a submitted run: answered once its record and its creation are stored.
+    pub(crate) async fn submit(&self, request: Request) -> Result<Uuid, AdmitError> {
+        let plan = self.plan(&request.definition).await?;
+        let mut problems = self.unregistered(&plan).await;
+        problems.extend(plan.check_input(&request.input));
+        if !problems.is_empty() {
+            return Err(AdmitError::Invalid { name: plan.name.clone(), problems });
+        }
+        let run_id = request.run_id;
+        let Some(revision) = self.nats.store_new(&first_record(&request, plan)).await? else {
+            return Err(self.taken(run_id).await);
+        };
+        let (subject, id) =
+            (log::subject(log::partition_of(run_id, self.nats.partitions), run_id), creation_id(run_id));
+        if let Err(e) = log::append(&self.nats.js, subject, &creation(request), &id).await {
+            // Not accepted: the record goes, so the id can be submitted again.
+            if let Err(undo) = self.nats.unstore(run_id, revision).await {
+                tracing::warn!(%run_id, error = %undo, "the record of a run that was not created stays");
+            }
+            return Err(AdmitError::Unavailable(format!("the run could not be stored: {e}")));
+        }
+        Ok(run_id)
+    }
+
+    /// Admits a child run. Starting it again (a new owner of its parent resuming the step)
+    /// is harmless: its record is created once, and a second creation is ignored. The
+    /// creation is appended in the background if it cannot be at once.
+    pub(crate) async fn child(&self, request: Request) -> Result<(), AdmitError> {
+        let plan = self.child_plan(&request.definition).await?;
+        let problems = plan.check_input(&request.input);
+        if !problems.is_empty() {
+            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            let message = format!("input does not fit: {}", list.join("; "));
+            return Err(AdmitError::Invalid {
+                name: plan.name.clone(),
+                problems: vec![Problem { path: "input".into(), step: None, code: Code::InvalidValue, message }],
+            });
+        }
+        let run_id = request.run_id;
+        if let Err(e) = self.nats.store_new(&first_record(&request, plan)).await {
+            tracing::warn!(%run_id, error = %e, "a child's first record not stored; its creation goes on");
+        }
+        let subject = log::subject(log::partition_of(run_id, self.nats.partitions), run_id);
+        crate::run_actor::append_reliably(&self.nats, subject, creation(request), creation_id(run_id)).await;
+        Ok(())
+    }
+
+    /// Why a submit of `run_id` is refused when a record of that id exists.
+    async fn taken(&self, run_id: Uuid) -> AdmitError {
+        let why = match self.nats.stored(run_id).await {
+            Ok(Some(record)) => format!("is {} (workflow `{}`)", status_name(record.status), record.workflow),
+            Ok(None) => "was removed a moment ago".to_owned(),
+            Err(e) => format!("has a record that cannot be read: {e}"),
+        };
+        AdmitError::Taken { run_id, why }
+    }
+
+    /// Sub-workflows that are not registered are refused at submit, not discovered mid-run.
+    async fn unregistered(&self, plan: &Plan) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for step in plan.all_steps() {
+            let Kind::SubWorkflow { name, version, .. } = &step.kind else { continue };
+            let store = &self.nats.infra.definitions;
+            let found = match version {
+                Some(v) => store.get(weft_protocol::subjects::definition_key(name, *v)).await.map(|d| d.is_some()),
+                None => Ok(definitions::latest(store, name).await.is_ok()),
+            };
+            if let Ok(false) = found {
+                let which = version.map_or(String::new(), |v| format!(" version {v}"));
+                problems.push(Problem {
+                    path: "workflow.name".to_owned(),
+                    step: Some(step.id.clone()),
+                    code: Code::InvalidValue,
+                    message: format!("no workflow `{name}`{which} is registered (register it with `weft deploy`)"),
+                });
+            }
+        }
+        problems
+    }
+}
+
+/// Validates and compiles on the blocking pool, off the async runtime.
+async fn compile(def: WorkflowDef, catalogue: Option<Arc<Catalogue>>) -> Result<Arc<Plan>, AdmitError> {
+    let name = def.name.clone();
+    let compiled = tokio::task::spawn_blocking(move || validate::compile(&def, catalogue.as_deref())).await;
+    match compiled {
+        Ok(Ok(plan)) => Ok(Arc::new(plan)),
+        Ok(Err(problems)) => Err(AdmitError::Invalid { name, problems: problems.0 }),
+        Err(e) => Err(AdmitError::Unavailable(format!("validation of `{name}` did not finish: {e}"))),
+    }
+}
+
+/// Every advertised tool, or why the bucket could not be read. An advertisement that is
+/// not one is left out, with a warning naming its key.
+async fn read_catalogue(nats: &Nats) -> Result<Catalogue, String> {
+    let tools = &nats.infra.tools;
+    let mut catalogue = Catalogue::default();
+    let mut keys = tools.keys().await.map_err(|e| e.to_string())?;
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|e| e.to_string())?;
+        let Some(bytes) = tools.get(&key).await.map_err(|e| e.to_string())? else { continue };
+        match serde_json::from_slice::<Advertisement>(&bytes) {
+            Ok(ad) => catalogue.insert(ad.spec),
+            Err(e) => tracing::warn!(key = %key, error = %e, "an unreadable tool advertisement left out"),
+        }
+    }
+    Ok(catalogue)
+}
+
+/// The record a run starts with: `running`, its steps pending.
+fn first_record(request: &Request, plan: Arc<Plan>) -> weft_protocol::wire::RunRecord {
+    Run::new(request.run_id, plan, request.input.clone(), now_ms()).record()
+}
+
+fn creation(request: Request) -> Entry {
+    Entry::Created {
+        definition: Box::new(request.definition),
+        input: request.input,
+        trace: request.trace,
+        parent: request.parent,
+    }
+}
+
+fn creation_id(run_id: Uuid) -> String {
+    format!("create:{run_id}")
+}
+
+/// A status as it is spelled on the wire (`timed_out`).
+pub(crate) fn status_name(status: RunStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{status:?}"))
+}
