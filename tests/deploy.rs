@@ -5,7 +5,7 @@
 //! checked by deploy/check.sh, which runs the launcher on the same config and fails on any
 //! permission violation.)
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,7 +35,10 @@ fn password(user: &str) -> &'static str {
     PASSWORDS.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).expect("a known user")
 }
 
-fn free_port() -> u16 {
+/// A port for a cluster route. Routes are the one port picked before a server starts
+/// (every node must know the others' route ports in its config), so it is bound and
+/// released here; client and monitoring ports are chosen by the servers themselves.
+fn route_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
@@ -51,12 +54,13 @@ impl Server {
     fn start(config: &str, env: &[(&str, String)], args: &[String]) -> Server {
         let store = tempfile::tempdir().expect("store dir");
         let log = store.path().join("nats.log");
-        let port = free_port();
+        let ports_dir = store.path().join("ports");
         let mut command = Command::new(binary());
         command
             .arg("-c")
             .arg(repo_root().join("deploy/nats").join(config))
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-m", &free_port().to_string()])
+            .args(["-a", "127.0.0.1"])
+            .args(weft_tests::ports::chosen_by_server(&ports_dir))
             .args(args)
             .env("WEFT_NATS_STORE_DIR", store.path())
             .envs(PASSWORDS)
@@ -64,11 +68,11 @@ impl Server {
             .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
             .stderr(Stdio::null());
         let child = command.spawn().expect("nats-server starts (deploy/setup.sh installs it)");
-        let server = Server { child: Some(child), port, log, _store: store };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen:\n{}", server.logs());
-            std::thread::sleep(Duration::from_millis(20));
+        let pid = child.id();
+        let mut server = Server { child: Some(child), port: 0, log, _store: store };
+        match weft_tests::ports::read(&ports_dir, pid) {
+            Ok(ports) => server.port = ports.client,
+            Err(e) => panic!("{e}:\n{}", server.logs()),
         }
         server
     }
@@ -241,7 +245,7 @@ async fn each_user_is_confined_to_its_role() {
 
 /// Three nodes on cluster.conf, on loopback ports.
 fn start_cluster() -> Vec<Server> {
-    let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let cluster_ports: Vec<u16> = (0..3).map(|_| route_port()).collect();
     let routes: Vec<(String, String)> = cluster_ports
         .iter()
         .enumerate()

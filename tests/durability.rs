@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use weft_client::WeftClient;
 use weft_lang::definition::WorkflowDef;
 use weft_protocol::wire::{RunRecord, RunStatus, StepStatus};
 use weft_tests::cluster::{Cluster, FAST};
-use weft_tests::repo_root;
+use weft_tests::{repo_root, wait};
 
 fn inline(def: Value) -> WorkflowDef {
     WorkflowDef::from_json(&def.to_string()).expect("workflow parses")
@@ -238,7 +239,7 @@ async fn two_coordinators_share_runs_and_one_takes_over_when_the_other_dies() {
     }
     // Runs in flight when the first coordinator dies for good: the other takes them over.
     let second = submit(client.clone(), 12).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    running(&client, &second).await;
     // Kill one that owns partitions (the server may have pinned them all to either).
     let first_owns = cluster.coordinator.logs().contains("partition owned");
     let (dead, survivor) = if first_owns {
@@ -278,9 +279,11 @@ async fn a_killed_worker_s_task_is_redelivered_and_a_live_long_tool_keeps_its_ta
     // Another, on the worker about to die.
     let doomed = inline(json!({"name": "doomed", "steps": [{"id": "s", "tool": "sleep", "params": {"ms": 4000}}]}));
     let doomed_run = client.submit(&doomed, Value::Null).await.expect("accepted");
-    tokio::time::sleep(Duration::from_millis(1500)).await; // both picked up by w1
+    for run in [long_run, doomed_run] {
+        wait::record(&client, run, "picked up by w1", |r| r.steps["s"].status == StepStatus::Running).await;
+    }
     cluster.add_worker("w2", FAST);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.wait_ready().await;
     cluster.workers[0].kill();
     let doomed = client.wait(doomed_run).await.expect("doomed run ends");
     assert_eq!(doomed.status, RunStatus::Completed, "{doomed:#?}");
@@ -316,7 +319,7 @@ async fn runs_complete_across_a_nats_restart() {
         let (def, input) = workflow(shape);
         runs.push((client.submit(&def, input).await.expect("accepted"), shape));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    running(&client, &runs).await;
     cluster.nats.stop();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     cluster.nats.restart();
@@ -331,19 +334,6 @@ async fn runs_complete_across_a_nats_restart() {
     assert!(cluster.coordinator.alive() && cluster.workers.iter_mut().all(|w| w.alive()), "{}", cluster.logs());
 }
 
-/// Polls until `check` holds for the run's record.
-async fn until(client: &WeftClient, run: Uuid, what: &str, check: impl Fn(&RunRecord) -> bool) -> RunRecord {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let record = client.status(run).await.expect("status");
-        if check(&record) {
-            return record;
-        }
-        assert!(Instant::now() < deadline, "never {what}: {record:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_signals_and_waits_across_a_crash() {
     let mut cluster = Cluster::start_with(1, 1, FAST).await;
@@ -355,18 +345,20 @@ async fn pause_resume_signals_and_waits_across_a_crash() {
         {"id": "second", "tool": "echo", "params": {"after": "{first.slept_ms}"}}
     ]}));
     let run = client.submit(&chain, Value::Null).await.expect("accepted");
-    until(&client, run, "running", |r| r.steps["first"].status == StepStatus::Running).await;
+    wait::record(&client, run, "running", |r| r.steps["first"].status == StepStatus::Running).await;
     client.pause(run).await.expect("paused");
     let paused =
-        until(&client, run, "first done while paused", |r| r.steps["first"].status == StepStatus::Completed).await;
+        wait::record(&client, run, "first done while paused", |r| r.steps["first"].status == StepStatus::Completed)
+            .await;
     assert_eq!(paused.status, RunStatus::Paused);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let still = client.status(run).await.expect("status");
-    assert_eq!(still.steps["second"].status, StepStatus::Pending, "nothing starts while paused");
+    assert_eq!(paused.steps["second"].status, StepStatus::Pending, "nothing starts while paused");
+    let resumed_at = weft_protocol::wire::now_ms();
     client.resume(run).await.expect("resumed");
     let done = client.wait(run).await.expect("ends");
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(done.steps["second"].output, Some(json!({"after": 800})));
+    let second_at = done.steps["second"].attempts[0].dispatched_ms;
+    assert!(second_at >= resumed_at, "`second` started at {second_at}, before the resume at {resumed_at}");
 
     // Human approval: a signal step waits for `weft signal`, across a coordinator crash.
     let approval = inline(json!({"name": "approval", "steps": [
@@ -375,7 +367,7 @@ async fn pause_resume_signals_and_waits_across_a_crash() {
         {"id": "publish", "tool": "echo", "params": {"by": "{review.by}", "text": "{draft.text}"}}
     ]}));
     let run = client.submit(&approval, Value::Null).await.expect("accepted");
-    until(&client, run, "waiting for approval", |r| r.steps["review"].status == StepStatus::Running).await;
+    wait::record(&client, run, "waiting for approval", |r| r.steps["review"].status == StepStatus::Running).await;
     cluster.crash_coordinator(FAST);
     client.signal(run, "approve", json!({"by": "alice"})).await.expect("signal sent");
     let done = client.wait(run).await.expect("ends");
@@ -388,7 +380,7 @@ async fn pause_resume_signals_and_waits_across_a_crash() {
         {"id": "after", "tool": "echo", "params": {"waited": "{nap.waited_ms}"}}
     ]}));
     let run = client.submit(&waiting, Value::Null).await.expect("accepted");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait::record(&client, run, "waiting", |r| r.steps["nap"].status == StepStatus::Running).await;
     cluster.crash_coordinator(FAST);
     let done = client.wait(run).await.expect("ends");
     assert_eq!(done.status, RunStatus::Completed, "{done:#?}\n{}", cluster.logs());
@@ -424,7 +416,85 @@ async fn finished_runs_leave_nothing_behind_but_their_record_for_the_retention()
     assert!(active.is_empty(), "{active:?}");
     // Records go after the retention.
     assert!(client.status(ids[0]).await.is_ok());
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let gone = client.status(ids[0]).await.expect_err("expired");
+    let gone = wait::until_ok("the record expires", Duration::from_secs(20), || async {
+        match client.status(ids[0]).await {
+            Err(e) => Ok(e),
+            Ok(r) => Err(format!("still stored: {:?}", r.status)),
+        }
+    })
+    .await;
     assert!(gone.is_not_found(), "{gone}");
+}
+
+/// Waits until one of `runs` has a step running.
+async fn running(client: &WeftClient, runs: &[(Uuid, Shape)]) {
+    wait::until_ok("a run in flight", Duration::from_secs(30), || async {
+        for (id, _) in runs {
+            if client.status(*id).await.is_ok_and(|r| r.steps.values().any(|s| s.status == StepStatus::Running)) {
+                return Ok(());
+            }
+        }
+        Err("none yet")
+    })
+    .await;
+}
+
+/// When a coordinator logged a line containing every one of `needles`, from the timestamp
+/// that starts it.
+fn logged_at(logs: &str, needles: &[&str]) -> Option<std::time::SystemTime> {
+    let line = logs.lines().find(|l| needles.iter().all(|n| l.contains(n)))?;
+    humantime::parse_rfc3339_weak(line.split_whitespace().next()?.trim_end_matches('Z')).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_while_a_partition_of_ten_thousand_runs_is_replayed() {
+    // Two partitions: 10,000 runs waiting for a signal in partition 0, one in partition 1.
+    let env = [("WEFT_PIN_TIMEOUT", "2"), ("WEFT_PARTITIONS", "2")];
+    let mut cluster = Cluster::start_with(1, 0, &env).await;
+    let client = cluster.client().await;
+    let held = inline(json!({"name": "held", "steps": [{"id": "hold", "signal": {"name": "go"}}]}));
+    let id_in = |partition: u128| loop {
+        let id = Uuid::now_v7();
+        if id.as_u128() % 2 == partition {
+            break id;
+        }
+    };
+    let probe = id_in(1);
+    client.submit_with_id(probe, &held, Value::Null).await.expect("probe accepted");
+    let ids: Vec<Uuid> = (0..10_000).map(|_| id_in(0)).collect();
+    futures::stream::iter(ids.iter().copied())
+        .map(|id| {
+            let (client, held) = (&client, &held);
+            async move { client.submit_with_id(id, held, Value::Null).await }
+        })
+        .buffer_unordered(64)
+        .for_each(|accepted| async move {
+            accepted.expect("accepted");
+        })
+        .await;
+
+    // A new coordinator takes both partitions over; the probe's status is asked for all
+    // along, and each answer's time is noted.
+    cluster.crash_coordinator(&env);
+    let mut answered = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cluster.coordinator.logs().contains("partition owned partition=0") {
+        let sent = std::time::SystemTime::now();
+        if client.status(probe).await.is_ok() {
+            answered.push((sent, std::time::SystemTime::now()));
+        }
+        assert!(Instant::now() < deadline, "partition 0 never owned:\n{}", cluster.coordinator.logs());
+    }
+    let logs = cluster.coordinator.logs();
+    let began = logged_at(&logs, &["claiming the partition", "partition=0"]).expect("claim began");
+    let ended = logged_at(&logs, &["partition read, its runs rebuilt", "partition=0"]).expect("replay ended");
+    assert!(logs.contains("partition owned partition=0 runs=10000"), "{logs}");
+    // A status asked after the replay began and answered before it ended.
+    let during = answered.iter().filter(|(sent, got)| *sent > began && *got < ended).count();
+    assert!(during > 0, "no status answered while partition 0 was replayed ({began:?} to {ended:?}): {answered:?}");
+    // Every run is still there, and goes on: the probe and one of the 10,000 complete.
+    for run in [probe, ids[0]] {
+        client.signal(run, "go", json!(true)).await.expect("signalled");
+        assert_eq!(client.wait(run).await.expect("ends").status, RunStatus::Completed);
+    }
 }

@@ -2,7 +2,6 @@
 //! store, default sync) on a free loopback port, a coordinator and workers, each stopped
 //! by pid when dropped, with their logs kept in a temporary directory.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -51,10 +50,6 @@ fn start(name: &str, binary: &Path, args: &[&str], env: &[(&str, String)], dir: 
     Proc::start(name, binary, args, &env, dir)
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// A nats-server with JetStream and a temporary file store.
 #[derive(Debug)]
 pub struct NatsServer {
@@ -68,18 +63,19 @@ impl NatsServer {
     /// Starts a server and waits until it accepts connections.
     pub fn start(bins: &Bins, log_dir: &Path) -> anyhow::Result<NatsServer> {
         let store = tempfile::tempdir()?;
-        let port = free_port()?;
-        let store_dir = store.path().display().to_string();
-        let args = ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd", &store_dir];
+        let store_dir = store.path().join("js").display().to_string();
+        let ports_dir = store.path().join("ports");
+        let mut args = vec!["-a".to_owned(), "127.0.0.1".to_owned()];
+        args.extend(weft_tests::ports::chosen_by_server(&ports_dir));
+        args.extend(["-js".to_owned(), "-sd".to_owned(), store_dir]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let proc = Proc::start("nats-server", &bins.nats_server, &args, &[], log_dir)
             .context("run deploy/setup.sh to install nats-server, or set NATS_SERVER")?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("nats-server did not listen on {port}: {}", proc.logs());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let pid = proc.pid().context("nats-server exited at once")?;
+        let port = match weft_tests::ports::read(&ports_dir, pid) {
+            Ok(ports) => ports.client,
+            Err(e) => bail!("{e}: {}", proc.logs()),
+        };
         Ok(NatsServer { proc, url: format!("nats://127.0.0.1:{port}"), _store: store })
     }
 

@@ -42,8 +42,6 @@ pub(crate) enum RunMsg {
     Fired(Timer),
     /// The run's record.
     Record(RpcReplyPort<RunRecord>),
-    /// Hand the run over and stop, if it still waits only for outside input.
-    Hibernate(RpcReplyPort<Option<Parked>>),
 }
 
 /// A run without an actor: what a new actor needs to carry on with it.
@@ -170,25 +168,17 @@ impl Actor for RunActor {
                 let id = format!("timer:{}:{}:{}", state.run.id(), input_key(&input), now_ms());
                 append_input(state, input, id).await;
             }
-            RunMsg::Hibernate(reply) => {
-                if state.run.is_quiescent() {
-                    let parked = Parked { run: state.run.clone(), spans: state.spans.clone() };
-                    if reply.send(Some(parked)).is_ok() {
-                        myself.stop(None);
-                    }
-                } else {
-                    let _ = reply.send(None);
-                }
-            }
         }
         Ok(())
     }
 }
 
-/// Tells the supervisor when the run waits only for outside input, so it may be parked.
+/// Tells the supervisor when the run waits only for outside input, handing it a copy of
+/// the run so it may be parked (the actor is stopped then).
 fn idle(state: &RunState) {
     if state.run.is_quiescent() {
-        let _ = state.supervisor.cast(SupervisorMsg::Idle { run_id: state.run.id(), applied: state.applied });
+        let parked = Box::new(Parked { run: state.run.clone(), spans: state.spans.clone() });
+        let _ = state.supervisor.cast(SupervisorMsg::Idle { run_id: state.run.id(), applied: state.applied, parked });
     }
 }
 

@@ -12,9 +12,15 @@
 //! The log of a partition is compacted by sequence: every second, entries below the first
 //! entry of the oldest run still live (and below what was routed) belong to finished runs
 //! and are purged in one request per partition.
+//!
+//! No handler waits on long I/O or on another actor: a claim reads and replays its
+//! partition in a task (`claim.rs`) and the runs come back as a message, with the
+//! partition's deliveries kept meanwhile; an idle actor hands its run over in a message.
+
+mod claim;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
@@ -23,18 +29,14 @@ use uuid::Uuid;
 use weft_protocol::wire::{RunRecord, RunSummary, now_ms};
 
 use crate::admission::Admission;
-use crate::log::{self, Creation, Decoded};
-use crate::machine::Run;
+use crate::log::{self, Decoded};
 use crate::nats::Nats;
 use crate::plans::Plans;
 use crate::run_actor::spans::RunSpans;
-use crate::run_actor::{Parked, RunActor, RunArgs, RunMsg, Start, report_ignored};
+use crate::run_actor::{Parked, RunActor, RunArgs, RunMsg, Start};
 
 /// How often the log is compacted.
 const COMPACT_EVERY: Duration = Duration::from_secs(1);
-
-/// How long the supervisor waits for an idle actor to hand its run over.
-const PARK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The supervisor actor.
 #[derive(Debug)]
@@ -56,12 +58,23 @@ pub(crate) enum SupervisorMsg {
     Active(ractor::RpcReplyPort<Vec<Found<RunSummary>>>),
     /// A run ended.
     Finished(Uuid),
-    /// A run's actor has applied `applied` inputs and its run waits only for outside input.
+    /// A run's actor has applied `applied` inputs and its run waits only for outside input:
+    /// the supervisor keeps `parked` (a copy of the run) and stops the actor, unless it
+    /// routed more inputs to it meanwhile.
     Idle {
         /// The run.
         run_id: Uuid,
         /// How many routed inputs the actor applied so far.
         applied: u64,
+        /// The run as it is now.
+        parked: Box<Parked>,
+    },
+    /// A partition's log was read and its runs rebuilt (or the read failed).
+    Claimed {
+        /// The partition.
+        partition: u32,
+        /// Its runs.
+        replayed: Result<claim::Replayed, String>,
     },
     /// Let go of partitions that stopped arriving (the pin moved elsewhere).
     CheckOwnership,
@@ -187,8 +200,11 @@ pub(crate) struct SupervisorState {
     admission: Arc<Admission>,
     lost_after: Duration,
     owned: HashMap<u32, Owned>,
+    /// Partitions being claimed, with the entries delivered meanwhile, in order.
+    claiming: HashMap<u32, Vec<jetstream::Message>>,
     runs: HashMap<Uuid, Slot>,
-    plans: Plans,
+    /// Plans of the definitions read from the log (shared with claim tasks).
+    plans: Arc<Mutex<Plans>>,
 }
 
 impl Actor for Supervisor {
@@ -208,8 +224,9 @@ impl Actor for Supervisor {
             admission: args.admission,
             lost_after: args.lost_after,
             owned: HashMap::new(),
+            claiming: HashMap::new(),
             runs: HashMap::new(),
-            plans: Plans::default(),
+            plans: Arc::default(),
         })
     }
 
@@ -221,10 +238,33 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Log { partition, message } => {
-                if !state.owned.contains_key(&partition) {
-                    claim(&myself, state, partition).await;
+                if state.owned.contains_key(&partition) {
+                    route(&myself, state, partition, *message).await;
+                } else if let Some(buffered) = state.claiming.get_mut(&partition) {
+                    buffered.push(*message);
+                } else {
+                    state.claiming.insert(partition, vec![*message]);
+                    let (nats, plans, supervisor) = (state.nats.clone(), state.plans.clone(), myself.clone());
+                    state.nats.background.spawn(async move {
+                        let replayed = claim::replay(nats, plans, partition).await;
+                        let _ = supervisor.cast(SupervisorMsg::Claimed { partition, replayed });
+                    });
                 }
-                route(&myself, state, partition, *message).await;
+            }
+            SupervisorMsg::Claimed { partition, replayed } => {
+                let buffered = state.claiming.remove(&partition).unwrap_or_default();
+                match replayed {
+                    Ok(replayed) => {
+                        own(&myself, state, partition, replayed).await;
+                        for message in buffered {
+                            route(&myself, state, partition, message).await;
+                        }
+                    }
+                    // Without the history nothing of this partition can be applied safely:
+                    // it stays unowned, and the entries held are redelivered after the ack
+                    // wait (the next one starts another claim).
+                    Err(e) => tracing::error!(partition, error = %e, "cannot read the partition's log"),
+                }
             }
             SupervisorMsg::Lookup(run_id, reply) => {
                 let _ = reply.send(state.runs.get(&run_id).map(Slot::found));
@@ -233,7 +273,7 @@ impl Actor for Supervisor {
                 let _ = reply.send(state.runs.values().map(Slot::listed).collect());
             }
             SupervisorMsg::Finished(run_id) => state.forget(run_id),
-            SupervisorMsg::Idle { run_id, applied } => park(state, run_id, applied).await,
+            SupervisorMsg::Idle { run_id, applied, parked } => park(state, run_id, applied, parked),
             SupervisorMsg::CheckOwnership => {
                 let lost: Vec<u32> = state
                     .owned
@@ -325,51 +365,13 @@ impl SupervisorState {
     }
 }
 
-/// A run as its creation entry describes it, not started yet.
-fn new_run(plans: &mut Plans, partition: u32, run_id: Uuid, creation: &Creation, at: u64) -> Option<Run> {
-    let plan = plans
-        .compile(&creation.definition, None)
-        .map_err(|e| tracing::error!(workflow = %creation.definition.name, "logged definition invalid: {e}"))
-        .ok()?;
-    Some(
-        Run::new(run_id, plan, creation.input.clone(), at)
-            .with_reply_to(log::subject(partition, run_id))
-            .with_parent(creation.parent.clone()),
-    )
-}
-
-/// Takes a partition over: rebuilds every run of it from the log and resumes them.
-async fn claim(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, partition: u32) {
-    let started = Instant::now();
-    let (histories, replayed_to) = match log::read_partition(&state.nats.js, partition).await {
-        Ok(read) => read,
-        Err(e) => {
-            // Without the history nothing of this partition can be applied safely: leave it
-            // unowned; its messages are redelivered after the ack wait.
-            tracing::error!(partition, error = %e, "cannot read the partition's log");
-            return;
-        }
-    };
-    state.owned.insert(partition, Owned::new(replayed_to));
+/// Owns a partition whose runs were rebuilt: parks those that wait only for outside
+/// input, resumes the others in actors.
+async fn own(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, partition: u32, replayed: claim::Replayed) {
+    state.owned.insert(partition, Owned::new(replayed.replayed_to));
     let (mut resumed, mut parked) = (0, 0);
     let now = now_ms();
-    for (run_id, history) in histories {
-        for seq in &history.ignored_creations {
-            tracing::warn!(%run_id, seq, "a second creation of the run ignored: a run is created once");
-        }
-        let Some((creation, created)) = history.created else {
-            if !history.inputs.is_empty() {
-                tracing::warn!(%run_id, inputs = history.inputs.len(), "inputs for a run never created ignored");
-            }
-            continue;
-        };
-        let Some(run) = new_run(&mut state.plans, partition, run_id, &creation, created) else { continue };
-        let (run, ignored) = run.replay(created, history.inputs);
-        for (seq, ignored) in &ignored {
-            report_ignored(run_id, Some(*seq), ignored);
-        }
-        let spans = RunSpans::new(creation.trace.as_deref());
-        let first_seq = history.first_seq;
+    for claim::Rebuilt { run_id, first_seq, run, spans } in replayed.runs {
         if run.is_quiescent() && run.resume(now).is_empty() {
             let state_ = SlotState::Parked(Box::new(Parked { run, spans }));
             state.insert(run_id, Slot { partition, first_seq, state: state_ });
@@ -379,7 +381,8 @@ async fn claim(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, pa
             resumed += 1;
         }
     }
-    tracing::info!(partition, runs = resumed + parked, parked, took = ?started.elapsed(), "partition owned");
+    let took = replayed.started.elapsed();
+    tracing::info!(partition, runs = resumed + parked, parked, ?took, "partition owned");
 }
 
 /// Starts an actor for a run.
@@ -408,19 +411,17 @@ async fn spawn(
     }
 }
 
-/// An idle actor hands its run over, unless inputs are on their way to it.
-async fn park(state: &mut SupervisorState, run_id: Uuid, applied: u64) {
+/// An idle actor hands its run over, unless inputs were routed to it since: then it says
+/// so again once it has applied them.
+fn park(state: &mut SupervisorState, run_id: Uuid, applied: u64, parked: Box<Parked>) {
     let Some(slot) = state.runs.get_mut(&run_id) else { return };
     let SlotState::Active { actor, routed } = &slot.state else { return };
     if *routed != applied {
-        return; // it will say so again once it has applied them
+        return;
     }
-    // Nothing else is routed to it while the supervisor waits, so the actor's mailbox holds
-    // no input behind this request.
-    if let Ok(ractor::rpc::CallResult::Success(Some(parked))) = actor.call(RunMsg::Hibernate, Some(PARK_TIMEOUT)).await
-    {
-        slot.state = SlotState::Parked(Box::new(parked));
-    }
+    // Nothing was routed to it that it has not applied, so its mailbox holds no input.
+    actor.stop(Some("parked".into()));
+    slot.state = SlotState::Parked(parked);
 }
 
 /// Purges, for each owned partition, the entries below its watermark (one request each, in
@@ -481,7 +482,7 @@ async fn route(
                 let _ = message.ack().await;
                 return;
             }
-            let Some(run) = new_run(&mut state.plans, partition, run_id, &creation, at) else {
+            let Some(run) = claim::new_run(&state.plans, partition, run_id, &creation, at) else {
                 let _ = message.ack_with(AckKind::Term).await;
                 return;
             };

@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod nats_server;
 pub mod otlp;
+pub mod ports;
 pub mod process;
 pub mod wait;
 

@@ -1,10 +1,8 @@
-//! A real `nats-server` with JetStream on a free loopback port and a temporary store,
-//! stopped (by pid) when dropped.
+//! A real `nats-server` with JetStream on a loopback port it chooses itself and a
+//! temporary store, stopped (by pid) when dropped.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// A running nats-server.
 #[derive(Debug)]
@@ -30,36 +28,42 @@ pub fn binary() -> PathBuf {
     PathBuf::from("nats-server")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
 impl NatsServer {
     /// Starts a server and waits until it accepts connections.
     pub fn start() -> NatsServer {
         let store = tempfile::tempdir().expect("store dir");
         let log = store.path().join("nats.log");
-        let mut server = NatsServer { child: None, port: free_port(), url: String::new(), store, log };
-        server.url = format!("nats://127.0.0.1:{}", server.port);
+        let mut server = NatsServer { child: None, port: 0, url: String::new(), store, log };
         server.spawn();
         server
     }
 
+    /// Starts the server: on the port it chooses the first time, on the same one after.
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("nats log");
+        let ports_dir = self.store.path().join("ports");
+        let port_args = if self.port == 0 {
+            crate::ports::chosen_by_server(&ports_dir)
+        } else {
+            vec!["-p".to_owned(), self.port.to_string()]
+        };
         let child = Command::new(binary())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.store.path())
+            .args(["-a", "127.0.0.1"])
+            .args(&port_args)
+            .args(["-js", "-sd"])
+            .arg(self.store.path().join("js"))
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {} (run deploy/setup.sh): {e}", binary().display()));
+        let pid = child.id();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen on {}: {}", self.port, self.logs());
-            std::thread::sleep(Duration::from_millis(20));
+        if self.port == 0 {
+            let ports = crate::ports::read(&ports_dir, pid).unwrap_or_else(|e| panic!("{e}:\n{}", self.logs()));
+            self.port = ports.client;
+            self.url = format!("nats://127.0.0.1:{}", self.port);
         }
+        crate::wait::listening(self.port).unwrap_or_else(|e| panic!("{e}:\n{}", self.logs()));
     }
 
     /// Stops the server (the store is kept).

@@ -46,6 +46,19 @@ pub async fn log_lines(proc: &Proc, needles: &[&str], count: usize) -> Vec<Strin
     }
 }
 
+/// Waits (at most 20 s) until something accepts connections on loopback `port` (a server
+/// restarted on a port it had before).
+pub fn listening(port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("nothing listens on 127.0.0.1:{port} after 20 s"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// Calls `f` until it succeeds (panics with its last error after `patience`).
 pub async fn until_ok<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
     what: &str,
