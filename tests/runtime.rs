@@ -480,7 +480,7 @@ async fn every_example_runs_with_the_demo_tools() {
         for (rel, id) in pending {
             match client.status(id).await {
                 Ok(r) if r.status.is_terminal() => {
-                    report.push((rel.clone(), status_name(r.status)));
+                    report.push((rel.clone(), r.status.as_str().to_owned()));
                     outputs.insert(rel, r.output.unwrap_or(Value::Null));
                 }
                 _ => still.push((rel, id)),
@@ -535,7 +535,3 @@ const EXPECTED_OUTPUTS: &[(&str, &str, &str)] = &[
     ("patterns/state_machine.json", "/state", r#""done""#),
     ("patterns/dynamic_workflow.json", "/type", r#""simple""#),
 ];
-
-fn status_name(status: RunStatus) -> String {
-    serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}

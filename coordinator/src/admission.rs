@@ -25,11 +25,11 @@ use weft_lang::definition::WorkflowDef;
 use weft_lang::plan::{Kind, Plan};
 use weft_lang::validate::{self, Code, Problem};
 use weft_protocol::definitions;
-use weft_protocol::wire::{Advertisement, RunStatus, now_ms};
+use weft_protocol::wire::{Advertisement, now_ms};
 
 use crate::log::{self, Entry};
 use crate::machine::{ParentLink, Run};
-use crate::nats::{Nats, StoreError};
+use crate::nats::{Nats, NatsError, StoreError};
 use crate::plans::Plans;
 
 /// Why a run was not admitted.
@@ -230,7 +230,7 @@ impl Admission {
     /// Why a submit of `run_id` is refused when a record of that id exists.
     async fn taken(&self, run_id: Uuid) -> AdmitError {
         let why = match self.nats.stored(run_id).await {
-            Ok(Some(record)) => format!("is {} (workflow `{}`)", status_name(record.status), record.workflow),
+            Ok(Some(record)) => format!("is {} (workflow `{}`)", record.status.as_str(), record.workflow),
             Ok(None) => "was removed a moment ago".to_owned(),
             Err(e) => format!("has a record that cannot be read: {e}"),
         };
@@ -274,13 +274,14 @@ async fn compile(def: WorkflowDef, catalogue: Option<Arc<Catalogue>>) -> Result<
 
 /// Every advertised tool, or why the bucket could not be read. An advertisement that is
 /// not one is left out, with a warning naming its key.
-async fn read_catalogue(nats: &Nats) -> Result<Catalogue, String> {
+async fn read_catalogue(nats: &Nats) -> Result<Catalogue, NatsError> {
     let tools = &nats.infra.tools;
+    let fail = |e: async_nats::Error| NatsError::new("read the tool catalogue", e);
     let mut catalogue = Catalogue::default();
-    let mut keys = tools.keys().await.map_err(|e| e.to_string())?;
+    let mut keys = tools.keys().await.map_err(|e| fail(e.into()))?;
     while let Some(key) = keys.next().await {
-        let key = key.map_err(|e| e.to_string())?;
-        let Some(bytes) = tools.get(&key).await.map_err(|e| e.to_string())? else { continue };
+        let key = key.map_err(|e| fail(e.into()))?;
+        let Some(bytes) = tools.get(&key).await.map_err(|e| fail(e.into()))? else { continue };
         match serde_json::from_slice::<Advertisement>(&bytes) {
             Ok(ad) => catalogue.insert(ad.spec),
             Err(e) => tracing::warn!(key = %key, error = %e, "an unreadable tool advertisement left out"),
@@ -305,12 +306,4 @@ fn creation(request: Request) -> Entry {
 
 fn creation_id(run_id: Uuid) -> String {
     format!("create:{run_id}")
-}
-
-/// A status as it is spelled on the wire (`timed_out`).
-pub(crate) fn status_name(status: RunStatus) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{status:?}"))
 }

@@ -17,7 +17,7 @@ use weft_lang::definition::WorkflowDef;
 use weft_protocol::subjects;
 use weft_protocol::wire::{ApiError, ApiErrorCode, ApiReply, ApiRequest, RunRecord, RunSummary, Submit};
 
-use crate::admission::{Admission, AdmitError, Request, status_name};
+use crate::admission::{Admission, AdmitError, Request};
 use crate::log::{self, Entry};
 use crate::machine::Input;
 use crate::nats::Nats;
@@ -111,20 +111,21 @@ impl Api {
         if let ApiReply::Error(e) = &reply {
             weft_protocol::trace::fail(&span, e.message.as_str());
         }
-        let mut payload = serde_json::to_vec(&reply).unwrap_or_default();
+        let encode = |reply: &ApiReply| serde_json::to_vec(reply).expect("answers are plain data and serialise");
+        let mut payload = encode(&reply);
         let limit = self.nats.client.server_info().max_payload;
         // A live run's record is not abridged as a stored one is, and may not fit.
         if payload.len() > limit
             && let ApiReply::Run(record) = reply
         {
-            payload = serde_json::to_vec(&ApiReply::Run(Box::new(self.nats.fit(*record)))).unwrap_or_default();
+            payload = encode(&ApiReply::Run(Box::new(self.nats.fit(*record))));
         }
         if payload.len() > limit {
             let e = ApiError::new(
                 ApiErrorCode::Internal,
                 format!("the answer is {} bytes, more than the server's max_payload of {limit}", payload.len()),
             );
-            payload = serde_json::to_vec(&ApiReply::Error(e)).unwrap_or_default();
+            payload = encode(&ApiReply::Error(e));
         }
         if let Err(e) = self.nats.client.publish(reply_to, payload.into()).await {
             tracing::warn!(error = %e, "API reply not sent");
@@ -161,7 +162,7 @@ impl Api {
         let name = definition.name.clone();
         self.admission.plan(&definition).await.map_err(api_error)?;
         let key = weft_protocol::subjects::definition_key(&name, definition.version);
-        let payload = serde_json::to_vec(&definition).unwrap_or_default();
+        let payload = serde_json::to_vec(&definition).expect("a definition is plain data and serialises");
         let store = &self.nats.infra.definitions;
         match store.create(&key, payload.clone().into()).await {
             Ok(_) => Ok(()),
@@ -254,7 +255,7 @@ impl Api {
         if record.status.is_terminal() {
             return Err(ApiError::new(
                 ApiErrorCode::Conflict,
-                format!("run {run_id} already ended ({})", status_name(record.status)),
+                format!("run {run_id} already ended ({})", record.status.as_str()),
             ));
         }
         let partition = log::partition_of(run_id, self.partitions);

@@ -19,6 +19,7 @@ use weft_lang::definition::WorkflowDef;
 use weft_protocol::wire::{Millis, TaskResult};
 
 use crate::machine::{Input, Logged, ParentLink};
+use crate::nats::NatsError;
 
 pub(crate) use weft_protocol::subjects::{
     INPUTS_STREAM as STREAM, input as subject, partition_inputs as partition_filter,
@@ -128,28 +129,23 @@ pub(crate) fn stored_at(message: &jetstream::Message) -> Option<(u64, Millis)> {
 }
 
 /// Appends an entry (deduplicated by `id`) and waits until it is stored.
-pub(crate) async fn append(js: &jetstream::Context, subject: String, entry: &Entry, id: &str) -> Result<(), String> {
-    let payload = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
-    js.send_publish(subject, PublishMessage::build().payload(payload.into()).message_id(id))
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+pub(crate) async fn append(js: &jetstream::Context, subject: String, entry: &Entry, id: &str) -> Result<(), NatsError> {
+    let payload = serde_json::to_vec(entry).expect("log entries are plain data and serialise");
+    let what = || format!("append to {subject}");
+    let publish = PublishMessage::build().payload(payload.into()).message_id(id);
+    let ack = js.send_publish(subject.clone(), publish).await.map_err(|e| NatsError::new(what(), e))?;
+    ack.await.map(|_| ()).map_err(|e| NatsError::new(what(), e))
 }
 
 /// Publishes a tick for a partition (one per second across coordinators, expiring).
-pub(crate) async fn tick(js: &jetstream::Context, partition: u32, second: u64) -> Result<(), String> {
+pub(crate) async fn tick(js: &jetstream::Context, partition: u32, second: u64) -> Result<(), NatsError> {
     let message = PublishMessage::build()
         .payload(bytes::Bytes::new())
         .message_id(format!("tick:{partition}:{second}"))
         .ttl(Duration::from_secs(30));
-    js.send_publish(tick_subject(partition), message)
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let what = || format!("tick of partition {partition}");
+    let ack = js.send_publish(tick_subject(partition), message).await.map_err(|e| NatsError::new(what(), e))?;
+    ack.await.map(|_| ()).map_err(|e| NatsError::new(what(), e))
 }
 
 /// A run's history, as stored.
@@ -172,9 +168,11 @@ pub(crate) struct History {
 pub(crate) async fn read_partition(
     js: &jetstream::Context,
     partition: u32,
-) -> Result<(BTreeMap<Uuid, History>, u64), String> {
-    let mut stream = js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
-    let last = stream.info().await.map_err(|e| e.to_string())?.state.last_sequence;
+) -> Result<(BTreeMap<Uuid, History>, u64), NatsError> {
+    let what = || format!("read partition {partition} of {STREAM}");
+    let fail = |e: async_nats::Error| NatsError::new(what(), e);
+    let mut stream = js.get_stream(STREAM).await.map_err(|e| fail(e.into()))?;
+    let last = stream.info().await.map_err(|e| fail(e.into()))?.state.last_sequence;
     let mut runs: BTreeMap<Uuid, History> = BTreeMap::new();
     let mut read = 0;
     if last == 0 {
@@ -187,15 +185,15 @@ pub(crate) async fn read_partition(
             ..Default::default()
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| fail(e.into()))?;
     // Nothing of this partition may be stored at all: ask how many there are.
     let pending = consumer.cached_info().num_pending;
     if pending == 0 {
         return Ok((runs, last));
     }
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut messages = consumer.messages().await.map_err(|e| fail(e.into()))?;
     while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| e.to_string())?;
+        let message = message.map_err(|e| fail(e.into()))?;
         let Some((seq, at)) = stored_at(&message) else { continue };
         read += 1;
         if let Some(run) = run_of(&message.subject)
@@ -219,9 +217,11 @@ pub(crate) async fn read_partition(
 /// Removes a partition's entries stored before sequence `below`: one request, however many
 /// runs they belong to. Purging each finished run by its subject instead made the server
 /// recount every partition consumer's pending messages per run (see BENCHMARKS.md).
-pub(crate) async fn purge_below(js: &jetstream::Context, partition: u32, below: u64) -> Result<(), String> {
-    let stream = js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
-    stream.purge().filter(partition_filter(partition)).sequence(below).await.map(|_| ()).map_err(|e| e.to_string())
+pub(crate) async fn purge_below(js: &jetstream::Context, partition: u32, below: u64) -> Result<(), NatsError> {
+    let what = || format!("purge partition {partition} below {below}");
+    let stream = js.get_stream(STREAM).await.map_err(|e| NatsError::new(what(), e))?;
+    let purge = stream.purge().filter(partition_filter(partition)).sequence(below);
+    purge.await.map(|_| ()).map_err(|e| NatsError::new(what(), e))
 }
 
 #[cfg(test)]

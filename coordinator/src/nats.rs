@@ -41,8 +41,26 @@ pub(crate) struct Nats {
 }
 
 fn json<T: Serialize>(value: &T) -> bytes::Bytes {
-    // Our own wire types always serialise.
-    serde_json::to_vec(value).unwrap_or_default().into()
+    serde_json::to_vec(value).expect("wire types are plain data and serialise").into()
+}
+
+/// A NATS or JetStream call failed: what was being done, with the client's error as the
+/// source.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub(crate) struct NatsError {
+    /// What was being done (`append to weft.in.3.<run>`).
+    pub what: String,
+    /// Why it failed.
+    #[source]
+    pub source: async_nats::Error,
+}
+
+impl NatsError {
+    /// `what` failed with `source`.
+    pub(crate) fn new(what: impl Into<String>, source: impl Into<async_nats::Error>) -> NatsError {
+        NatsError { what: what.into(), source: source.into() }
+    }
 }
 
 impl Nats {

@@ -14,7 +14,7 @@ use weft_protocol::retry::{self, Policy};
 use weft_protocol::subjects;
 
 use crate::log;
-use crate::nats::Nats;
+use crate::nats::{Nats, NatsError};
 use crate::supervisor::SupervisorMsg;
 
 /// Pulling a partition again after an error (a NATS restart): 100 ms doubling to 2 s, well
@@ -56,8 +56,9 @@ async fn pull_once(
     ack_wait: Duration,
     pin_timeout: Duration,
     shutdown: &CancellationToken,
-) -> Result<(), String> {
-    let stream = nats.js.get_stream(subjects::INPUTS_STREAM).await.map_err(|e| e.to_string())?;
+) -> Result<(), NatsError> {
+    let fail = |e: async_nats::Error| NatsError::new(format!("pull partition {partition}"), e);
+    let stream = nats.js.get_stream(subjects::INPUTS_STREAM).await.map_err(|e| fail(e.into()))?;
     let name = subjects::partition_consumer(partition);
     let consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
@@ -75,18 +76,18 @@ async fn pull_once(
             },
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| fail(e.into()))?;
     // Pull requests expire well within the pin timeout, so a live owner keeps its pin.
-    let mut messages =
-        consumer.stream().group(GROUP).expires(pin_timeout / 4).messages().await.map_err(|e| e.to_string())?;
+    let pull = consumer.stream().group(GROUP).expires(pin_timeout / 4);
+    let mut messages = pull.messages().await.map_err(|e| fail(e.into()))?;
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             next = messages.next() => next,
         };
         match next {
-            None => return Err("partition stream ended".to_owned()),
-            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err(fail("the pull ended".into())),
+            Some(Err(e)) => return Err(fail(e.into())),
             Some(Ok(message)) => {
                 if supervisor.cast(SupervisorMsg::Log { partition, message: Box::new(message) }).is_err() {
                     return Ok(()); // shutting down

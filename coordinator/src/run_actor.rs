@@ -306,8 +306,7 @@ fn child_outcome(record: &RunRecord) -> (Option<serde_json::Value>, Option<ToolE
     if record.status == RunStatus::Completed {
         return (record.output.clone(), None);
     }
-    let status = serde_json::to_value(record.status).unwrap_or_default();
-    let status = status.as_str().unwrap_or("failed");
+    let status = record.status.as_str();
     let message = format!("sub-workflow run {} ended {status}: {}", record.run_id, record.errors.join("; "));
     (None, Some(ToolError::new(message).with_code(codes::CHILD_FAILED)))
 }

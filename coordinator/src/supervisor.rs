@@ -30,7 +30,7 @@ use weft_protocol::wire::{RunRecord, RunSummary, now_ms};
 
 use crate::admission::Admission;
 use crate::log::{self, Decoded};
-use crate::nats::Nats;
+use crate::nats::{Nats, NatsError};
 use crate::plans::Plans;
 use crate::run_actor::spans::RunSpans;
 use crate::run_actor::{Parked, RunActor, RunArgs, RunMsg, Start};
@@ -74,7 +74,7 @@ pub(crate) enum SupervisorMsg {
         /// The partition.
         partition: u32,
         /// Its runs.
-        replayed: Result<claim::Replayed, String>,
+        replayed: Result<claim::Replayed, NatsError>,
     },
     /// Let go of partitions that stopped arriving (the pin moved elsewhere).
     CheckOwnership,

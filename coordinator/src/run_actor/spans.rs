@@ -115,8 +115,7 @@ impl RunSpans {
                 (format!("compensation failed {step_id}"), Some(error.clone()))
             }
             EventKind::RunFinished { status } => {
-                let status =
-                    serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                let status = status.as_str();
                 let failed = !matches!(event.kind, EventKind::RunFinished { status: RunStatus::Completed });
                 (format!("run {} {status}", run.workflow()), failed.then(|| run.record().errors.join("; ")))
             }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::log::{self, Creation};
 use crate::machine::Run;
-use crate::nats::Nats;
+use crate::nats::{Nats, NatsError};
 use crate::plans::Plans;
 use crate::run_actor::report_ignored;
 use crate::run_actor::spans::RunSpans;
@@ -43,7 +43,7 @@ pub(crate) struct Replayed {
 
 /// Reads partition `partition`'s log and rebuilds its runs. Entries the machine ignores
 /// (and second creations) are logged here, with their sequences.
-pub(crate) async fn replay(nats: Arc<Nats>, plans: Arc<Mutex<Plans>>, partition: u32) -> Result<Replayed, String> {
+pub(crate) async fn replay(nats: Arc<Nats>, plans: Arc<Mutex<Plans>>, partition: u32) -> Result<Replayed, NatsError> {
     let started = Instant::now();
     tracing::info!(partition, "claiming the partition: reading its log");
     let (histories, replayed_to) = log::read_partition(&nats.js, partition).await?;

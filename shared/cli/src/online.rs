@@ -81,16 +81,12 @@ fn describe(event: &Event) -> String {
         EventKind::RunPaused => "run paused".to_owned(),
         EventKind::RunResumed => "run resumed".to_owned(),
         EventKind::SignalReceived { name } => format!("signal `{name}` received"),
-        EventKind::RunFinished { status } => format!("run finished: {}", status_name(*status)),
+        EventKind::RunFinished { status } => format!("run finished: {}", status.as_str()),
     }
 }
 
-fn status_name(status: RunStatus) -> String {
-    serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
 fn print_record(record: &RunRecord, gantt: bool) {
-    outln!("run {} ({} v{}): {}", record.run_id, record.workflow, record.version, status_name(record.status));
+    outln!("run {} ({} v{}): {}", record.run_id, record.workflow, record.version, record.status.as_str());
     for e in &record.errors {
         outln!("  error: {e}");
     }
@@ -223,7 +219,7 @@ pub(crate) async fn list(client: &WeftClient, limit: usize, json: bool) -> anyho
     outln!("{:<36}  {:<24}  {:<10}  TOOK", "RUN", "WORKFLOW", "STATUS");
     for r in runs {
         let took = r.finished_ms.map_or_else(|| "-".to_owned(), |f| format!("{}ms", f.saturating_sub(r.created_ms)));
-        outln!("{:<36}  {:<24}  {:<10}  {took}", r.run_id, r.workflow, status_name(r.status));
+        outln!("{:<36}  {:<24}  {:<10}  {took}", r.run_id, r.workflow, r.status.as_str());
     }
     Ok(ExitCode::SUCCESS)
 }

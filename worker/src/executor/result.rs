@@ -20,7 +20,7 @@ pub(super) fn encode(mut result: TaskResult, max_payload: usize) -> (Vec<u8>, bo
         // Values of serde_json always serialise; kept total all the same.
         Err(e) => {
             result.outcome = Outcome::Err(ToolError::new(format!("the result cannot be encoded: {e}")).permanent());
-            return (serde_json::to_vec(&result).unwrap_or_default(), true);
+            return (serde_json::to_vec(&result).expect("a result is plain data and serialises"), true);
         }
     };
     let what = match result.outcome {
@@ -35,7 +35,7 @@ pub(super) fn encode(mut result: TaskResult, max_payload: usize) -> (Vec<u8>, bo
         .with_code(codes::OUTPUT_TOO_LARGE)
         .permanent(),
     );
-    (serde_json::to_vec(&result).unwrap_or_default(), true)
+    (serde_json::to_vec(&result).expect("a result is plain data and serialises"), true)
 }
 
 #[cfg(test)]

@@ -34,6 +34,21 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Its name on the wire (`timed_out`), for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Compensating => "compensating",
+            RunStatus::Compensated => "compensated",
+            RunStatus::CompensationFailed => "compensation_failed",
+            RunStatus::Paused => "paused",
+        }
+    }
+
     /// Whether the run is over.
     pub fn is_terminal(self) -> bool {
         !matches!(self, RunStatus::Running | RunStatus::Compensating | RunStatus::Paused)
@@ -181,7 +196,7 @@ impl RunRecord {
     /// completed, then every step, then the run's output. What was left out is said in
     /// `abridged`. Only the JSON of a record with a huge input can still exceed `limit`.
     pub fn to_json_within(&self, limit: usize) -> Vec<u8> {
-        let full = serde_json::to_vec(self).unwrap_or_default();
+        let full = serde_json::to_vec(self).expect("a record is plain data and serialises");
         if full.len() <= limit {
             return full;
         }
@@ -231,7 +246,7 @@ impl RunRecord {
                 "left out to fit the server's message size of {limit} bytes (the whole record is {whole} bytes): {}",
                 left_out.join(", ")
             ));
-            bytes = serde_json::to_vec(self).unwrap_or_default();
+            bytes = serde_json::to_vec(self).expect("a record is plain data and serialises");
             if bytes.len() <= limit {
                 break;
             }
@@ -294,6 +309,23 @@ mod tests {
             created_ms: 1,
             finished_ms: Some(9),
             abridged: None,
+        }
+    }
+
+    #[test]
+    fn status_names_are_the_wire_names() {
+        for status in [
+            RunStatus::Running,
+            RunStatus::Completed,
+            RunStatus::Failed,
+            RunStatus::TimedOut,
+            RunStatus::Cancelled,
+            RunStatus::Compensating,
+            RunStatus::Compensated,
+            RunStatus::CompensationFailed,
+            RunStatus::Paused,
+        ] {
+            assert_eq!(serde_json::to_value(status).expect("json"), json!(status.as_str()));
         }
     }
 
