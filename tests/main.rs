@@ -3,6 +3,7 @@
 //! - [`cli`]: the `weft` binary on real files: exit codes, messages, analysis, drawings.
 //! - [`deploy`]: deploy/nats/'s users, permissions and cluster on a real nats-server.
 //! - [`durability`]: SIGKILLed coordinators and workers, a restarted NATS: nothing lost.
+//! - [`in_process`]: the actor layer, with a coordinator and a worker as tasks of the test.
 //! - [`hostile`]: forged and malformed entries on the live services: ignored, named, harmless.
 //! - [`tracing`]: one trace per run, checked with a real OTLP receiver.
 //! - [`runtime`]: nats-server, coordinator and worker processes running workflows.
@@ -11,5 +12,6 @@ mod cli;
 mod deploy;
 mod durability;
 mod hostile;
+mod in_process;
 mod runtime;
 mod tracing;

@@ -17,7 +17,7 @@
 //! - `config`: settings and their defaults.
 //! - `machine`: the pure state machine of a run (inputs in, effects out).
 //! - `run_actor`: the actor carrying out one run's effects.
-//! - `supervisor`: spawns run actors, routes results, parks idle runs, compacts the
+//! - `supervisor`: spawns run actors, routes results, parks runs that wait only for outside input, compacts the
 //!   log, forgets finished runs.
 //! - `admission`: the one way a run comes to exist (a submit, a child run).
 //! - `api`: submit, status, list, cancel over NATS request/reply.

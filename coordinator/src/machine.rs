@@ -14,12 +14,36 @@
 //! Scheduling: a step is dispatched the moment its dependencies are finished, the skip
 //! rule lets it through ([`weft_lang::plan::Step::gate`]) and its `when` holds, up to
 //! `max_parallel` tasks running at once (higher `priority` first, then document order). A
-//! result is applied once: one for an attempt that is not running (late, duplicated, timed
-//! out, cancelled) is ignored.
+//! result is applied once, and only to the attempt of a tool call the machine dispatched
+//! and waits for.
+//!
+//! # Transitions
+//!
+//! Run status × input → what happens. After every input that changes something, the
+//! frames that changed are advanced (`Running`) or the saga moves on (`Compensating`).
+//! Anything not applied is an [`Effect::Ignored`], which the actor logs with the entry's
+//! log sequence.
+//!
+//! | status | input | handler |
+//! |---|---|---|
+//! | running, paused | `Start` | `run_started`; the run's timeout is armed |
+//! | running, paused | `Result` | `on_result`: the attempt in flight of a tool call completes, retries or fails (`awaited` says which results are) |
+//! | running, paused | `Timer` | `take_timer` (armed and due, else ignored or armed again); `Retry`: the step is pending again; `StepTimeout`: `on_step_timeout`; `RunTimeout`: ends `timed_out`; `WaitOver`, `SignalTimeout`: `on_waiting_timer` |
+//! | running, paused | `Cancel` | ends `cancelled` |
+//! | running | `Pause` | becomes `paused`: nothing new is dispatched |
+//! | paused | `Resume` | becomes `running`: every frame is looked at again |
+//! | running, paused | `Signal` | `on_signal`: the waiting step takes it, or it is kept for the one that will |
+//! | running, paused | `Child` | `on_child`: the `workflow` step waiting for that child completes or fails its attempt |
+//! | compensating | `Result` | `on_compensation_result` for a compensation, `on_drained_result` for a step running when the saga began |
+//! | compensating | `Timer` | `CompensationRetry`, `CompensationTimeout`, `Drain`, a drained step's `StepTimeout`; others are ignored |
+//! | compensating | `Cancel` | ends `cancelled` where the saga is |
+//! | compensating | `Start`, `Pause`, `Resume`, `Signal`, `Child` | ignored |
+//! | ended (any terminal status) | anything | ignored: the run has ended |
 
 mod child;
 mod constructs;
 mod frame;
+mod ids;
 mod saga;
 mod schedule;
 mod step;
@@ -43,6 +67,7 @@ pub(crate) use step::StepState;
 
 use constructs::Construct;
 use frame::Frame;
+use ids::{FrameId, InstId};
 
 /// Something that happens to a run. Inputs are what a run's history records: replaying
 /// them in order rebuilds the run exactly.
@@ -280,7 +305,7 @@ struct Inst {
     /// Its name across the run (`pages[3].ocr`).
     path: String,
     /// The frame it belongs to.
-    frame: usize,
+    frame: FrameId,
     /// Its position in the frame's body.
     index: usize,
     /// Where it is.
@@ -301,11 +326,11 @@ pub(crate) struct Run {
     /// Every frame; frame 0 holds the top-level steps.
     frames: Vec<Frame>,
     /// Instance by path (results and timers find their step without a scan).
-    positions: HashMap<String, usize>,
+    positions: HashMap<String, InstId>,
     /// Frames where something changed since they were last advanced.
-    dirty: BTreeSet<usize>,
+    dirty: BTreeSet<FrameId>,
     /// Frames with a ready task held back by `max_parallel`.
-    blocked: BTreeSet<usize>,
+    blocked: BTreeSet<FrameId>,
     /// Tasks running on workers.
     running: InFlight,
     created_ms: Millis,
@@ -399,7 +424,7 @@ impl Run {
     /// Whether the run waits only for inputs from outside (a signal, a child run's end, a
     /// resume): no task on a worker, no timer armed. Such a run needs no actor until its
     /// next input arrives.
-    pub(crate) fn is_quiescent(&self) -> bool {
+    pub(crate) fn can_park(&self) -> bool {
         matches!(self.status, RunStatus::Running | RunStatus::Paused) && !self.running.any() && self.timers.is_empty()
     }
 
@@ -489,7 +514,7 @@ impl Run {
             Input::Resume => {
                 if self.status == RunStatus::Paused {
                     self.status = RunStatus::Running;
-                    self.dirty.extend(0..self.frames.len());
+                    self.dirty.extend(self.frame_ids());
                     self.emit(out, now, EventKind::RunResumed);
                 }
             }
@@ -551,8 +576,18 @@ impl Run {
         }
     }
 
-    fn index(&self, path: &str) -> Option<usize> {
+    fn index(&self, path: &str) -> Option<InstId> {
         self.positions.get(path).copied()
+    }
+
+    /// Every step instance, in creation order.
+    fn inst_ids(&self) -> impl Iterator<Item = InstId> + use<> {
+        (0..self.insts.len()).map(InstId::at)
+    }
+
+    /// Every frame, in opening order.
+    fn frame_ids(&self) -> impl Iterator<Item = FrameId> + use<> {
+        (0..self.frames.len()).map(FrameId::at)
     }
 
     fn schedule(&mut self, out: &mut Vec<Effect>, timer: Timer, after: Duration, now: Millis) {
@@ -616,7 +651,7 @@ impl Run {
             return vec![Effect::Emit(Event { run_id: self.id, seq: self.seq, at_ms, kind }), Effect::Finished];
         }
         let mut out = Vec::new();
-        for i in 0..self.insts.len() {
+        for i in self.inst_ids() {
             let state = &self.insts[i].state;
             if state.status == StepStatus::Running {
                 if let Some(task) = self.task(i) {
@@ -651,7 +686,7 @@ impl Run {
             out.push(Effect::Cancel(CancelTask { run_id: self.id, step_id: None, attempt: None }));
             self.running.clear();
         }
-        for i in 0..self.insts.len() {
+        for i in self.inst_ids() {
             if self.insts[i].state.status == StepStatus::Running
                 && let Some(child_id) = self.running_child(i)
             {
@@ -678,15 +713,14 @@ impl Run {
 
     /// Everything known about the run. Steps are keyed by instance path.
     pub(crate) fn record(&self) -> RunRecord {
-        let steps: BTreeMap<String, StepRecord> = (0..self.insts.len())
-            .map(|i| (self.insts[i].path.clone(), self.insts[i].state.record(self.def(i))))
-            .collect();
+        let steps: BTreeMap<String, StepRecord> =
+            self.inst_ids().map(|i| (self.insts[i].path.clone(), self.insts[i].state.record(self.def(i)))).collect();
         RunRecord {
             run_id: self.id,
             workflow: self.plan.name.clone(),
             version: self.plan.version,
             status: self.status,
-            input: self.frames[0].ctx.values.get("input").cloned().unwrap_or(Value::Null),
+            input: self.frames[FrameId::TOP].ctx.values.get("input").cloned().unwrap_or(Value::Null),
             output: self.output.clone(),
             steps,
             order: self.insts.iter().map(|s| s.path.clone()).collect(),

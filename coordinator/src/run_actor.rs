@@ -139,7 +139,7 @@ impl Actor for RunActor {
             }
             Some(Start::Woken) | None => {}
         }
-        idle(state);
+        offer_to_park(state);
         Ok(())
     }
 
@@ -159,7 +159,7 @@ impl Actor for RunActor {
                 }
                 apply(&myself, state, input, at, message).await;
                 state.applied += 1;
-                idle(state);
+                offer_to_park(state);
             }
             RunMsg::Fired(timer) => {
                 // The firing instant makes the id unique: a timer the machine armed again
@@ -175,10 +175,11 @@ impl Actor for RunActor {
 
 /// Tells the supervisor when the run waits only for outside input, handing it a copy of
 /// the run so it may be parked (the actor is stopped then).
-fn idle(state: &RunState) {
-    if state.run.is_quiescent() {
+fn offer_to_park(state: &RunState) {
+    if state.run.can_park() {
         let parked = Box::new(Parked { run: state.run.clone(), spans: state.spans.clone() });
-        let _ = state.supervisor.cast(SupervisorMsg::Idle { run_id: state.run.id(), applied: state.applied, parked });
+        let _ =
+            state.supervisor.cast(SupervisorMsg::CanPark { run_id: state.run.id(), applied: state.applied, parked });
     }
 }
 

@@ -4,7 +4,7 @@
 //! that end or partitions it no longer owns.
 //!
 //! A *parked* run is one whose machine waits only for a signal, a child run's end or a
-//! resume: no task on a worker, no timer armed ([`Run::is_quiescent`]). It needs no actor
+//! resume: no task on a worker, no timer armed (`Run::can_park`). It needs no actor
 //! until its next input, so the supervisor keeps it as plain data and spawns an actor again
 //! when an input arrives. Tens of thousands of runs waiting for a human then cost their
 //! state, not an actor each.
@@ -15,7 +15,7 @@
 //!
 //! No handler waits on long I/O or on another actor: a claim reads and replays its
 //! partition in a task (`claim.rs`) and the runs come back as a message, with the
-//! partition's deliveries kept meanwhile; an idle actor hands its run over in a message.
+//! partition's deliveries kept meanwhile; an actor whose run can park hands it over in a message.
 
 mod claim;
 
@@ -61,7 +61,7 @@ pub(crate) enum SupervisorMsg {
     /// A run's actor has applied `applied` inputs and its run waits only for outside input:
     /// the supervisor keeps `parked` (a copy of the run) and stops the actor, unless it
     /// routed more inputs to it meanwhile.
-    Idle {
+    CanPark {
         /// The run.
         run_id: Uuid,
         /// How many routed inputs the actor applied so far.
@@ -273,7 +273,7 @@ impl Actor for Supervisor {
                 let _ = reply.send(state.runs.values().map(Slot::listed).collect());
             }
             SupervisorMsg::Finished(run_id) => state.forget(run_id),
-            SupervisorMsg::Idle { run_id, applied, parked } => park(state, run_id, applied, parked),
+            SupervisorMsg::CanPark { run_id, applied, parked } => park(state, run_id, applied, parked),
             SupervisorMsg::CheckOwnership => {
                 let lost: Vec<u32> = state
                     .owned
@@ -372,7 +372,7 @@ async fn own(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, part
     let (mut resumed, mut parked) = (0, 0);
     let now = now_ms();
     for claim::Rebuilt { run_id, first_seq, run, spans } in replayed.runs {
-        if run.is_quiescent() && run.resume(now).is_empty() {
+        if run.can_park() && run.resume(now).is_empty() {
             let state_ = SlotState::Parked(Box::new(Parked { run, spans }));
             state.insert(run_id, Slot { partition, first_seq, state: state_ });
             parked += 1;
@@ -411,7 +411,7 @@ async fn spawn(
     }
 }
 
-/// An idle actor hands its run over, unless inputs were routed to it since: then it says
+/// An actor whose run can park hands it over, unless inputs were routed to it since: then it says
 /// so again once it has applied them.
 fn park(state: &mut SupervisorState, run_id: Uuid, applied: u64, parked: Box<Parked>) {
     let Some(slot) = state.runs.get_mut(&run_id) else { return };

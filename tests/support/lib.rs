@@ -6,6 +6,7 @@
 //! not rebuild them: run `tests/run.sh`, or `cargo build --workspace --bins` first.
 
 pub mod cluster;
+pub mod in_process;
 pub mod nats_server;
 pub mod otlp;
 pub mod ports;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use weft_lang::plan::Kind;
 use weft_protocol::wire::{Millis, RunStatus, StepStatus, ToolError};
 
+use super::ids::InstId;
 use super::{Effect, Ignored, Input, Run, Timer};
 
 /// Where a child run reports its end.
@@ -70,14 +71,14 @@ impl Run {
     }
 
     /// The child run instance `i` is waiting for, if it is a running `workflow` step.
-    pub(super) fn running_child(&self, i: usize) -> Option<Uuid> {
+    pub(super) fn running_child(&self, i: InstId) -> Option<Uuid> {
         let state = &self.insts[i].state;
         (matches!(self.def(i).kind, Kind::SubWorkflow { .. }) && state.status == StepStatus::Running)
             .then(|| self.child_id(&self.insts[i].path, state.attempt))
     }
 
     /// What starting instance `i`'s current child takes.
-    pub(super) fn child_start(&self, i: usize) -> Option<ChildStart> {
+    pub(super) fn child_start(&self, i: InstId) -> Option<ChildStart> {
         let Kind::SubWorkflow { name, version, .. } = &self.def(i).kind else { return None };
         let inst = &self.insts[i];
         Some(ChildStart {
@@ -94,7 +95,7 @@ impl Run {
         })
     }
 
-    pub(super) fn start_child(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
+    pub(super) fn start_child(&mut self, i: InstId, now: Millis, out: &mut Vec<Effect>) {
         let mut started = Vec::new();
         self.begin_attempt(i, now, &mut started);
         if let Some(start) = self.child_start(i) {

@@ -27,6 +27,7 @@ use weft_lang::reference::resolve::resolve_path;
 use weft_protocol::wire::{Millis, StepStatus, ToolError, codes};
 
 use super::frame::FrameState;
+use super::ids::{FrameId, InstId};
 use super::{Effect, Run, error_value};
 
 /// A construct's own progress.
@@ -35,9 +36,9 @@ pub(super) enum Construct {
     /// A `for_each`.
     ForEach(ForEach),
     /// A `loop`, at `iteration`, running `frame`.
-    Loop { iteration: u32, frame: usize },
+    Loop { iteration: u32, frame: FrameId },
     /// Any other construct: one frame.
-    Single { frame: usize },
+    Single { frame: FrameId },
 }
 
 /// A `for_each`'s progress.
@@ -45,7 +46,7 @@ pub(super) enum Construct {
 pub(super) struct ForEach {
     items: Vec<Value>,
     /// Frames opened so far, by item.
-    frames: Vec<usize>,
+    frames: Vec<FrameId>,
     active: usize,
     done: usize,
     failures: u32,
@@ -53,7 +54,7 @@ pub(super) struct ForEach {
 }
 
 impl Construct {
-    fn frames(&self) -> Vec<usize> {
+    fn frames(&self) -> Vec<FrameId> {
         match self {
             Construct::ForEach(s) => s.frames.clone(),
             Construct::Loop { frame, .. } | Construct::Single { frame } => vec![*frame],
@@ -73,26 +74,26 @@ enum Rule {
 
 impl Run {
     /// Frames construct instance `i` opened.
-    pub(super) fn opened_by(&self, i: usize) -> Vec<usize> {
+    pub(super) fn opened_by(&self, i: InstId) -> Vec<FrameId> {
         self.insts[i].construct.as_ref().map(Construct::frames).unwrap_or_default()
     }
 
-    fn owner_kind(&self, f: usize) -> Option<&Kind> {
+    fn owner_kind(&self, f: FrameId) -> Option<&Kind> {
         self.frames[f].owner.map(|o| &self.def(o).kind)
     }
 
     /// Whether a failing step leaves frame `f` going (its construct counts failures).
-    pub(super) fn tolerant(&self, f: usize) -> bool {
+    pub(super) fn tolerant(&self, f: FrameId) -> bool {
         matches!(self.owner_kind(f), Some(Kind::Race { .. } | Kind::Fallback { .. } | Kind::Parallel { .. }))
     }
 
     /// Whether frame `f` runs its steps one at a time, up to its cursor.
-    pub(super) fn one_at_a_time(&self, f: usize) -> bool {
+    pub(super) fn one_at_a_time(&self, f: FrameId) -> bool {
         matches!(self.owner_kind(f), Some(Kind::Fallback { .. } | Kind::Pipeline { .. }))
     }
 
     /// Starts construct instance `i`, whose input `prepare` resolved into its params.
-    pub(super) fn start_construct(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
+    pub(super) fn start_construct(&mut self, i: InstId, now: Millis, out: &mut Vec<Effect>) {
         self.begin_attempt(i, now, out);
         let input = self.insts[i].state.params.clone().unwrap_or(Value::Null);
         let prefix = self.frames[self.insts[i].frame].prefix.clone();
@@ -144,7 +145,7 @@ impl Run {
         }
     }
 
-    fn open_iteration(&mut self, i: usize, iteration: u32, previous: Value) {
+    fn open_iteration(&mut self, i: InstId, iteration: u32, previous: Value) {
         let loc = self.body_of(i, 0);
         let prefix = format!("{}[{iteration}].", self.insts[i].path);
         let bindings = [("iteration".to_owned(), json!(iteration)), ("previous".to_owned(), previous)];
@@ -154,7 +155,7 @@ impl Run {
 
     /// Opens `for_each` items while the concurrency limit allows; completes it when every
     /// item is done.
-    fn feed(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
+    fn feed(&mut self, i: InstId, now: Millis, out: &mut Vec<Effect>) {
         let Kind::ForEach { bind, index_bind, concurrency, .. } = &self.def(i).kind else { return };
         let (bind, index_bind) = (bind.clone(), index_bind.clone());
         let limit = concurrency.map_or(usize::MAX, |c| c.max(1) as usize);
@@ -182,7 +183,7 @@ impl Run {
 
     /// Something changed in frame `f`: see whether it, or the construct that opened it,
     /// is over.
-    pub(super) fn settle(&mut self, f: usize, now: Millis, out: &mut Vec<Effect>) {
+    pub(super) fn settle(&mut self, f: FrameId, now: Millis, out: &mut Vec<Effect>) {
         if self.frames[f].state != FrameState::Active {
             return;
         }
@@ -216,7 +217,7 @@ impl Run {
 
     /// A body's result: the construct's `output` template read in the body's frame, or
     /// what the body produced.
-    fn body_result(&self, o: usize, f: usize) -> Result<Value, ToolError> {
+    fn body_result(&self, o: InstId, f: FrameId) -> Result<Value, ToolError> {
         let template = match &self.def(o).kind {
             Kind::ForEach { output, .. } | Kind::Loop { output, .. } => output.as_ref(),
             _ => None,
@@ -230,7 +231,7 @@ impl Run {
     }
 
     /// A step of strict frame `f` failed for good: the body ends now.
-    pub(super) fn body_failed(&mut self, f: usize, path: &str, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
+    pub(super) fn body_failed(&mut self, f: FrameId, path: &str, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
         self.cancel_frame(f, &format!("`{path}` failed"), now, out);
         let Some(o) = self.frames[f].owner else { return };
         let mut wrapped = ToolError::new(format!("`{path}` failed: {}", error.message)).permanent();
@@ -239,7 +240,14 @@ impl Run {
     }
 
     /// Body frame `f` of construct `o` ended with `result`.
-    fn body_over(&mut self, o: usize, f: usize, result: Result<Value, ToolError>, now: Millis, out: &mut Vec<Effect>) {
+    fn body_over(
+        &mut self,
+        o: InstId,
+        f: FrameId,
+        result: Result<Value, ToolError>,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
         match self.insts[o].construct.clone() {
             Some(Construct::ForEach(_)) => self.item_over(o, f, result, now, out),
             Some(Construct::Loop { iteration, .. }) => {
@@ -271,7 +279,14 @@ impl Run {
         }
     }
 
-    fn item_over(&mut self, o: usize, f: usize, result: Result<Value, ToolError>, now: Millis, out: &mut Vec<Effect>) {
+    fn item_over(
+        &mut self,
+        o: InstId,
+        f: FrameId,
+        result: Result<Value, ToolError>,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
         let Kind::ForEach { max_failures, .. } = &self.def(o).kind else { return };
         let max_failures = *max_failures;
         let Some(Construct::ForEach(s)) = &mut self.insts[o].construct else { return };
@@ -305,15 +320,15 @@ impl Run {
 
     fn settle_race(
         &mut self,
-        o: usize,
-        f: usize,
+        o: InstId,
+        f: FrameId,
         winner: weft_lang::definition::Winner,
         now: Millis,
         out: &mut Vec<Effect>,
     ) {
         use weft_lang::definition::Winner;
         let branches = self.frames[f].insts.clone();
-        let completed = |run: &Run, i: &usize| run.insts[*i].state.status == StepStatus::Completed;
+        let completed = |run: &Run, i: &InstId| run.insts[*i].state.status == StepStatus::Completed;
         let best = match &winner {
             Winner::First => branches
                 .iter()
@@ -353,14 +368,14 @@ impl Run {
         }
     }
 
-    fn settle_fallback(&mut self, o: usize, f: usize, now: Millis, out: &mut Vec<Effect>) {
+    fn settle_fallback(&mut self, o: InstId, f: FrameId, now: Millis, out: &mut Vec<Effect>) {
         let cursor = self.frames[f].cursor;
         let Some(&i) = self.frames[f].insts.get(cursor) else { return };
         match self.insts[i].state.status {
             StepStatus::Completed => {
                 self.frames[f].state = FrameState::Over;
                 let reason = format!("`{}` succeeded", self.insts[i].path);
-                let later: Vec<usize> = self.frames[f].insts[cursor + 1..].to_vec();
+                let later: Vec<InstId> = self.frames[f].insts[cursor + 1..].to_vec();
                 for rest in later {
                     self.skip_inst(rest, reason.clone(), now, out);
                 }
@@ -386,7 +401,7 @@ impl Run {
         }
     }
 
-    fn settle_parallel(&mut self, o: usize, f: usize, min: u32, now: Millis, out: &mut Vec<Effect>) {
+    fn settle_parallel(&mut self, o: InstId, f: FrameId, min: u32, now: Millis, out: &mut Vec<Effect>) {
         let insts = &self.frames[f].insts;
         let total = insts.len();
         let ok = insts.iter().filter(|&&i| self.insts[i].state.status == StepStatus::Completed).count();
@@ -408,7 +423,7 @@ impl Run {
         }
     }
 
-    fn settle_pipeline(&mut self, o: usize, f: usize, now: Millis, out: &mut Vec<Effect>) {
+    fn settle_pipeline(&mut self, o: InstId, f: FrameId, now: Millis, out: &mut Vec<Effect>) {
         let cursor = self.frames[f].cursor;
         let Some(&i) = self.frames[f].insts.get(cursor) else { return };
         if !self.insts[i].state.status.is_terminal() {
@@ -430,7 +445,7 @@ impl Run {
     }
 
     /// "`a`: why; `b`: why" for the steps of frame `f` that did not succeed.
-    fn failures(&self, f: usize) -> String {
+    fn failures(&self, f: FrameId) -> String {
         let parts: Vec<String> = self.frames[f]
             .insts
             .iter()
@@ -444,7 +459,7 @@ impl Run {
     }
 
     /// Construct `o` is over: it completes with the value or fails with the error.
-    fn finish_construct(&mut self, o: usize, result: Result<Value, ToolError>, now: Millis, out: &mut Vec<Effect>) {
+    fn finish_construct(&mut self, o: InstId, result: Result<Value, ToolError>, now: Millis, out: &mut Vec<Effect>) {
         let path = self.insts[o].path.clone();
         self.drop_timers(&path);
         let worker = Some("coordinator".to_owned());

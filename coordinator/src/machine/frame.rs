@@ -16,6 +16,7 @@ use weft_lang::plan::{Kind, Plan, Step};
 use weft_lang::reference::{Context, Lookup, Scope};
 use weft_protocol::wire::{EventKind, Millis, StepStatus};
 
+use super::ids::{FrameId, InstId};
 use super::{Effect, Inst, Run, StepState};
 
 /// Where a body is in the plan: from the top-level list, (step index, body number) pairs.
@@ -43,15 +44,15 @@ pub(super) enum FrameState {
 #[derive(Debug, Clone)]
 pub(super) struct Frame {
     /// The enclosing frame (none for the top level).
-    pub parent: Option<usize>,
+    pub parent: Option<FrameId>,
     /// The construct instance that opened it (none for the top level).
-    pub owner: Option<usize>,
+    pub owner: Option<InstId>,
     /// Its steps in the plan.
     pub body: BodyLoc,
     /// Prepended to its steps' ids to make their paths.
     pub prefix: String,
     /// Its step instances, in body order.
-    pub insts: Vec<usize>,
+    pub insts: Vec<InstId>,
     /// Outputs of its steps and the names bound by its construct.
     pub ctx: Context,
     /// For one-at-a-time constructs (`fallback`, `pipeline`): the step that may run now.
@@ -63,7 +64,7 @@ pub(super) struct Frame {
 /// A frame's view of the run's values: its own, then its ancestors'.
 pub(super) struct View<'a> {
     pub run: &'a Run,
-    pub frame: usize,
+    pub frame: FrameId,
 }
 
 impl Scope for View<'_> {
@@ -82,18 +83,18 @@ impl Scope for View<'_> {
 
 impl Run {
     /// The plan step of instance `i`.
-    pub(super) fn def(&self, i: usize) -> &Step {
+    pub(super) fn def(&self, i: InstId) -> &Step {
         let inst = &self.insts[i];
         &body(&self.plan, &self.frames[inst.frame].body)[inst.index]
     }
 
     /// What references in frame `f` see.
-    pub(super) fn view(&self, f: usize) -> View<'_> {
+    pub(super) fn view(&self, f: FrameId) -> View<'_> {
         View { run: self, frame: f }
     }
 
     /// The instance of sibling `id` in frame `f`.
-    pub(super) fn sibling(&self, f: usize, id: &str) -> Option<usize> {
+    pub(super) fn sibling(&self, f: FrameId, id: &str) -> Option<InstId> {
         let prefix = &self.frames[f].prefix;
         if prefix.is_empty() { self.index(id) } else { self.index(&format!("{prefix}{id}")) }
     }
@@ -102,12 +103,12 @@ impl Run {
     /// steps start pending and the next `advance` looks at them.
     pub(super) fn open_frame(
         &mut self,
-        owner: Option<usize>,
+        owner: Option<InstId>,
         body_loc: BodyLoc,
         prefix: String,
         bindings: impl IntoIterator<Item = (String, Value)>,
-    ) -> usize {
-        let f = self.frames.len();
+    ) -> FrameId {
+        let f = FrameId::at(self.frames.len());
         let mut ctx = Context::default();
         for (name, value) in bindings {
             ctx.set(name, value);
@@ -115,7 +116,7 @@ impl Run {
         let steps = body(&self.plan, &body_loc);
         let mut insts = Vec::with_capacity(steps.len());
         for (index, step) in steps.iter().enumerate() {
-            let i = self.insts.len();
+            let i = InstId::at(self.insts.len());
             let path = format!("{prefix}{}", step.id);
             self.positions.insert(path.clone(), i);
             self.insts.push(Inst { path, frame: f, index, state: StepState::new(), construct: None });
@@ -137,7 +138,7 @@ impl Run {
     }
 
     /// Where the body `n` of construct instance `i` is in the plan.
-    pub(super) fn body_of(&self, i: usize, n: usize) -> BodyLoc {
+    pub(super) fn body_of(&self, i: InstId, n: usize) -> BodyLoc {
         let inst = &self.insts[i];
         let mut loc = self.frames[inst.frame].body.clone();
         loc.push((inst.index as u32, n as u32));
@@ -147,7 +148,7 @@ impl Run {
     /// Stops everything still going in frame `f` and the frames under it: running tasks
     /// are told to stop, children are cancelled, timers dropped, and every unfinished step
     /// ends `cancelled` with `reason`.
-    pub(super) fn cancel_frame(&mut self, f: usize, reason: &str, now: Millis, out: &mut Vec<Effect>) {
+    pub(super) fn cancel_frame(&mut self, f: FrameId, reason: &str, now: Millis, out: &mut Vec<Effect>) {
         self.frames[f].state = FrameState::Over;
         for i in self.frames[f].insts.clone() {
             self.cancel_inst(i, reason, now, out);
@@ -155,7 +156,7 @@ impl Run {
     }
 
     /// Stops one step instance (and what it opened) if it has not finished.
-    pub(super) fn cancel_inst(&mut self, i: usize, reason: &str, now: Millis, out: &mut Vec<Effect>) {
+    pub(super) fn cancel_inst(&mut self, i: InstId, reason: &str, now: Millis, out: &mut Vec<Effect>) {
         let status = self.insts[i].state.status;
         if status.is_terminal() {
             return;
@@ -192,13 +193,13 @@ impl Run {
     }
 
     /// Whether every step of frame `f` has finished.
-    pub(super) fn frame_finished(&self, f: usize) -> bool {
+    pub(super) fn frame_finished(&self, f: FrameId) -> bool {
         self.frames[f].insts.iter().all(|&i| self.insts[i].state.status.is_terminal())
     }
 
     /// What a body produced when its construct declares no `output`: a body of one step
     /// gives that step's output (`null` if it has none); several give an object by id.
-    pub(super) fn body_value(&self, f: usize) -> Value {
+    pub(super) fn body_value(&self, f: FrameId) -> Value {
         let frame = &self.frames[f];
         let steps = body(&self.plan, &frame.body);
         if let [only] = steps {
@@ -208,7 +209,7 @@ impl Run {
     }
 
     /// Outputs of frame `f`'s steps that have one, by id, in body order.
-    pub(super) fn body_outputs(&self, f: usize) -> Value {
+    pub(super) fn body_outputs(&self, f: FrameId) -> Value {
         let frame = &self.frames[f];
         let steps = body(&self.plan, &frame.body);
         Value::Object(

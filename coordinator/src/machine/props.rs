@@ -31,6 +31,7 @@ use weft_lang::validate::compile;
 use weft_protocol::wire::Outcome;
 
 use super::frame::FrameState;
+use super::ids::InstId;
 use super::*;
 
 /// What a generated step is.
@@ -543,7 +544,9 @@ impl Driver {
         if was_terminal && effects.iter().any(|e| !matches!(e, Effect::Ignored(_))) {
             return Err(fail(format!("an ended run acted on {input:?}: {effects:?}")));
         }
-        let in_flight = (0..self.run.insts.len())
+        let in_flight = self
+            .run
+            .inst_ids()
             .filter(|&i| self.run.is_task(i) && self.run.insts[i].state.status == StepStatus::Running)
             .count();
         if in_flight != self.run.running.count() {
@@ -565,7 +568,7 @@ impl Driver {
             }
         }
         let after = seen(&self.run);
-        for (i, inst) in self.run.insts.iter().enumerate() {
+        for (i, inst) in self.run.inst_ids().zip(&self.run.insts) {
             let now = &after[&inst.path];
             let Some(then) = before.get(&inst.path) else { continue };
             if then.status == StepStatus::Completed && (now.status != then.status || now.output != then.output) {
@@ -593,7 +596,7 @@ impl Driver {
     /// Step instance `i` completed on `input`: was that its own rule?
     fn completed_by_its_rule(
         &self,
-        i: usize,
+        i: InstId,
         then: &Seen,
         input: &Input,
         at: Millis,

@@ -17,6 +17,7 @@ use weft_protocol::wire::{
     CancelTask, EventKind, Millis, Outcome, RunStatus, StepStatus, Task, TaskResult, ToolError, codes,
 };
 
+use super::ids::InstId;
 use super::step::{Compensating, end_attempt, end_reported, new_attempt};
 use super::{Effect, Ignored, Run, Timer, describe_result, jitter_unit, millis};
 
@@ -27,7 +28,7 @@ pub(super) const DRAIN: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Default)]
 pub(super) struct Saga {
     /// Steps to undo, next first; fixed once draining is over.
-    queue: Option<Vec<usize>>,
+    queue: Option<Vec<InstId>>,
     /// The drain period ended.
     drained: bool,
     /// Compensations that failed for good.
@@ -42,7 +43,7 @@ impl Run {
         // Nothing new starts: what has not begun is cancelled, and what runs inside the
         // coordinator (waits, constructs) or in a child run stops here; tasks on workers
         // are told to stop and drained below.
-        for i in 0..self.insts.len() {
+        for i in self.inst_ids() {
             let state = &self.insts[i].state;
             let in_coordinator = state.status == StepStatus::Running && !matches!(self.def(i).kind, Kind::Task { .. });
             if in_coordinator && let Some(child_id) = self.running_child(i) {
@@ -108,12 +109,13 @@ impl Run {
             return; // still waiting for cancelled steps to answer
         }
         if saga.queue.is_none() {
-            let mut done: Vec<(u64, usize)> = (0..self.insts.len())
+            let mut done: Vec<(u64, InstId)> = self
+                .inst_ids()
                 .filter(|&i| self.def(i).compensate.is_some())
                 .filter_map(|i| self.insts[i].state.completed_order.map(|o| (o, i)))
                 .collect();
             done.sort_by_key(|d| std::cmp::Reverse(d.0));
-            let queue: Vec<usize> = done.into_iter().map(|(_, i)| i).collect();
+            let queue: Vec<InstId> = done.into_iter().map(|(_, i)| i).collect();
             for &i in &queue {
                 self.insts[i].state.compensation = Some(Compensating::new());
             }
@@ -141,7 +143,7 @@ impl Run {
     }
 
     /// The task of step `i`'s current compensation attempt.
-    pub(super) fn compensation_task(&self, i: usize) -> Option<Task> {
+    pub(super) fn compensation_task(&self, i: InstId) -> Option<Task> {
         let spec = self.def(i).compensate.as_ref()?;
         let inst = &self.insts[i];
         let c = inst.state.compensation.as_ref()?;
@@ -158,7 +160,7 @@ impl Run {
         })
     }
 
-    fn dispatch_compensation(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
+    fn dispatch_compensation(&mut self, i: InstId, now: Millis, out: &mut Vec<Effect>) {
         let id = self.insts[i].path.clone();
         let Some(spec) = self.def(i).compensate.clone() else { return };
         let params = match self.insts[i].state.compensation.as_ref().and_then(|c| c.params.clone()) {
@@ -240,7 +242,7 @@ impl Run {
         self.compensation_attempt_failed(i, error, now, out);
     }
 
-    fn compensation_attempt_failed(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
+    fn compensation_attempt_failed(&mut self, i: InstId, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
         let id = self.insts[i].path.clone();
         let Some(policy) = self.def(i).compensate.as_ref().map(|c| c.retry.clone()) else { return };
         let attempt = self.insts[i].state.compensation.as_ref().map_or(0, |c| c.attempt);
@@ -255,7 +257,7 @@ impl Run {
         self.compensation_failed(i, error, now, out);
     }
 
-    fn compensation_failed(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
+    fn compensation_failed(&mut self, i: InstId, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
         let id = self.insts[i].path.clone();
         let tool = self.def(i).compensate.as_ref().map(|c| c.tool.clone()).unwrap_or_default();
         if let Some(c) = self.insts[i].state.compensation.as_mut() {

@@ -12,6 +12,7 @@ use weft_protocol::wire::{
 };
 
 use super::frame::FrameState;
+use super::ids::{FrameId, InstId};
 use super::{Effect, Ignored, Prepared, Run, Timer, describe_result, error_value, jitter_unit, millis, step};
 
 /// How a step is started once ready.
@@ -45,7 +46,7 @@ impl Run {
     }
 
     /// Whether instance `i` is a tool call (the only steps that run as tasks).
-    pub(super) fn is_task(&self, i: usize) -> bool {
+    pub(super) fn is_task(&self, i: InstId) -> bool {
         matches!(self.def(i).kind, Kind::Task { .. })
     }
 
@@ -53,7 +54,7 @@ impl Run {
     /// result is not applied. Only an attempt of a tool step that was dispatched as a
     /// task and has not ended takes a result: a `wait`, a `signal`, a construct or a
     /// `workflow` step never does, whatever the log says.
-    pub(super) fn awaited(&self, r: &TaskResult) -> Result<usize, Ignored> {
+    pub(super) fn awaited(&self, r: &TaskResult) -> Result<InstId, Ignored> {
         let what = || describe_result(r);
         let Some(i) = self.index(&r.step_id) else {
             return Err(Ignored::unexpected(what(), "the run has no step instance of that path"));
@@ -75,7 +76,7 @@ impl Run {
     }
 
     /// Dispatches, skips or fails every pending step of frame `f` that can move.
-    fn advance_frame(&mut self, f: usize, now: Millis, out: &mut Vec<Effect>) {
+    fn advance_frame(&mut self, f: FrameId, now: Millis, out: &mut Vec<Effect>) {
         loop {
             let mut moved = false;
             for i in self.ready_order(f) {
@@ -128,11 +129,11 @@ impl Run {
     }
 
     /// Pending steps of frame `f` that may start, higher priority first, then document order.
-    fn ready_order(&self, f: usize) -> Vec<usize> {
+    fn ready_order(&self, f: FrameId) -> Vec<InstId> {
         let frame = &self.frames[f];
         let limit = if self.one_at_a_time(f) { frame.cursor } else { usize::MAX };
         let steps = super::frame::body(&self.plan, &frame.body);
-        let mut order: Vec<usize> = frame
+        let mut order: Vec<InstId> = frame
             .insts
             .iter()
             .copied()
@@ -142,7 +143,7 @@ impl Run {
         order
     }
 
-    fn dep_state(&self, f: usize, id: &str) -> DepState {
+    fn dep_state(&self, f: FrameId, id: &str) -> DepState {
         let Some(i) = self.sibling(f, id) else { return DepState::Unfinished };
         let s = &self.insts[i].state;
         match s.status {
@@ -156,7 +157,7 @@ impl Run {
 
     /// Decides a pending step: wait, skip, fail, or go with its resolved params (a tool's
     /// params, a construct's input: the `for_each` list, the `switch` value...).
-    fn prepare(&self, i: usize) -> Prepared {
+    fn prepare(&self, i: InstId) -> Prepared {
         let f = self.insts[i].frame;
         let step = self.def(i);
         match step.gate(|d| self.dep_state(f, d)) {
@@ -198,7 +199,7 @@ impl Run {
     }
 
     /// The task of instance `i`'s current attempt, if it is a tool call.
-    pub(super) fn task(&self, i: usize) -> Option<Task> {
+    pub(super) fn task(&self, i: InstId) -> Option<Task> {
         let step = self.def(i);
         let Kind::Task { tool, .. } = &step.kind else { return None };
         let inst = &self.insts[i];
@@ -216,7 +217,7 @@ impl Run {
     }
 
     /// Starts the next attempt of instance `i` (`Running`, attempt recorded); returns it.
-    pub(super) fn begin_attempt(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) -> u32 {
+    pub(super) fn begin_attempt(&mut self, i: InstId, now: Millis, out: &mut Vec<Effect>) -> u32 {
         let state = &mut self.insts[i].state;
         state.attempt += 1;
         state.status = StepStatus::Running;
@@ -230,7 +231,7 @@ impl Run {
         attempt
     }
 
-    fn dispatch(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
+    fn dispatch(&mut self, i: InstId, now: Millis, out: &mut Vec<Effect>) {
         let mut started = Vec::new();
         self.begin_attempt(i, now, &mut started);
         self.running.add();
@@ -300,7 +301,7 @@ impl Run {
     }
 
     /// An attempt failed: retry, or fail the step for good.
-    pub(super) fn on_failure(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
+    pub(super) fn on_failure(&mut self, i: InstId, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
         let step = self.def(i);
         let retry = step.retry.clone();
         let attempt = self.insts[i].state.attempt;
@@ -322,7 +323,7 @@ impl Run {
     /// Instance `i` produced `output`.
     pub(super) fn complete_inst(
         &mut self,
-        i: usize,
+        i: InstId,
         output: Value,
         worker: String,
         now: Millis,
@@ -339,7 +340,7 @@ impl Run {
     }
 
     /// Instance `i` will not run.
-    pub(super) fn skip_inst(&mut self, i: usize, reason: String, now: Millis, out: &mut Vec<Effect>) {
+    pub(super) fn skip_inst(&mut self, i: InstId, reason: String, now: Millis, out: &mut Vec<Effect>) {
         let f = self.insts[i].frame;
         let id = self.def(i).id.clone();
         let path = self.insts[i].path.clone();
@@ -352,7 +353,7 @@ impl Run {
     /// Instance `i` failed for good. Under `continue_on_error` its output is the error;
     /// otherwise a top-level failure applies the run's `on_failure`, and one inside a body
     /// is the body's failure (which its construct handles: see `constructs`).
-    pub(super) fn fail_inst(&mut self, i: usize, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
+    pub(super) fn fail_inst(&mut self, i: InstId, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
         let f = self.insts[i].frame;
         let step = self.def(i);
         let id = step.id.clone();
@@ -368,7 +369,7 @@ impl Run {
         }
         // Steps that only watch it see it as absent.
         self.frames[f].ctx.skip(id);
-        if f != 0 {
+        if f != FrameId::TOP {
             if !self.tolerant(f) {
                 self.body_failed(f, &path, error, now, out);
             }
@@ -389,8 +390,8 @@ impl Run {
 
     /// Every top-level step is finished: the run completes, or fails if a step failed.
     pub(super) fn complete(&mut self, now: Millis, out: &mut Vec<Effect>) {
-        self.frames[0].state = FrameState::Over;
-        let failed: Vec<&str> = self.frames[0]
+        self.frames[FrameId::TOP].state = FrameState::Over;
+        let failed: Vec<&str> = self.frames[FrameId::TOP]
             .insts
             .iter()
             .filter(|&&i| self.insts[i].state.status == StepStatus::Failed && !self.insts[i].state.continued)
@@ -402,13 +403,13 @@ impl Run {
             return;
         }
         let output = match &self.plan.output {
-            Some(template) => template.resolve(&self.view(0)),
+            Some(template) => template.resolve(&self.view(FrameId::TOP)),
             // Every top-level step's output by id, in document order.
             None => Ok(Value::Object(
                 self.plan
                     .steps
                     .iter()
-                    .filter_map(|p| self.frames[0].ctx.values.get(&p.id).map(|v| (p.id.clone(), v.clone())))
+                    .filter_map(|p| self.frames[FrameId::TOP].ctx.values.get(&p.id).map(|v| (p.id.clone(), v.clone())))
                     .collect(),
             )),
         };

@@ -569,7 +569,7 @@ fn waits_are_timers() {
 }
 
 #[test]
-fn a_run_is_quiescent_only_while_it_waits_for_outside_input() {
+fn a_run_can_park_only_while_it_waits_for_outside_input() {
     let def = json!({"name": "q", "steps": [
         {"id": "draft", "tool": "t"},
         {"id": "approval", "signal": {"name": "approve"}, "depends_on": ["draft"]},
@@ -578,19 +578,19 @@ fn a_run_is_quiescent_only_while_it_waits_for_outside_input() {
     ]});
     let mut r = run(def, Value::Null);
     let t = dispatched(&r.apply(Input::Start, 0));
-    assert!(!r.is_quiescent(), "a task is on a worker");
+    assert!(!r.can_park(), "a task is on a worker");
     r.apply(ok(&t[0], json!({})), 1);
-    assert!(r.is_quiescent(), "only a signal can move it");
+    assert!(r.can_park(), "only a signal can move it");
     r.apply(Input::Pause, 2);
-    assert!(r.is_quiescent(), "paused and waiting");
+    assert!(r.can_park(), "paused and waiting");
     r.apply(Input::Resume, 3);
     r.apply(Input::Signal { name: "approve".into(), data: json!({}) }, 4);
-    assert!(!r.is_quiescent(), "the next signal has a timeout armed");
+    assert!(!r.can_park(), "the next signal has a timeout armed");
     let t = dispatched(&r.apply(Input::Signal { name: "late".into(), data: json!({}) }, 5));
-    assert!(!r.is_quiescent());
+    assert!(!r.can_park());
     r.apply(ok(&t[0], json!({})), 6);
     assert_eq!(r.status(), RunStatus::Completed);
-    assert!(!r.is_quiescent(), "over");
+    assert!(!r.can_park(), "over");
 }
 
 #[test]

@@ -8,12 +8,13 @@ use serde_json::{Value, json};
 use weft_lang::plan::{Kind, WaitFor};
 use weft_protocol::wire::{EventKind, Millis, StepStatus, ToolError, codes};
 
+use super::ids::InstId;
 use super::{Effect, Ignored, Run, Timer};
 
 impl Run {
     /// Starts a waiting step: arms its timer, or completes it at once with a signal that
     /// arrived before it was reached.
-    pub(super) fn start_waiting(&mut self, i: usize, now: Millis, out: &mut Vec<Effect>) {
+    pub(super) fn start_waiting(&mut self, i: InstId, now: Millis, out: &mut Vec<Effect>) {
         self.begin_attempt(i, now, out);
         let id = self.insts[i].path.clone();
         let kind = self.def(i).kind.clone();
@@ -60,7 +61,7 @@ impl Run {
             return out.push(Effect::Ignored(ignored));
         }
         self.emit(out, now, EventKind::SignalReceived { name: name.clone() });
-        let waiting = (0..self.insts.len()).find(|&i| {
+        let waiting = self.inst_ids().find(|&i| {
             self.insts[i].state.status == StepStatus::Running
                 && matches!(&self.def(i).kind, Kind::Signal { name: n, .. } if *n == name)
         });
@@ -97,7 +98,7 @@ impl Run {
         self.end_waiting(i, outcome, now, out);
     }
 
-    fn end_waiting(&mut self, i: usize, outcome: Result<Value, ToolError>, now: Millis, out: &mut Vec<Effect>) {
+    fn end_waiting(&mut self, i: InstId, outcome: Result<Value, ToolError>, now: Millis, out: &mut Vec<Effect>) {
         let worker = "coordinator".to_owned();
         match outcome {
             Ok(output) => {
