@@ -14,8 +14,9 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 use weft_lang::definition::WorkflowDef;
+use weft_lang::validate::{Code, Problem};
 use weft_protocol::subjects;
-use weft_protocol::wire::{ApiError, ApiErrorCode, ApiReply, ApiRequest, RunRecord, RunSummary, Submit};
+use weft_protocol::wire::{ApiError, ApiErrorCode, ApiReply, ApiRequest, RunRecord, RunStatus, RunSummary, Submit};
 
 use crate::admission::{Admission, AdmitError, Request};
 use crate::log::{self, Entry};
@@ -137,7 +138,9 @@ impl Api {
             ApiRequest::Submit(submit) => self.submit(*submit).await.map(|run_id| ApiReply::Accepted { run_id }),
             ApiRequest::Status { run_id } => self.status(run_id).await.map(|r| ApiReply::Run(Box::new(r))),
             ApiRequest::List { limit } => self.list(limit.unwrap_or(50)).await.map(ApiReply::Runs),
-            ApiRequest::Cancel { run_id, reason } => self.cancel(run_id, reason).await.map(|()| ApiReply::Ok),
+            ApiRequest::Cancel { run_id, reason, compensate } => {
+                self.cancel(run_id, reason, compensate).await.map(|()| ApiReply::Ok)
+            }
             ApiRequest::Deploy { definition } => self.deploy(*definition).await.map(|()| ApiReply::Ok),
             ApiRequest::Pause { run_id } => self.command(run_id, Input::Pause, "pause").await.map(|()| ApiReply::Ok),
             ApiRequest::Resume { run_id } => self.command(run_id, Input::Resume, "resume").await.map(|()| ApiReply::Ok),
@@ -244,9 +247,9 @@ impl Api {
         Ok(runs)
     }
 
-    async fn cancel(&self, run_id: Uuid, reason: Option<String>) -> Result<(), ApiError> {
+    async fn cancel(&self, run_id: Uuid, reason: Option<String>, compensate: bool) -> Result<(), ApiError> {
         let reason = reason.unwrap_or_else(|| "cancelled by request".to_owned());
-        self.command(run_id, Input::Cancel { reason }, "cancel").await
+        self.command(run_id, Input::Cancel { reason, compensate }, "cancel").await
     }
 
     /// Logs a command for a run that has not ended; its owner applies it.
@@ -258,12 +261,76 @@ impl Api {
                 format!("run {run_id} already ended ({})", record.status.as_str()),
             ));
         }
+        refuse_what_would_not_apply(&record, &input)?;
         let partition = log::partition_of(run_id, self.partitions);
         let id = format!("{verb}:{run_id}:{}", Uuid::now_v7());
         log::append(&self.nats.js, log::subject(partition, run_id), &Entry::Input { input }, &id)
             .await
             .map_err(|e| ApiError::new(ApiErrorCode::Internal, format!("the {verb} could not be stored: {e}")))
     }
+}
+
+/// A command the run would ignore is refused here, saying why: a pause of a paused run,
+/// a resume of one that is not, a signal no `signal` step waits for, a second signal of a
+/// name before its step took the first, data that breaks the signal's schema.
+fn refuse_what_would_not_apply(record: &RunRecord, input: &Input) -> Result<(), ApiError> {
+    let run_id = record.run_id;
+    let conflict = |message: String| Err(ApiError::new(ApiErrorCode::Conflict, message));
+    match input {
+        Input::Pause if record.status == RunStatus::Paused => conflict(format!("run {run_id} is paused already")),
+        Input::Pause | Input::Resume if record.status == RunStatus::Compensating => {
+            conflict(format!("run {run_id} is compensating: it cannot be paused or resumed until the saga ends"))
+        }
+        Input::Resume if record.status != RunStatus::Paused => {
+            conflict(format!("run {run_id} is not paused (it is {})", record.status.as_str()))
+        }
+        Input::Signal { name, data } => check_signal(record, name, data),
+        _ => Ok(()),
+    }
+}
+
+fn check_signal(record: &RunRecord, name: &str, data: &serde_json::Value) -> Result<(), ApiError> {
+    let run_id = record.run_id;
+    if name.trim().is_empty() {
+        return Err(ApiError::new(ApiErrorCode::BadRequest, "a signal needs a name".to_owned()));
+    }
+    let Some(signal) = record.signals.get(name) else {
+        let names: Vec<String> = record.signals.keys().map(|n| format!("`{n}`")).collect();
+        let waits = if names.is_empty() {
+            "it has no `signal` step".to_owned()
+        } else {
+            format!("it waits for {}", names.join(", "))
+        };
+        return Err(ApiError::new(
+            ApiErrorCode::Invalid,
+            format!("run {run_id} waits for no signal `{name}`: {waits}"),
+        ));
+    };
+    if signal.held {
+        return Err(ApiError::new(
+            ApiErrorCode::Conflict,
+            format!(
+                "a signal `{name}` was sent to run {run_id} already and is held for its step; a second would not be used"
+            ),
+        ));
+    }
+    let Some(schema) = &signal.schema else { return Ok(()) };
+    let Ok(validator) = jsonschema::validator_for(schema) else { return Ok(()) };
+    let problems: Vec<Problem> = validator
+        .iter_errors(data)
+        .map(|e| Problem {
+            path: format!("data{}", e.instance_path().as_str().replace('/', ".")),
+            step: None,
+            code: Code::InvalidValue,
+            message: e.to_string(),
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let message = format!("the data of signal `{name}` does not fit its schema: {}", list.join("; "));
+    Err(ApiError { code: ApiErrorCode::Invalid, message, problems })
 }
 
 /// How a submit sent by `WeftClient` or the CLI begins (serde puts the tag first).

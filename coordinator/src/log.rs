@@ -247,7 +247,9 @@ mod tests {
         let s = subject(3, run);
         assert_eq!(run_of(&s), Some(run));
         assert!(matches!(decode(&tick_subject(3), b""), Ok(Decoded::Tick)));
-        let cancel = serde_json::to_vec(&Entry::Input { input: Input::Cancel { reason: "x".into() } }).expect("json");
+        let cancel =
+            serde_json::to_vec(&Entry::Input { input: Input::Cancel { reason: "x".into(), compensate: false } })
+                .expect("json");
         assert!(matches!(decode(&s, &cancel), Ok(Decoded::Input(Input::Cancel { .. }))));
         let result = json!({"run_id": run, "step_id": "a", "attempt": 1, "worker": "w", "started_ms": 1,
                             "finished_ms": 2, "outcome": {"ok": 5}});

@@ -56,6 +56,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
+use weft_lang::definition::FailurePolicy;
 use weft_lang::plan::Plan;
 use weft_protocol::wire::{
     CancelTask, Event, EventKind, Millis, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus, Task, TaskResult,
@@ -90,6 +91,10 @@ pub(crate) enum Input {
     Cancel {
         /// Why.
         reason: String,
+        /// Undo what completed first, as a failure under `on_failure: compensate` would
+        /// (the run then ends `cancelled`, or `compensation_failed`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        compensate: bool,
     },
     /// Dispatch nothing new until resumed.
     Pause,
@@ -495,15 +500,24 @@ impl Run {
                     Timer::RunTimeout => {
                         let limit = self.plan.timeout.unwrap_or_default();
                         self.errors.push(format!("the run timed out after {limit:?}"));
-                        self.finish(RunStatus::TimedOut, now, out);
+                        // A saga undoes what a timeout leaves half done, as a failure.
+                        if self.plan.on_failure == FailurePolicy::Compensate {
+                            self.begin_saga(RunStatus::TimedOut, now, out);
+                        } else {
+                            self.finish(RunStatus::TimedOut, now, out);
+                        }
                     }
                     Timer::WaitOver { .. } | Timer::SignalTimeout { .. } => self.on_waiting_timer(&timer, now, out),
                     Timer::CompensationRetry { .. } | Timer::CompensationTimeout { .. } | Timer::Drain => {}
                 }
             }
-            Input::Cancel { reason } => {
+            Input::Cancel { reason, compensate } => {
                 self.errors.push(format!("cancelled: {reason}"));
-                self.finish(RunStatus::Cancelled, now, out);
+                if compensate {
+                    self.begin_saga(RunStatus::Cancelled, now, out);
+                } else {
+                    self.finish(RunStatus::Cancelled, now, out);
+                }
             }
             Input::Pause => {
                 if self.status == RunStatus::Running {
@@ -564,7 +578,7 @@ impl Run {
                     Timer::Retry { .. } | Timer::RunTimeout | Timer::WaitOver { .. } | Timer::SignalTimeout { .. } => {}
                 }
             }
-            Input::Cancel { reason } => {
+            Input::Cancel { reason, .. } => {
                 self.errors.push(format!("cancelled while compensating: {reason}"));
                 self.finish(RunStatus::Cancelled, now, out);
                 return;
@@ -694,6 +708,8 @@ impl Run {
             }
             if !self.insts[i].state.status.is_terminal() {
                 self.insts[i].state.cancel("the run ended first");
+                let step_id = self.insts[i].path.clone();
+                self.emit(out, now, EventKind::StepCancelled { step_id, reason: "the run ended first".to_owned() });
             }
         }
         self.emit(out, now, EventKind::RunFinished { status });
@@ -713,8 +729,14 @@ impl Run {
 
     /// Everything known about the run. Steps are keyed by instance path.
     pub(crate) fn record(&self) -> RunRecord {
-        let steps: BTreeMap<String, StepRecord> =
-            self.inst_ids().map(|i| (self.insts[i].path.clone(), self.insts[i].state.record(self.def(i)))).collect();
+        let steps: BTreeMap<String, StepRecord> = self
+            .inst_ids()
+            .map(|i| {
+                let mut record = self.insts[i].state.record(self.def(i));
+                record.within = self.frames[self.insts[i].frame].owner.map(|o| self.insts[o].path.clone());
+                (self.insts[i].path.clone(), record)
+            })
+            .collect();
         RunRecord {
             run_id: self.id,
             workflow: self.plan.name.clone(),
@@ -728,6 +750,7 @@ impl Run {
             created_ms: self.created_ms,
             finished_ms: self.finished_ms,
             abridged: None,
+            signals: self.signal_records(),
         }
     }
 }
@@ -768,6 +791,8 @@ fn error_value(error: &ToolError) -> Value {
 
 #[cfg(test)]
 mod construct_tests;
+#[cfg(test)]
+mod corner_tests;
 #[cfg(test)]
 mod props;
 #[cfg(test)]

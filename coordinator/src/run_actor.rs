@@ -403,7 +403,7 @@ async fn carry_out(
             }
             Effect::CancelChild { child_id, reason } => {
                 let subject = log::subject(log::partition_of(child_id, state.nats.partitions), child_id);
-                let entry = Entry::Input { input: Input::Cancel { reason } };
+                let entry = Entry::Input { input: Input::Cancel { reason, compensate: false } };
                 append_reliably(&state.nats, subject, entry, format!("cancel:{child_id}")).await;
             }
             Effect::Emit(event) => {

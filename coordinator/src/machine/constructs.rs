@@ -22,8 +22,8 @@
 
 use serde_json::{Value, json};
 use weft_lang::plan::{CaseMatch, Kind};
-use weft_lang::reference::Path;
 use weft_lang::reference::resolve::resolve_path;
+use weft_lang::reference::{Path, SkippedAsNull};
 use weft_protocol::wire::{Millis, StepStatus, ToolError, codes};
 
 use super::frame::FrameState;
@@ -224,7 +224,7 @@ impl Run {
         };
         match template {
             Some(t) => t
-                .resolve(&self.view(f))
+                .resolve(&SkippedAsNull(&self.view(f)))
                 .map_err(|e| ToolError::new(format!("output: {e}")).with_code(codes::BAD_PARAMS).permanent()),
             None => Ok(self.body_value(f)),
         }

@@ -230,7 +230,9 @@ enum Action {
         name: usize,
         data: bool,
     },
-    Cancel,
+    Cancel {
+        compensate: bool,
+    },
     Pause,
     Resume,
     /// A started child run ends.
@@ -274,7 +276,7 @@ fn action() -> impl Strategy<Value = Action> {
         12 => any::<Index>().prop_map(|timer| Action::Fire { timer }),
         3 => any::<Index>().prop_map(|timer| Action::FireEarly { timer }),
         6 => (0..SIGNALS.len() + 1, any::<bool>()).prop_map(|(name, data)| Action::Signal { name, data }),
-        1 => Just(Action::Cancel),
+        1 => any::<bool>().prop_map(|compensate| Action::Cancel { compensate }),
         2 => Just(Action::Pause),
         5 => Just(Action::Resume),
         6 => (any::<Index>(), any::<bool>()).prop_map(|(child, completed)| Action::ChildEnd { child, completed }),
@@ -420,7 +422,7 @@ impl Driver {
                 let name = SIGNALS.get(name).copied().unwrap_or("nobody").to_owned();
                 (Input::Signal { name, data: json!({"approved": data}) }, now)
             }
-            Action::Cancel => (Input::Cancel { reason: "test".into() }, now),
+            Action::Cancel { compensate } => (Input::Cancel { reason: "test".into(), compensate }, now),
             Action::Pause => (Input::Pause, now),
             Action::Resume => (Input::Resume, now),
             Action::ChildEnd { child, completed } => {

@@ -9,6 +9,10 @@
 //!    against the run's context, so they can read the step's own output.
 //! 3. The run ends `compensated`, or `compensation_failed` naming every compensation that
 //!    failed for good and why (the others are still attempted).
+//!
+//! A run that times out under `on_failure: compensate`, or is cancelled with `compensate`,
+//! runs the same saga and ends `timed_out` or `cancelled` once every compensation
+//! succeeded (`compensation_failed` if one did not).
 
 use std::time::Duration;
 
@@ -18,15 +22,17 @@ use weft_protocol::wire::{
 };
 
 use super::ids::InstId;
-use super::step::{Compensating, end_attempt, end_reported, new_attempt};
+use super::step::{Compensating, end_attempt, end_reported, fill_in, new_attempt};
 use super::{Effect, Ignored, Run, Timer, describe_result, jitter_unit, millis};
 
 /// How long running steps have to answer a cancel before the saga goes on without them.
 pub(super) const DRAIN: Duration = Duration::from_secs(30);
 
 /// Where the saga is.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct Saga {
+    /// How the run ends if every compensation succeeds.
+    ends_as: RunStatus,
     /// Steps to undo, next first; fixed once draining is over.
     queue: Option<Vec<InstId>>,
     /// The drain period ended.
@@ -36,10 +42,11 @@ pub(super) struct Saga {
 }
 
 impl Run {
-    /// A step failed for good: start undoing.
-    pub(super) fn begin_saga(&mut self, now: Millis, out: &mut Vec<Effect>) {
+    /// Start undoing (a step failed for good, the run timed out, a cancel asked for it);
+    /// the run ends `ends_as` if every compensation succeeds.
+    pub(super) fn begin_saga(&mut self, ends_as: RunStatus, now: Millis, out: &mut Vec<Effect>) {
         self.status = RunStatus::Compensating;
-        self.saga = Some(Saga::default());
+        self.saga = Some(Saga { ends_as, queue: None, drained: false, failures: Vec::new() });
         // Nothing new starts: what has not begun is cancelled, and what runs inside the
         // coordinator (waits, constructs) or in a child run stops here; tasks on workers
         // are told to stop and drained below.
@@ -51,6 +58,8 @@ impl Run {
             }
             if matches!(state.status, StepStatus::Pending | StepStatus::Retrying) || in_coordinator {
                 self.insts[i].state.cancel("the run is compensating");
+                let step_id = self.insts[i].path.clone();
+                self.emit(out, now, EventKind::StepCancelled { step_id, reason: "the run is compensating".to_owned() });
             }
         }
         self.timers.retain(|(t, _)| {
@@ -67,7 +76,10 @@ impl Run {
     pub(super) fn on_drained_result(&mut self, r: TaskResult, now: Millis, out: &mut Vec<Effect>) {
         let i = match self.awaited(&r) {
             Ok(i) => i,
-            Err(ignored) => return out.push(Effect::Ignored(ignored)),
+            Err(ignored) => {
+                self.late_answer(&r, &ignored);
+                return out.push(Effect::Ignored(ignored));
+            }
         };
         self.running.release();
         self.fired(&Timer::StepTimeout { step: r.step_id.clone(), attempt: r.attempt });
@@ -92,7 +104,7 @@ impl Run {
         for inst in &mut self.insts {
             let s = &mut inst.state;
             if s.status == StepStatus::Running {
-                let error = ToolError::new("no answer to the cancel").with_code(codes::CANCELLED);
+                let error = ToolError::new("no answer to the cancel").with_code(codes::CANCELLED).permanent();
                 s.end_attempt(None, None, now, Err(error));
                 s.cancel("it did not answer the cancel");
                 let step = &inst.path;
@@ -131,13 +143,19 @@ impl Run {
                 StepStatus::Completed | StepStatus::Failed => continue,
                 StepStatus::Pending => {
                     self.dispatch_compensation(i, now, out);
+                    // One that could not even start (its params did not resolve) failed at
+                    // once: go on to the next, rather than wait for an input that never comes.
+                    if self.insts[i].state.compensation.as_ref().is_some_and(|c| c.status == StepStatus::Failed) {
+                        continue;
+                    }
                     return;
                 }
                 _ => return, // running or waiting to retry
             }
         }
-        let failures = self.saga.as_ref().map(|s| s.failures.clone()).unwrap_or_default();
-        let status = if failures.is_empty() { RunStatus::Compensated } else { RunStatus::CompensationFailed };
+        let (failures, ends_as) =
+            self.saga.as_ref().map_or((Vec::new(), RunStatus::Compensated), |s| (s.failures.clone(), s.ends_as));
+        let status = if failures.is_empty() { ends_as } else { RunStatus::CompensationFailed };
         self.errors.extend(failures);
         self.finish(status, now, out);
     }
@@ -168,7 +186,13 @@ impl Run {
             None => match spec.params.resolve(&self.view(self.insts[i].frame)) {
                 Ok(p) => p,
                 Err(e) => {
+                    // It could not start: an attempt that ended at once says so in the record.
                     let error = ToolError::new(format!("params: {e}")).with_code(codes::BAD_PARAMS).permanent();
+                    if let Some(c) = self.insts[i].state.compensation.as_mut() {
+                        c.attempt += 1;
+                        c.attempts.push(new_attempt(c.attempt, now));
+                        end_attempt(&mut c.attempts, Some("coordinator".to_owned()), None, now, Err(error.clone()));
+                    }
                     self.compensation_failed(i, error, now, out);
                     return;
                 }
@@ -205,6 +229,9 @@ impl Run {
             return out.push(Effect::Ignored(Ignored::unexpected(what(), reason)));
         }
         if !c.is_running(r.attempt) {
+            if let Some(c) = self.insts[i].state.compensation.as_mut() {
+                fill_in(&mut c.attempts, r.attempt, &r.worker, r.started_ms);
+            }
             return out.push(Effect::Ignored(Ignored::stale(what(), "that attempt is no longer in flight")));
         }
         self.fired(&Timer::CompensationTimeout { step: r.step_id.clone(), attempt: r.attempt });
@@ -251,6 +278,13 @@ impl Run {
             if let Some(c) = self.insts[i].state.compensation.as_mut() {
                 c.status = StepStatus::Retrying;
             }
+            let failed = EventKind::CompensationFailed {
+                step_id: id.clone(),
+                attempt,
+                error: error.to_string(),
+                retrying: true,
+            };
+            self.emit(out, now, failed);
             self.schedule(out, Timer::CompensationRetry { step: id, attempt }, delay, now);
             return;
         }
@@ -260,13 +294,16 @@ impl Run {
     fn compensation_failed(&mut self, i: InstId, error: ToolError, now: Millis, out: &mut Vec<Effect>) {
         let id = self.insts[i].path.clone();
         let tool = self.def(i).compensate.as_ref().map(|c| c.tool.clone()).unwrap_or_default();
+        let mut attempt = 0;
         if let Some(c) = self.insts[i].state.compensation.as_mut() {
             c.status = StepStatus::Failed;
+            attempt = c.attempt;
         }
         if let Some(saga) = &mut self.saga {
             saga.failures.push(format!("compensation of `{id}` ({tool}) failed: {error}"));
         }
-        self.emit(out, now, EventKind::CompensationFailed { step_id: id, error: error.to_string() });
+        let failed = EventKind::CompensationFailed { step_id: id, attempt, error: error.to_string(), retrying: false };
+        self.emit(out, now, failed);
     }
 
     /// Time for the next attempt of a compensation.

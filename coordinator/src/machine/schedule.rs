@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use serde_json::Value;
 use weft_lang::definition::FailurePolicy;
 use weft_lang::plan::{DepState, Gate, Kind};
-use weft_lang::reference::Template;
+use weft_lang::reference::{SkippedAsNull, Template};
 use weft_protocol::wire::{
     CancelTask, EventKind, Millis, Outcome, RunStatus, StepStatus, Task, TaskResult, ToolError, codes,
 };
@@ -216,6 +216,17 @@ impl Run {
         })
     }
 
+    /// A late answer to an attempt that ended without it (timed out, cancelled) says who ran
+    /// it and when it started; a result never asked for says nothing.
+    pub(super) fn late_answer(&mut self, r: &TaskResult, ignored: &Ignored) {
+        if ignored.unexpected {
+            return;
+        }
+        if let Some(i) = self.index(&r.step_id) {
+            step::fill_in(&mut self.insts[i].state.attempts, r.attempt, &r.worker, r.started_ms);
+        }
+    }
+
     /// Starts the next attempt of instance `i` (`Running`, attempt recorded); returns it.
     pub(super) fn begin_attempt(&mut self, i: InstId, now: Millis, out: &mut Vec<Effect>) -> u32 {
         let state = &mut self.insts[i].state;
@@ -246,7 +257,10 @@ impl Run {
         // and only to what it answers.
         let i = match self.awaited(&r) {
             Ok(i) => i,
-            Err(ignored) => return out.push(Effect::Ignored(ignored)),
+            Err(ignored) => {
+                self.late_answer(&r, &ignored);
+                return out.push(Effect::Ignored(ignored));
+            }
         };
         self.running.release();
         self.fired(&Timer::StepTimeout { step: r.step_id.clone(), attempt: r.attempt });
@@ -383,7 +397,7 @@ impl Run {
             }
             FailurePolicy::Compensate => {
                 self.errors.push(format!("step `{path}` failed: {error}"));
-                self.begin_saga(now, out);
+                self.begin_saga(RunStatus::Compensated, now, out);
             }
         }
     }
@@ -403,7 +417,8 @@ impl Run {
             return;
         }
         let output = match &self.plan.output {
-            Some(template) => template.resolve(&self.view(FrameId::TOP)),
+            // A step whose condition was false reads as null here, as in a construct's body.
+            Some(template) => template.resolve(&SkippedAsNull(&self.view(FrameId::TOP))),
             // Every top-level step's output by id, in document order.
             None => Ok(Value::Object(
                 self.plan

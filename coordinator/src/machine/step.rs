@@ -94,6 +94,20 @@ pub(super) fn end_reported(
     end_attempt(attempts, Some(worker), Some(started), finished, outcome);
 }
 
+/// A late answer (after its attempt timed out or was cancelled) says which worker ran
+/// attempt `attempt` and when it started, if the record does not know yet; nothing else
+/// of the attempt changes.
+pub(crate) fn fill_in(attempts: &mut [Attempt], attempt: u32, worker: &str, started_ms: Millis) {
+    let Some(a) = attempt.checked_sub(1).and_then(|k| attempts.get_mut(k as usize)) else { return };
+    if a.worker.is_none() {
+        a.worker = Some(worker.to_owned());
+    }
+    if a.started_ms.is_none() {
+        let end = a.finished_ms.unwrap_or(a.dispatched_ms).max(a.dispatched_ms);
+        a.started_ms = Some(started_ms.clamp(a.dispatched_ms, end));
+    }
+}
+
 /// A new attempt, dispatched at `now`.
 pub(super) fn new_attempt(attempt: u32, now: Millis) -> Attempt {
     Attempt { attempt, dispatched_ms: now, worker: None, started_ms: None, finished_ms: None, error: None, ok: false }
@@ -174,8 +188,8 @@ impl StepState {
             && let Some(a) = self.attempts.last_mut()
             && a.finished_ms.is_none()
         {
-            a.error =
-                Some(ToolError::new(format!("cancelled: {reason}")).with_code(weft_protocol::wire::codes::CANCELLED));
+            let error = ToolError::new(format!("cancelled: {reason}")).with_code(weft_protocol::wire::codes::CANCELLED);
+            a.error = Some(error.permanent());
         }
         self.status = StepStatus::Cancelled;
         self.reason.get_or_insert_with(|| reason.to_owned());
@@ -194,6 +208,7 @@ impl StepState {
                 tool: step.compensate.as_ref().map(|p| p.tool.clone()).unwrap_or_default(),
                 attempts: c.attempts.clone(),
             }),
+            within: None,
         }
     }
 }

@@ -294,7 +294,7 @@ fn run_timeout_and_cancel() {
 
     let mut r = run(json!({"name": "c", "steps": [{"id": "a", "tool": "sleep"}]}), Value::Null);
     r.apply(Input::Start, 0);
-    let effects = r.apply(Input::Cancel { reason: "user asked".into() }, 5);
+    let effects = r.apply(Input::Cancel { reason: "user asked".into(), compensate: false }, 5);
     assert!(events(&effects).contains(&EventKind::RunFinished { status: RunStatus::Cancelled }));
     assert_eq!(r.record().errors, ["cancelled: user asked"]);
 }

@@ -2,11 +2,12 @@
 //! duration or a time) and `signal` (data sent to the run, e.g. a human approval). Their
 //! deadlines are timers like any other, so they survive a coordinator restart.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use weft_lang::plan::{Kind, WaitFor};
-use weft_protocol::wire::{EventKind, Millis, StepStatus, ToolError, codes};
+use weft_protocol::wire::{EventKind, Millis, SignalRecord, StepStatus, ToolError, codes};
 
 use super::ids::InstId;
 use super::{Effect, Ignored, Run, Timer};
@@ -75,6 +76,19 @@ impl Run {
                 self.signals.insert(name, data);
             }
         }
+    }
+
+    /// The signals the workflow's `signal` steps wait for, with their schemas and whether
+    /// data sent for one is held for its step.
+    pub(super) fn signal_records(&self) -> BTreeMap<String, SignalRecord> {
+        let mut signals = BTreeMap::new();
+        for step in self.plan.all_steps() {
+            if let Kind::Signal { name, schema, .. } = &step.kind {
+                let held = self.signals.contains_key(name);
+                signals.entry(name.clone()).or_insert(SignalRecord { schema: schema.clone(), held });
+            }
+        }
+        signals
     }
 
     /// A waiting step's timer fired.

@@ -111,7 +111,7 @@ impl RunSpans {
             EventKind::StepSkipped { step_id, reason } => (format!("skip {step_id}: {reason}"), None),
             EventKind::StepCancelled { step_id, reason } => (format!("cancel {step_id}: {reason}"), None),
             EventKind::StepFailed { step_id, error } => (format!("failed {step_id}"), Some(error.clone())),
-            EventKind::CompensationFailed { step_id, error } => {
+            EventKind::CompensationFailed { step_id, error, .. } => {
                 (format!("compensation failed {step_id}"), Some(error.clone()))
             }
             EventKind::RunFinished { status } => {

@@ -46,7 +46,7 @@ pub(crate) fn validate(files: &[std::path::PathBuf], tools: Option<&Path>, as_js
         if as_json {
             reports.push(match &result {
                 Ok(plan) => json!({"file": file, "valid": true, "name": plan.name, "version": plan.version,
-                                   "steps": plan.all_steps().len()}),
+                                   "steps": plan.all_steps().len(), "warnings": validate::warnings(plan)}),
                 Err(Failure::Load(LoadError::Parse { source, .. })) => json!({"file": file, "valid": false,
                     "parse_error": {"path": source.path, "line": source.line, "column": source.column,
                                     "message": source.message}}),
@@ -57,7 +57,10 @@ pub(crate) fn validate(files: &[std::path::PathBuf], tools: Option<&Path>, as_js
         }
         match &result {
             Ok(plan) => {
-                outln!("{}: ok ({} v{}, {} steps)", file.display(), plan.name, plan.version, plan.all_steps().len())
+                outln!("{}: ok ({} v{}, {} steps)", file.display(), plan.name, plan.version, plan.all_steps().len());
+                for warning in validate::warnings(plan) {
+                    eprintln!("{}: warning: {warning}", file.display());
+                }
             }
             Err(failure) => report(file, failure),
         }

@@ -77,7 +77,10 @@ fn describe(event: &Event) -> String {
         }
         EventKind::CompensationStarted { step_id, .. } => format!("{step_id}: compensating"),
         EventKind::CompensationCompleted { step_id } => format!("{step_id}: compensated"),
-        EventKind::CompensationFailed { step_id, error } => format!("{step_id}: compensation failed: {error}"),
+        EventKind::CompensationFailed { step_id, error, attempt, retrying: true } => {
+            format!("{step_id}: compensation attempt {attempt} failed ({error}); retrying")
+        }
+        EventKind::CompensationFailed { step_id, error, .. } => format!("{step_id}: compensation failed: {error}"),
         EventKind::RunPaused => "run paused".to_owned(),
         EventKind::RunResumed => "run resumed".to_owned(),
         EventKind::SignalReceived { name } => format!("signal `{name}` received"),

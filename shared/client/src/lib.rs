@@ -84,10 +84,11 @@ const API_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often [`WeftClient::wait`] asks for the record while no end was heard.
 const WAIT_RECHECK: Duration = Duration::from_secs(5);
 
-/// Asking again while no coordinator answers at all (one restarting): nothing was done
-/// then, so it is safe; 50 ms doubling to 500 ms, for 10 s.
-const NO_COORDINATOR: Policy =
-    Policy::new(Duration::from_millis(50), Duration::from_millis(500)).for_at_most(Duration::from_secs(10));
+/// Asking again while no coordinator answers at all (one restarting) or a coordinator
+/// answers `unavailable` (JetStream electing a leader): nothing was done then, so it is
+/// safe; 50 ms doubling to 1 s, for 20 s.
+const RIDE_OUT: Policy =
+    Policy::new(Duration::from_millis(50), Duration::from_secs(1)).for_at_most(Duration::from_secs(20));
 
 impl WeftClient {
     /// Connects (fails at once if NATS is not there). `url` may carry credentials and
@@ -125,26 +126,25 @@ impl WeftClient {
         let mut headers = async_nats::HeaderMap::new();
         weft_protocol::trace::inject(&span, &mut headers);
         let payload = bytes::Bytes::from(payload);
-        let no_responders =
-            |e: &async_nats::RequestError| e.kind() == async_nats::client::RequestErrorKind::NoResponders;
-        let asked = retry(&NO_COORDINATOR, None, no_responders, || {
-            self.nats.request_with_headers(subject.clone(), headers.clone(), payload.clone())
-        })
-        .await;
-        let reply = match asked {
-            Ok(reply) => reply,
-            Err(Stopped::GaveUp(_)) => return Err(ClientError::NoCoordinator { subject }),
-            Err(stopped) => {
-                let message = stopped.error().map_or_else(|| "stopped".to_owned(), |e| e.to_string());
-                return Err(ClientError::Request { subject, message });
+        let ask = || async {
+            let reply = self.nats.request_with_headers(subject.clone(), headers.clone(), payload.clone()).await;
+            let reply = reply.map_err(|e| match e.kind() {
+                async_nats::client::RequestErrorKind::NoResponders => {
+                    ClientError::NoCoordinator { subject: subject.clone() }
+                }
+                _ => ClientError::Request { subject: subject.clone(), message: e.to_string() },
+            })?;
+            let reply: ApiReply = serde_json::from_slice(&reply.payload)
+                .map_err(|e| ClientError::Decode { subject: subject.clone(), message: e.to_string() })?;
+            match reply {
+                ApiReply::Error(e) => Err(ClientError::Api(e)),
+                other => Ok(other),
             }
         };
-        let reply: ApiReply = serde_json::from_slice(&reply.payload)
-            .map_err(|e| ClientError::Decode { subject: subject.clone(), message: e.to_string() })?;
-        match reply {
-            ApiReply::Error(e) => Err(ClientError::Api(e)),
-            other => Ok(other),
-        }
+        retry(&RIDE_OUT, None, ClientError::is_transient, ask).await.map_err(|stopped| match stopped {
+            Stopped::Failed(e) | Stopped::GaveUp(e) => e,
+            Stopped::ShutDown => ClientError::Request { subject: subject.clone(), message: "stopped".to_owned() },
+        })
     }
 
     fn unexpected(verb: &str, reply: &ApiReply) -> ClientError {
@@ -190,7 +190,13 @@ impl WeftClient {
 
     /// Cancels a run.
     pub async fn cancel(&self, run_id: Uuid, reason: Option<String>) -> Result<(), ClientError> {
-        self.command("cancel", ApiRequest::Cancel { run_id, reason }).await
+        self.command("cancel", ApiRequest::Cancel { run_id, reason, compensate: false }).await
+    }
+
+    /// Cancels a run after undoing what it completed: its compensations run (in reverse
+    /// order of completion), then it ends `cancelled` (or `compensation_failed`).
+    pub async fn cancel_and_compensate(&self, run_id: Uuid, reason: Option<String>) -> Result<(), ClientError> {
+        self.command("cancel", ApiRequest::Cancel { run_id, reason, compensate: true }).await
     }
 
     /// Validates `definition` against the live tools and registers it under its name and
@@ -365,6 +371,15 @@ impl From<ApiError> for ClientError {
 }
 
 impl ClientError {
+    /// Whether the same request may succeed in a moment with nothing done meanwhile: no
+    /// coordinator answered, or one said JetStream is unavailable for now.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ClientError::NoCoordinator { .. } | ClientError::Api(ApiError { code: ApiErrorCode::Unavailable, .. })
+        )
+    }
+
     /// Whether the coordinator said the run does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClientError::Api(ApiError { code: ApiErrorCode::NotFound, .. }))

@@ -178,22 +178,43 @@ pub fn gantt(record: &RunRecord, width: usize) -> String {
 }
 
 /// Totals for a run.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Steps are counted at the top level: a construct is one step, however its body went
+/// (a `fallback` won by its third alternative is one completed step); the attempts inside
+/// constructs are in the per-tool figures. The **success rate** is the share of completed
+/// steps among the top-level steps that ended completed or failed (skipped and cancelled
+/// steps are left out); with none, it is 100%.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Summary {
     /// Run duration so far, or in all.
     pub total_ms: Millis,
-    /// Steps by status.
+    /// Top-level steps that completed.
     pub completed: usize,
-    /// Failed steps.
+    /// Top-level steps that failed.
     pub failed: usize,
-    /// Skipped steps.
+    /// Top-level steps that were skipped.
     pub skipped: usize,
-    /// Steps that did not finish.
+    /// Top-level steps that are running or waiting.
+    pub running: usize,
+    /// Top-level steps that were cancelled or have not started.
     pub other: usize,
-    /// Completed among the steps that ran, in percent.
+    /// Completed among the top-level steps that completed or failed, in percent.
     pub success_rate: f64,
-    /// Per tool: (attempts, failed attempts, total ms).
-    pub per_tool: BTreeMap<String, (usize, usize, Millis)>,
+    /// Per tool, over every attempt at every depth.
+    pub per_tool: BTreeMap<String, ToolFigures>,
+}
+
+/// One tool's attempts in a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ToolFigures {
+    /// Attempts in all.
+    pub attempts: usize,
+    /// Attempts that ended in failure.
+    pub failed: usize,
+    /// Attempts still in flight.
+    pub running: usize,
+    /// Time spent in the attempts that ended, in ms.
+    pub total_ms: Millis,
 }
 
 /// Sums a record up.
@@ -203,51 +224,65 @@ pub fn summary(record: &RunRecord, now: Millis) -> Summary {
         completed: 0,
         failed: 0,
         skipped: 0,
+        running: 0,
         other: 0,
-        success_rate: 0.0,
+        success_rate: 100.0,
         per_tool: BTreeMap::new(),
     };
     for step in record.steps.values() {
-        match step.status {
-            StepStatus::Completed => s.completed += 1,
-            StepStatus::Failed => s.failed += 1,
-            StepStatus::Skipped => s.skipped += 1,
-            _ => s.other += 1,
+        if step.within.is_none() {
+            match step.status {
+                StepStatus::Completed => s.completed += 1,
+                StepStatus::Failed => s.failed += 1,
+                StepStatus::Skipped => s.skipped += 1,
+                StepStatus::Running | StepStatus::Retrying => s.running += 1,
+                StepStatus::Pending | StepStatus::Cancelled => s.other += 1,
+            }
         }
         if let Some(tool) = &step.tool {
             for a in &step.attempts {
                 let e = s.per_tool.entry(tool.clone()).or_default();
-                e.0 += 1;
-                e.1 += usize::from(!a.ok);
-                if let (Some(st), Some(f)) = (a.started_ms.or(Some(a.dispatched_ms)), a.finished_ms) {
-                    e.2 = e.2.saturating_add(f.saturating_sub(st));
+                e.attempts += 1;
+                match a.finished_ms {
+                    None => e.running += 1,
+                    Some(f) => {
+                        e.failed += usize::from(!a.ok);
+                        let started = a.started_ms.unwrap_or(a.dispatched_ms);
+                        e.total_ms = e.total_ms.saturating_add(f.saturating_sub(started));
+                    }
                 }
             }
         }
     }
-    let ran = s.completed + s.failed;
-    s.success_rate = if ran == 0 { 100.0 } else { 100.0 * s.completed as f64 / ran as f64 };
+    let ended = s.completed + s.failed;
+    if ended > 0 {
+        s.success_rate = 100.0 * s.completed as f64 / ended as f64;
+    }
     s
 }
 
 /// The summary as text, with the slowest tool named as the bottleneck.
 pub fn summary_text(record: &RunRecord, now: Millis) -> String {
     let s = summary(record, now);
-    let mut out = format!(
-        "total {}ms; {} completed, {} failed, {} skipped{}; success rate {:.0}%\n",
-        s.total_ms,
-        s.completed,
-        s.failed,
-        s.skipped,
-        if s.other > 0 { format!(", {} unfinished", s.other) } else { String::new() },
-        s.success_rate
-    );
-    let slowest = s.per_tool.iter().max_by_key(|(_, (n, _, total))| total / (*n as u64).max(1));
-    for (tool, (n, failed, total)) in &s.per_tool {
-        let _ = writeln!(out, "  {tool}: {n} attempt(s), {failed} failed, avg {}ms", total / (*n as u64).max(1));
+    let mut extra = String::new();
+    if s.running > 0 {
+        extra.push_str(&format!(", {} running", s.running));
     }
-    if let Some((tool, _)) = slowest
-        && s.per_tool.len() > 1
+    if s.other > 0 {
+        extra.push_str(&format!(", {} not run", s.other));
+    }
+    let mut out = format!(
+        "total {}ms; {} completed, {} failed, {} skipped{extra}; success rate {:.0}%\n",
+        s.total_ms, s.completed, s.failed, s.skipped, s.success_rate
+    );
+    let average = |f: &ToolFigures| f.total_ms / (f.attempts.saturating_sub(f.running) as u64).max(1);
+    for (tool, f) in &s.per_tool {
+        let running = if f.running > 0 { format!(", {} running", f.running) } else { String::new() };
+        let _ =
+            writeln!(out, "  {tool}: {} attempt(s), {} failed{running}, avg {}ms", f.attempts, f.failed, average(f));
+    }
+    if s.per_tool.len() > 1
+        && let Some((tool, _)) = s.per_tool.iter().max_by_key(|(_, f)| average(f))
     {
         let _ = writeln!(out, "  bottleneck: {tool}");
     }
@@ -282,6 +317,7 @@ mod tests {
                 reason: None,
                 attempts: vec![attempt(1, 1000, 1100, false), attempt(2, 1200, 1300, true)],
                 compensation: None,
+                within: None,
             },
         );
         steps.insert(
@@ -293,6 +329,7 @@ mod tests {
                 reason: Some("no".into()),
                 attempts: vec![],
                 compensation: None,
+                within: None,
             },
         );
         RunRecord {
@@ -308,6 +345,7 @@ mod tests {
             created_ms: 1000,
             finished_ms: Some(1400),
             abridged: None,
+            signals: BTreeMap::new(),
         }
     }
 
@@ -347,7 +385,52 @@ mod tests {
     fn summary_counts() {
         let s = summary(&record(), 0);
         assert_eq!((s.completed, s.skipped, s.total_ms), (1, 1, 400));
-        assert_eq!(s.per_tool["t"], (2, 1, 200));
+        assert_eq!(s.per_tool["t"], ToolFigures { attempts: 2, failed: 1, running: 0, total_ms: 200 });
         assert_eq!(s.success_rate, 100.0);
+    }
+
+    #[test]
+    fn a_run_won_by_a_fallback_succeeded_and_in_flight_attempts_are_not_failures() {
+        let attempt = |finished: Option<u64>, ok: bool| Attempt {
+            attempt: 1,
+            dispatched_ms: 1000,
+            worker: Some("w1".into()),
+            started_ms: Some(1000),
+            finished_ms: finished,
+            error: None,
+            ok,
+        };
+        let step = |status, tool: Option<&str>, attempts, within: Option<&str>| StepRecord {
+            status,
+            tool: tool.map(str::to_owned),
+            output: None,
+            reason: None,
+            attempts,
+            compensation: None,
+            within: within.map(str::to_owned),
+        };
+        let mut r = record();
+        r.steps.clear();
+        r.steps.insert("weather".into(), step(StepStatus::Completed, None, vec![], None));
+        r.steps.insert(
+            "primary".into(),
+            step(StepStatus::Failed, Some("api"), vec![attempt(Some(1100), false)], Some("weather")),
+        );
+        r.steps.insert(
+            "backup".into(),
+            step(StepStatus::Completed, Some("api"), vec![attempt(Some(1200), true)], Some("weather")),
+        );
+        r.steps.insert("slow".into(), step(StepStatus::Running, Some("nap"), vec![attempt(None, false)], None));
+        r.order = vec!["weather".into(), "primary".into(), "backup".into(), "slow".into()];
+        let s = summary(&r, 1500);
+        assert_eq!((s.completed, s.failed, s.running), (1, 0, 1));
+        assert_eq!(s.success_rate, 100.0, "the fallback won: the run's steps succeeded");
+        assert_eq!(s.per_tool["api"], ToolFigures { attempts: 2, failed: 1, running: 0, total_ms: 300 });
+        assert_eq!(s.per_tool["nap"], ToolFigures { attempts: 1, failed: 0, running: 1, total_ms: 0 });
+        assert!(
+            summary_text(&r, 1500).contains("nap: 1 attempt(s), 0 failed, 1 running"),
+            "{}",
+            summary_text(&r, 1500)
+        );
     }
 }

@@ -14,7 +14,7 @@ pub mod resolve;
 pub mod template;
 
 pub use path::{Path, PathError, Segment, is_ident};
-pub use resolve::{Context, Layered, Lookup, ResolveError, Scope, describe, resolve_path};
+pub use resolve::{Context, Layered, Lookup, ResolveError, Scope, SkippedAsNull, describe, resolve_path};
 pub use template::{Piece, Template, TemplateError};
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ mod checks;
 mod constructs;
 mod scope;
 mod step;
+mod warnings;
+
+pub use warnings::warnings;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -59,6 +62,8 @@ pub enum Code {
     MissingPart,
     /// A value is out of its allowed range or of the wrong shape.
     InvalidValue,
+    /// A warning, not an error: what is read may be skipped, and reads as `null` then.
+    MaySkip,
 }
 
 /// One validation problem.

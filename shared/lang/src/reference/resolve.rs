@@ -81,6 +81,23 @@ impl Scope for Context {
     }
 }
 
+/// A scope in which a skipped step reads as `null` rather than as an error: for a run's or
+/// a construct's `output`, which may name a step whose condition was false.
+#[derive(Debug)]
+pub struct SkippedAsNull<'a, S: Scope + ?Sized>(pub &'a S);
+
+/// What a skipped step reads as in [`SkippedAsNull`].
+static NULL: Value = Value::Null;
+
+impl<S: Scope + ?Sized> Scope for SkippedAsNull<'_, S> {
+    fn lookup(&self, root: &str) -> Lookup<'_> {
+        match self.0.lookup(root) {
+            Lookup::Skipped => Lookup::Value(&NULL),
+            found => found,
+        }
+    }
+}
+
 /// A scope that binds a few names over an outer scope (loop items, iterations...).
 #[derive(Debug)]
 pub struct Layered<'a, S: Scope + ?Sized> {

@@ -32,6 +32,9 @@ pub enum ApiRequest {
         /// Why.
         #[serde(default)]
         reason: Option<String>,
+        /// Undo what completed first (compensations in reverse order of completion).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        compensate: bool,
     },
     /// Validate and register a definition under its name and version.
     Deploy {

@@ -87,12 +87,19 @@ pub enum EventKind {
         /// The step.
         step_id: String,
     },
-    /// A compensation failed for good.
+    /// A compensation's attempt failed (or it could not start: its params did not
+    /// resolve); `retrying` says whether another attempt follows, else it failed for good.
     CompensationFailed {
-        /// The step.
+        /// The step being undone.
         step_id: String,
+        /// The attempt that failed.
+        #[serde(default)]
+        attempt: u32,
         /// Why.
         error: String,
+        /// Another attempt follows.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        retrying: bool,
     },
     /// The run was paused.
     RunPaused,

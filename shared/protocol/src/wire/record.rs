@@ -126,6 +126,9 @@ pub struct StepRecord {
     /// Its compensation, once the saga started undoing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensation: Option<CompensationRecord>,
+    /// The construct instance whose body it is in (`pages`, `route`); none at the top level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<String>,
 }
 
 /// How a step was undone.
@@ -171,6 +174,20 @@ pub struct RunRecord {
     /// What was left out to fit the record in one NATS message, if anything was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abridged: Option<String>,
+    /// The signals the workflow's `signal` steps wait for, by name: what a sender must know.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub signals: BTreeMap<String, SignalRecord>,
+}
+
+/// A signal a workflow's `signal` steps wait for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SignalRecord {
+    /// The JSON Schema its data must fit, if the step declares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    /// Data sent for it is held, waiting for its step to start (a second is refused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// A line of `weft list`.
@@ -290,6 +307,7 @@ mod tests {
                 })
                 .collect(),
             compensation: None,
+            within: None,
         };
         let ids: Vec<String> = (0..steps).map(|i| format!("s{i}")).collect();
         RunRecord {
@@ -309,6 +327,7 @@ mod tests {
             created_ms: 1,
             finished_ms: Some(9),
             abridged: None,
+            signals: BTreeMap::new(),
         }
     }
 

@@ -1,0 +1,154 @@
+//! The corners a new user found (issue "Right in every corner"), each driven through the
+//! machine: a skipped step in the output, sagas on timeout and cancel, and a record that
+//! tells the truth about timed-out, cancelled and never-started steps.
+
+use serde_json::{Value, json};
+use weft_protocol::wire::{RunStatus, StepStatus, ToolError};
+
+use super::tests::{dispatched, err, events, ok, run, take};
+use super::*;
+
+#[test]
+fn a_skipped_step_in_the_output_reads_as_null() {
+    let mut r = run(
+        json!({"name": "alerts", "steps": [
+            {"id": "weather", "tool": "t"},
+            {"id": "cold_alert", "tool": "t", "when": {"lt": ["{weather.temp}", 0]}},
+            {"id": "each", "for_each": {"items": [1], "output": {"alert": "{cold}"},
+             "do": [{"id": "cold", "tool": "t", "when": {"lt": ["{weather.temp}", 0]}}]}}
+        ], "output": {"temp": "{weather.temp}", "alert": "{cold_alert}", "items": "{each}"}}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let effects = r.apply(ok(&take(&t, "weather"), json!({"temp": 12})), 1);
+    assert!(effects.contains(&Effect::Finished), "{effects:?}");
+    let record = r.record();
+    assert_eq!(record.status, RunStatus::Completed, "{:?}", record.errors);
+    assert_eq!(record.output, Some(json!({"temp": 12, "alert": null, "items": [{"alert": null}]})));
+}
+
+fn saga(timeout: Option<&str>) -> Run {
+    let mut def = json!({"name": "trip", "on_failure": "compensate", "steps": [
+        {"id": "flight", "tool": "book", "compensate": {"tool": "cancel_flight", "params": {"id": "{flight.id}"}}},
+        {"id": "hotel", "tool": "book", "params": {"after": "{flight.id}"}}
+    ]});
+    if let Some(t) = timeout {
+        def["timeout"] = json!(t);
+    }
+    run(def, Value::Null)
+}
+
+#[test]
+fn a_run_that_times_out_under_compensate_undoes_what_completed_and_ends_timed_out() {
+    let mut r = saga(Some("5s"));
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let t = dispatched(&r.apply(ok(&take(&t, "flight"), json!({"id": "F1"})), 10));
+    assert_eq!(t[0].step_id, "hotel");
+    // The hotel hangs; the run's time is up.
+    r.apply(Input::Timer { timer: Timer::RunTimeout }, 5000);
+    assert_eq!(r.status(), RunStatus::Compensating);
+    // The hotel answers the cancel; then the flight is undone.
+    let effects = r.apply(err(&t[0], ToolError::new("cancelled")), 5001);
+    let undo = dispatched(&effects);
+    assert_eq!((undo[0].tool.as_str(), undo[0].params.clone()), ("cancel_flight", json!({"id": "F1"})));
+    let effects = r.apply(ok(&undo[0], json!({})), 5002);
+    assert!(effects.contains(&Effect::Finished));
+    let record = r.record();
+    assert_eq!(record.status, RunStatus::TimedOut);
+    assert_eq!(record.steps["flight"].compensation.as_ref().map(|c| c.status), Some(StepStatus::Completed));
+}
+
+#[test]
+fn a_cancel_with_compensate_undoes_what_completed_and_ends_cancelled() {
+    let mut r = saga(None);
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let t = dispatched(&r.apply(ok(&take(&t, "flight"), json!({"id": "F1"})), 10));
+    r.apply(Input::Cancel { reason: "changed my mind".into(), compensate: true }, 20);
+    let undo = dispatched(&r.apply(err(&t[0], ToolError::new("cancelled")), 21));
+    assert_eq!(undo[0].tool, "cancel_flight");
+    r.apply(ok(&undo[0], json!({})), 22);
+    let record = r.record();
+    assert_eq!(record.status, RunStatus::Cancelled);
+    assert_eq!(record.errors, ["cancelled: changed my mind"]);
+    assert_eq!(record.steps["flight"].compensation.as_ref().map(|c| c.status), Some(StepStatus::Completed));
+}
+
+#[test]
+fn timed_out_and_cancelled_attempts_keep_their_worker_and_start_and_are_not_retryable() {
+    let mut r = run(
+        json!({"name": "slow", "steps": [
+            {"id": "slow", "tool": "sleep", "timeout": "1s", "retry": {"max_attempts": 2, "backoff": "10ms"}}
+        ]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    r.apply(Input::Timer { timer: Timer::StepTimeout { step: "slow".into(), attempt: 1 } }, 1000);
+    // The worker answers after the cancel, while the run goes on: its name and start are
+    // kept, nothing else.
+    let mut late = err(&t[0], ToolError::new("cancelled"));
+    if let Input::Result { result } = &mut late {
+        (result.worker, result.started_ms) = ("w7".into(), 3);
+    }
+    r.apply(late, 1001);
+    let record = r.record();
+    let a = &record.steps["slow"].attempts[0];
+    assert_eq!((a.worker.as_deref(), a.started_ms, a.finished_ms), (Some("w7"), Some(3), Some(1000)));
+    assert_eq!(a.error.as_ref().and_then(|e| e.code.as_deref()), Some("TIMEOUT"));
+
+    // A run cancelled while a step runs: the attempt's error is CANCELLED, not retryable,
+    // and the step that never started gets its own `step_cancelled`.
+    let mut r = run(
+        json!({"name": "c", "steps": [{"id": "a", "tool": "t"}, {"id": "b", "tool": "t", "params": {"x": "{a}"}}]}),
+        Value::Null,
+    );
+    r.apply(Input::Start, 0);
+    let effects = r.apply(Input::Cancel { reason: "stop".into(), compensate: false }, 5);
+    let record = r.record();
+    let error = record.steps["a"].attempts[0].error.clone().expect("an error");
+    assert_eq!((error.code.as_deref(), error.retryable), (Some("CANCELLED"), false));
+    let cancelled: Vec<String> = events(&effects)
+        .into_iter()
+        .filter_map(|e| if let EventKind::StepCancelled { step_id, .. } = e { Some(step_id) } else { None })
+        .collect();
+    assert_eq!(cancelled, ["a", "b"]);
+}
+
+#[test]
+fn a_compensation_that_cannot_start_and_each_failed_attempt_are_in_the_record_and_the_events() {
+    let mut r = run(
+        json!({"name": "undo", "on_failure": "compensate", "steps": [
+            {"id": "a", "tool": "t", "compensate": {"tool": "undo_a", "params": {"x": "{a.missing.deep}"}}},
+            {"id": "b", "tool": "t", "compensate": {"tool": "undo_b", "retry": {"max_attempts": 2, "backoff": "10ms"}}},
+            {"id": "c", "tool": "t", "params": {"after": ["{a}", "{b}"]}}
+        ]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    r.apply(ok(&take(&t, "a"), json!({})), 1);
+    let t2 = dispatched(&r.apply(ok(&take(&t, "b"), json!({})), 2));
+    // `c` fails: `b` is undone first (it completed last), and its first try fails.
+    let undo = dispatched(&r.apply(err(&t2[0], ToolError::new("no").permanent()), 3));
+    assert_eq!(undo[0].tool, "undo_b");
+    let effects = r.apply(err(&undo[0], ToolError::new("flaky")), 4);
+    let failed = |effects: &[Effect]| -> Vec<(String, u32, bool)> {
+        events(effects)
+            .into_iter()
+            .filter_map(|e| match e {
+                EventKind::CompensationFailed { step_id, attempt, retrying, .. } => Some((step_id, attempt, retrying)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(failed(&effects), [("b".to_owned(), 1, true)]);
+    let again =
+        dispatched(&r.apply(Input::Timer { timer: Timer::CompensationRetry { step: "b".into(), attempt: 1 } }, 100));
+    // `b` is undone; `a`'s compensation cannot resolve its params: an attempt that says so.
+    let effects = r.apply(ok(&again[0], json!({})), 101);
+    assert_eq!(failed(&effects), [("a".to_owned(), 1, false)]);
+    let record = r.record();
+    assert_eq!(record.status, RunStatus::CompensationFailed);
+    let undo_a = record.steps["a"].compensation.clone().expect("a's compensation");
+    assert_eq!(undo_a.attempts.len(), 1);
+    assert_eq!(undo_a.attempts[0].error.as_ref().and_then(|e| e.code.as_deref()), Some("BAD_PARAMS"));
+    assert_eq!(record.steps["b"].compensation.as_ref().map(|c| c.attempts.len()), Some(2));
+}
