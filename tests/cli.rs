@@ -59,7 +59,7 @@ fn per_tool_durations_change_the_critical_path() {
 }
 
 #[test]
-fn invalid_files_list_every_problem_and_exit_1() {
+fn invalid_files_list_every_problem_and_exit_5() {
     let bad = temp_file(
         r#"{"name": "broken", "steps": [
             {"id": "a", "tool": "get_user", "params": {"user_id": "{c.id}"}},
@@ -69,7 +69,7 @@ fn invalid_files_list_every_problem_and_exit_1() {
     );
     let out = weft(&["validate", "--tools", "examples/tools/catalogue.json", bad.as_str()]);
     let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(stderr.contains("steps[0] (step `a`): dependency cycle: a -> c -> a"), "{stderr}");
     assert!(
         stderr.contains("steps[1].tool (step `c`): no worker offers a tool `get_weathr`; did you mean `get_weather`"),
@@ -79,7 +79,7 @@ fn invalid_files_list_every_problem_and_exit_1() {
     assert!(stderr.contains("steps[2].timeout (step `a`): invalid duration \"soon\""), "{stderr}");
 
     let out = weft(&["validate", "--json", bad.as_str()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(5));
     let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
     let codes: Vec<&str> =
         report[0]["problems"].as_array().expect("problems").iter().filter_map(|p| p["code"].as_str()).collect();
@@ -93,13 +93,13 @@ fn malformed_json_says_line_and_column() {
     );
     let out = weft(&["validate", bad.as_str()]);
     let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(5));
     assert!(stderr.contains("at steps[0].retry.max_attempts, line 4, column"), "{stderr}");
     assert!(stderr.contains("expected u32"), "{stderr}");
 
     let truncated = temp_file("{\"name\": \"x\", \"steps\": [");
     let out = weft(&["validate", truncated.as_str()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(5));
     assert!(text(&out).1.contains("line 1, column"), "{}", text(&out).1);
 }
 
@@ -107,7 +107,7 @@ fn malformed_json_says_line_and_column() {
 fn missing_files_are_errors_not_panics() {
     let out = weft(&["validate", "no/such/file.json"]);
     let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "an unreadable file is a usage error");
     assert!(stderr.contains("cannot read no/such/file.json"), "{stderr}");
     let out = weft(&["analyze", "examples/dag_a_to_e.json", "--durations", "nope.json"]);
     assert_eq!(out.status.code(), Some(2));

@@ -1,6 +1,7 @@
 //! Weft's integration tests, compiled into one binary.
 //!
 //! - [`cli`]: the `weft` binary on real files: exit codes, messages, analysis, drawings.
+//! - [`corners`]: what a new user trips over: listings, checked signals, garbage, the CLI.
 //! - [`deploy`]: deploy/nats/'s users, permissions and cluster on a real nats-server.
 //! - [`durability`]: SIGKILLed coordinators and workers, a restarted NATS: nothing lost.
 //! - [`in_process`]: the actor layer, with a coordinator and a worker as tasks of the test.
@@ -9,6 +10,7 @@
 //! - [`runtime`]: nats-server, coordinator and worker processes running workflows.
 
 mod cli;
+mod corners;
 mod deploy;
 mod durability;
 mod hostile;

@@ -25,7 +25,7 @@ use weft_lang::definition::WorkflowDef;
 use weft_lang::plan::{Kind, Plan};
 use weft_lang::validate::{self, Code, Problem};
 use weft_protocol::definitions;
-use weft_protocol::wire::{Advertisement, now_ms};
+use weft_protocol::wire::{Advertisement, IndexEntry, RunRecord, now_ms};
 
 use crate::log::{self, Entry};
 use crate::machine::{ParentLink, Run};
@@ -41,6 +41,14 @@ pub(crate) enum AdmitError {
         /// The workflow.
         name: String,
         /// What is wrong.
+        problems: Vec<Problem>,
+    },
+    /// The input does not fit the workflow's `input_schema`.
+    #[error("the input does not fit workflow `{name}`'s input_schema:\n{}", list(problems))]
+    InvalidInput {
+        /// The workflow.
+        name: String,
+        /// What is wrong, each at its place under `input`.
         problems: Vec<Problem>,
     },
     /// The id names a run already.
@@ -183,15 +191,20 @@ impl Admission {
     /// Admits a submitted run: answered once its record and its creation are stored.
     pub(crate) async fn submit(&self, request: Request) -> Result<Uuid, AdmitError> {
         let plan = self.plan(&request.definition).await?;
-        let mut problems = self.unregistered(&plan).await;
-        problems.extend(plan.check_input(&request.input));
+        let problems = self.unregistered(&plan).await;
         if !problems.is_empty() {
             return Err(AdmitError::Invalid { name: plan.name.clone(), problems });
         }
+        let problems = plan.check_input(&request.input);
+        if !problems.is_empty() {
+            return Err(AdmitError::InvalidInput { name: plan.name.clone(), problems });
+        }
         let run_id = request.run_id;
-        let Some(revision) = self.nats.store_new(&first_record(&request, plan)).await? else {
+        let record = first_record(&request, plan);
+        let Some(revision) = self.nats.store_new(&record).await? else {
             return Err(self.taken(run_id).await);
         };
+        self.nats.index(&index_entry(&request, &record)).await;
         let (subject, id) =
             (log::subject(log::partition_of(run_id, self.nats.partitions), run_id), creation_id(run_id));
         if let Err(e) = log::append(&self.nats.js, subject, &creation(request), &id).await {
@@ -211,16 +224,14 @@ impl Admission {
         let plan = self.child_plan(&request.definition).await?;
         let problems = plan.check_input(&request.input);
         if !problems.is_empty() {
-            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            let message = format!("input does not fit: {}", list.join("; "));
-            return Err(AdmitError::Invalid {
-                name: plan.name.clone(),
-                problems: vec![Problem { path: "input".into(), step: None, code: Code::InvalidValue, message }],
-            });
+            return Err(AdmitError::InvalidInput { name: plan.name.clone(), problems });
         }
         let run_id = request.run_id;
-        if let Err(e) = self.nats.store_new(&first_record(&request, plan)).await {
-            tracing::warn!(%run_id, error = %e, "a child's first record not stored; its creation goes on");
+        let record = first_record(&request, plan);
+        match self.nats.store_new(&record).await {
+            Ok(Some(_)) => self.nats.index(&index_entry(&request, &record)).await,
+            Ok(None) => {} // started before: indexed then
+            Err(e) => tracing::warn!(%run_id, error = %e, "a child's first record not stored; its creation goes on"),
         }
         let subject = log::subject(log::partition_of(run_id, self.nats.partitions), run_id);
         crate::run_actor::append_reliably(&self.nats, subject, creation(request), creation_id(run_id)).await;
@@ -291,8 +302,17 @@ async fn read_catalogue(nats: &Nats) -> Result<Catalogue, NatsError> {
 }
 
 /// The record a run starts with: `running`, its steps pending.
-fn first_record(request: &Request, plan: Arc<Plan>) -> weft_protocol::wire::RunRecord {
+fn first_record(request: &Request, plan: Arc<Plan>) -> RunRecord {
     Run::new(request.run_id, plan, request.input.clone(), now_ms()).record()
+}
+
+fn index_entry(request: &Request, record: &RunRecord) -> IndexEntry {
+    IndexEntry {
+        run_id: request.run_id,
+        workflow: record.workflow.clone(),
+        created_ms: record.created_ms,
+        parent: request.parent.as_ref().map(|p| p.run_id),
+    }
 }
 
 fn creation(request: Request) -> Entry {

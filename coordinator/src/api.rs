@@ -16,7 +16,9 @@ use uuid::Uuid;
 use weft_lang::definition::WorkflowDef;
 use weft_lang::validate::{Code, Problem};
 use weft_protocol::subjects;
-use weft_protocol::wire::{ApiError, ApiErrorCode, ApiReply, ApiRequest, RunRecord, RunStatus, RunSummary, Submit};
+use weft_protocol::wire::{
+    ApiError, ApiErrorCode, ApiReply, ApiRequest, IndexEntry, RunRecord, RunStatus, RunSummary, Submit,
+};
 
 use crate::admission::{Admission, AdmitError, Request};
 use crate::log::{self, Entry};
@@ -26,6 +28,9 @@ use crate::supervisor::{Found, SupervisorMsg};
 
 /// How long an API handler waits on an actor.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most runs one list answers.
+const MAX_LIST: usize = 1000;
 
 /// How long a status request waits for the coordinator owning the run.
 const QUERY_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -211,40 +216,62 @@ impl Api {
         }
     }
 
+    /// The newest `limit` runs, newest first: read from the end of the index of runs (one
+    /// entry per run, in creation order), so a listing costs `limit` index reads and
+    /// `limit` record reads however many runs are kept. A run this coordinator holds is
+    /// listed as it is now; another is listed as its record says.
     async fn list(&self, limit: usize) -> Result<Vec<RunSummary>, ApiError> {
-        let mut runs: Vec<RunSummary> = Vec::new();
-        if let Ok(ractor::rpc::CallResult::Success(listed)) =
-            self.supervisor.call(SupervisorMsg::Active, Some(CALL_TIMEOUT)).await
-        {
-            for run in listed {
-                if let Some(summary) = run.summary(CALL_TIMEOUT).await {
-                    runs.push(summary);
-                }
-            }
+        if !(1..=MAX_LIST).contains(&limit) {
+            return Err(ApiError::new(
+                ApiErrorCode::BadRequest,
+                format!("a list's limit is 1 to {MAX_LIST}, not {limit}"),
+            ));
         }
-        let mut ids: Vec<Uuid> = Vec::new();
-        if let Ok(mut keys) = self.nats.infra.runs.keys().await {
-            while let Some(Ok(key)) = keys.next().await {
-                if let Ok(id) = key.parse::<Uuid>() {
-                    ids.push(id);
-                }
+        let entries = self.newest(limit).await?;
+        let ids: Vec<Uuid> = entries.iter().map(|e| e.run_id).collect();
+        let mut live = match self.supervisor.call(|reply| SupervisorMsg::Listed(ids, reply), Some(CALL_TIMEOUT)).await {
+            Ok(ractor::rpc::CallResult::Success(found)) => {
+                found.into_iter().collect::<std::collections::HashMap<_, _>>()
             }
-        }
-        // v7 ids sort by creation time: read only the newest.
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        for id in ids.into_iter().take(limit) {
-            if runs.iter().any(|r| r.run_id == id) {
+            _ => Default::default(),
+        };
+        let mut runs = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if let Some(found) = live.remove(&entry.run_id)
+                && let Some(summary) = found.summary(CALL_TIMEOUT).await
+            {
+                runs.push(summary);
                 continue;
             }
-            match self.nats.stored(id).await {
+            match self.nats.stored(entry.run_id).await {
                 Ok(Some(record)) => runs.push(record.summary()),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(run_id = %id, error = %e, "a record left out of the list"),
+                Ok(None) => {} // its record expired, or it was never accepted
+                Err(e) => tracing::warn!(run_id = %entry.run_id, error = %e, "a run left out of the list"),
             }
         }
-        runs.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(b.run_id.cmp(&a.run_id)));
-        runs.truncate(limit);
         Ok(runs)
+    }
+
+    /// The last `limit` entries of the index of runs, newest first.
+    async fn newest(&self, limit: usize) -> Result<Vec<IndexEntry>, ApiError> {
+        let unavailable = |e: String| ApiError::new(ApiErrorCode::Unavailable, format!("the index of runs: {e}"));
+        let mut stream =
+            self.nats.js.get_stream(subjects::INDEX_STREAM).await.map_err(|e| unavailable(e.to_string()))?;
+        let state = stream.info().await.map_err(|e| unavailable(e.to_string()))?.state.clone();
+        let mut entries = Vec::with_capacity(limit);
+        let mut seq = state.last_sequence;
+        while entries.len() < limit && seq >= state.first_sequence.max(1) {
+            match stream.get_raw_message(seq).await {
+                Ok(message) => match serde_json::from_slice::<IndexEntry>(&message.payload) {
+                    Ok(entry) => entries.push(entry),
+                    Err(e) => tracing::warn!(seq, error = %e, "an unreadable entry of the index of runs skipped"),
+                },
+                // Removed (by age, or by an operator) while the list was read.
+                Err(e) => tracing::debug!(seq, error = %e, "an entry of the index of runs is gone"),
+            }
+            seq -= 1;
+        }
+        Ok(entries)
     }
 
     async fn cancel(&self, run_id: Uuid, reason: Option<String>, compensate: bool) -> Result<(), ApiError> {
@@ -351,7 +378,9 @@ fn read_request(payload: &[u8]) -> Result<ApiRequest, serde_json::Error> {
 fn api_error(e: AdmitError) -> ApiError {
     let message = e.to_string();
     match e {
-        AdmitError::Invalid { problems, .. } => ApiError { code: ApiErrorCode::Invalid, message, problems },
+        AdmitError::Invalid { problems, .. } | AdmitError::InvalidInput { problems, .. } => {
+            ApiError { code: ApiErrorCode::Invalid, message, problems }
+        }
         AdmitError::Taken { .. } => ApiError::new(ApiErrorCode::Conflict, message),
         AdmitError::Unavailable(_) => ApiError::new(ApiErrorCode::Unavailable, message),
     }

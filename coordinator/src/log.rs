@@ -196,9 +196,14 @@ pub(crate) async fn read_partition(
         let message = message.map_err(|e| fail(e.into()))?;
         let Some((seq, at)) = stored_at(&message) else { continue };
         read += 1;
-        if let Some(run) = run_of(&message.subject)
-            && let Ok(decoded) = decode(&message.subject, &message.payload)
-        {
+        let decoded = match decode(&message.subject, &message.payload) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                dead_letter(js, &message.subject, seq, &message.payload, &e.to_string()).await;
+                continue;
+            }
+        };
+        if let Some(run) = run_of(&message.subject) {
             let history = runs.entry(run).or_insert_with(|| History { first_seq: seq, ..History::default() });
             match decoded {
                 Decoded::Created(_) if history.created.is_some() => history.ignored_creations.push(seq),
@@ -212,6 +217,32 @@ pub(crate) async fn read_partition(
         }
     }
     Ok((runs, last))
+}
+
+/// Moves an entry that cannot be read aside: a copy goes to `weft.dead.<partition>`
+/// (stream `WEFT_DEAD`) with where it was and why, in headers, so an operator can look at
+/// it; nothing of it is applied. Best effort: a failure is logged.
+pub(crate) async fn dead_letter(js: &jetstream::Context, subject: &str, seq: u64, payload: &[u8], reason: &str) {
+    let partition = subject.split('.').nth(2).unwrap_or("unknown");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Weft-Subject", subject);
+    headers.insert("Weft-Seq", seq.to_string().as_str());
+    // Header values are one line.
+    headers.insert("Weft-Reason", reason.replace(['\r', '\n'], " ").as_str());
+    let dead = PublishMessage::build()
+        .payload(bytes::Bytes::copy_from_slice(payload))
+        .headers(headers)
+        .message_id(format!("dead:{STREAM}:{seq}"));
+    let stored = match js.send_publish(weft_protocol::subjects::dead(partition), dead).await {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match stored {
+        Ok(()) => tracing::warn!(%subject, seq, %reason, "an unreadable log entry moved to the dead letters"),
+        Err(e) => {
+            tracing::error!(%subject, seq, %reason, error = %e, "an unreadable log entry dropped: the dead letters cannot be reached")
+        }
+    }
 }
 
 /// Removes a partition's entries stored before sequence `below`: one request, however many

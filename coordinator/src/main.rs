@@ -32,7 +32,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let telemetry = weft_service::telemetry::init("weft-coordinator", args.log_json);
+    let instance = format!("{}-{}", hostname(), std::process::id());
+    let telemetry = weft_service::telemetry::init_instance("weft-coordinator", args.log_json, &instance);
     let connection =
         weft_service::connect::connect("weft-coordinator".to_owned(), &args.nats_url, args.creds.as_deref()).await?;
     let client = connection.client;
@@ -48,4 +49,9 @@ async fn main() -> anyhow::Result<()> {
     let result = weft_coordinator::run(config, client, shutdown).await.context("coordinator stopped");
     telemetry.shutdown().await;
     result
+}
+
+/// This host's name, for the instance id in traces.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "coordinator".to_owned())
 }

@@ -9,7 +9,7 @@ use tokio_util::task::TaskTracker;
 use weft_protocol::retry::{Policy, Stopped, retry};
 use weft_protocol::subjects;
 use weft_protocol::topology::Infra;
-use weft_protocol::wire::{CancelTask, Event, EventKind, RunRecord, Task, ToolError, codes};
+use weft_protocol::wire::{CancelTask, Event, EventKind, IndexEntry, RunRecord, Task, ToolError, codes};
 
 /// Room left for headers (message id, trace context) under the payload limit.
 const HEADER_ROOM: usize = 1024;
@@ -148,6 +148,13 @@ impl Nats {
                 tracing::error!(%subject, error = %e, "publish abandoned after {:?}", PUBLISH_RETRY.give_up);
             }
         });
+    }
+
+    /// Adds a run to the index of runs (`weft list`): sent now, its ack awaited and the
+    /// publish repeated in the background (deduplicated by the run's id).
+    pub(crate) async fn index(&self, entry: &IndexEntry) {
+        let id = format!("index:{}", entry.run_id);
+        self.publish_reliably(subjects::index(entry.run_id), json(entry), id, async_nats::HeaderMap::new()).await;
     }
 
     /// Tells workers to stop tools (best effort: a late result is ignored anyway).

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use weft_protocol::definitions::{self, DefinitionError};
-use weft_protocol::wire::{Millis, Outcome, RunRecord, RunStatus, TaskResult, ToolError, codes, now_ms};
+use weft_protocol::wire::{Millis, Outcome, RunRecord, RunStatus, RunSummary, TaskResult, ToolError, codes, now_ms};
 
 use weft_protocol::retry::{Policy, Stopped, retry};
 
@@ -42,6 +42,8 @@ pub(crate) enum RunMsg {
     Fired(Timer),
     /// The run's record.
     Record(RpcReplyPort<RunRecord>),
+    /// The run's line in a listing.
+    Summary(RpcReplyPort<RunSummary>),
 }
 
 /// A run without an actor: what a new actor needs to carry on with it.
@@ -152,6 +154,9 @@ impl Actor for RunActor {
         match msg {
             RunMsg::Record(reply) => {
                 let _ = reply.send(state.run.record());
+            }
+            RunMsg::Summary(reply) => {
+                let _ = reply.send(state.run.summary());
             }
             RunMsg::Apply { input, at, message } => {
                 if let (Input::Result { result }, Some(m)) = (&input, &message) {
@@ -293,7 +298,7 @@ async fn start_child(state: &mut RunState, start: ChildStart) -> Option<Input> {
         Request { run_id: child_id, definition, input: start.input.clone(), trace, parent: Some(start.parent.clone()) };
     match state.admission.child(request).await {
         Ok(()) => None,
-        Err(e @ AdmitError::Invalid { .. }) => Some(refused(e.to_string())),
+        Err(e @ (AdmitError::Invalid { .. } | AdmitError::InvalidInput { .. })) => Some(refused(e.to_string())),
         Err(e) => {
             let error =
                 ToolError::new(format!("sub-workflow `{}`: {e}", start.workflow)).with_code(codes::CHILD_FAILED);

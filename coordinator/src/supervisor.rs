@@ -54,8 +54,8 @@ pub(crate) enum SupervisorMsg {
     },
     /// A run this coordinator runs, if it does.
     Lookup(Uuid, ractor::RpcReplyPort<Option<Found<Box<RunRecord>>>>),
-    /// Every run this coordinator runs: parked ones as their summary.
-    Active(ractor::RpcReplyPort<Vec<Found<RunSummary>>>),
+    /// Which of these runs this coordinator runs: parked ones as their summary.
+    Listed(Vec<Uuid>, ractor::RpcReplyPort<Vec<(Uuid, Found<RunSummary>)>>),
     /// A run ended.
     Finished(Uuid),
     /// A run's actor has applied `applied` inputs and its run waits only for outside input:
@@ -124,7 +124,10 @@ impl Found<RunSummary> {
     pub(crate) async fn summary(self, timeout: Duration) -> Option<RunSummary> {
         match self {
             Found::Parked(summary) => Some(summary),
-            Found::Active(actor) => ask_record(actor, timeout).await.map(|r| r.summary()),
+            Found::Active(actor) => match actor.call(RunMsg::Summary, Some(timeout)).await {
+                Ok(ractor::rpc::CallResult::Success(summary)) => Some(summary),
+                _ => None,
+            },
         }
     }
 }
@@ -269,8 +272,10 @@ impl Actor for Supervisor {
             SupervisorMsg::Lookup(run_id, reply) => {
                 let _ = reply.send(state.runs.get(&run_id).map(Slot::found));
             }
-            SupervisorMsg::Active(reply) => {
-                let _ = reply.send(state.runs.values().map(Slot::listed).collect());
+            SupervisorMsg::Listed(ids, reply) => {
+                let found =
+                    ids.into_iter().filter_map(|id| state.runs.get(&id).map(|slot| (id, slot.listed()))).collect();
+                let _ = reply.send(found);
             }
             SupervisorMsg::Finished(run_id) => state.forget(run_id),
             SupervisorMsg::CanPark { run_id, applied, parked } => park(state, run_id, applied, parked),
@@ -466,7 +471,7 @@ async fn route(
     let decoded = match log::decode(&message.subject, &message.payload) {
         Ok(d) => d,
         Err(e) => {
-            tracing::warn!(error = %e, "dropped");
+            log::dead_letter(&state.nats.js, &message.subject, seq, &message.payload, &e.to_string()).await;
             let _ = message.ack_with(AckKind::Term).await;
             return;
         }

@@ -40,12 +40,13 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let telemetry = weft_service::telemetry::init("weft-worker", args.log_json);
     let defaults = Config::default();
+    let worker_id = args.id.unwrap_or(defaults.worker_id.clone());
+    let telemetry = weft_service::telemetry::init_instance("weft-worker", args.log_json, &worker_id);
     let config = Config {
         nats_url: args.nats,
         credentials: args.creds,
-        worker_id: args.id.unwrap_or(defaults.worker_id.clone()),
+        worker_id,
         demo_tools: args.demo_tools,
         ack_wait: args.ack_wait,
         grace: args.grace,

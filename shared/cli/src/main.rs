@@ -15,6 +15,7 @@ macro_rules! out {
     ($($t:tt)*) => { $crate::write_out(format_args!($($t)*)) };
 }
 
+mod exit;
 mod offline;
 mod online;
 
@@ -22,15 +23,29 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use weft_client::WeftClient;
+use weft_client::{ClientOptions, WeftClient};
 
 /// Weft: distributed workflows of tool calls.
+///
+/// Exit codes: 0 done (a run completed), 1 a run did not complete or a request was
+/// refused, 2 usage, 3 not found, 4 cannot reach NATS or a coordinator, 5 refused as
+/// invalid, 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(name = "weft", version, about)]
 struct Cli {
-    /// NATS server URL (online commands).
-    #[arg(long = "nats", env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    /// NATS server URL (online commands); credentials as in nats://user:password@host:4222.
+    #[arg(
+        long = "nats",
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     nats_url: String,
+    /// How long connecting and each answer may take (online commands), e.g. 10s, 1m.
+    #[arg(long, env = "WEFT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    timeout: std::time::Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,7 +53,7 @@ struct Cli {
 /// Which workflow: a file, or a registered name (and version).
 #[derive(Debug, Args)]
 struct WorkflowArgs {
-    /// Workflow file.
+    /// Workflow file (`-` reads it from standard input).
     #[arg(required_unless_present = "name")]
     file: Option<PathBuf>,
     /// A registered workflow's name (see `weft deploy`).
@@ -147,6 +162,9 @@ enum Command {
         /// Why.
         #[arg(long)]
         reason: Option<String>,
+        /// Undo what the run completed first: its compensations run, then it ends cancelled.
+        #[arg(long)]
+        compensate: bool,
     },
     /// Pause a run: running steps finish, nothing new starts until `weft resume`.
     Pause {
@@ -167,11 +185,11 @@ enum Command {
         /// Data, as JSON (default `{}`).
         data: Option<String>,
     },
-    /// List recent runs.
+    /// List recent runs, newest first.
     List {
-        /// How many.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        /// How many (1 to 1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -217,56 +235,67 @@ fn main() -> ExitCode {
             },
         ),
         Command::Analyze { file, durations, json } => offline::analyze(&file, durations.as_deref(), json),
-        online => run_online(&cli.nats_url, online),
+        online => run_online(&cli.nats_url, cli.timeout, online),
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => exit::report(&e),
     }
 }
 
-fn run_online(url: &str, command: Command) -> anyhow::Result<ExitCode> {
+/// Whether a command changes something, and so is traced (reading is not).
+fn traced(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Run { .. }
+            | Command::Submit { .. }
+            | Command::Deploy { .. }
+            | Command::Cancel { .. }
+            | Command::Pause { .. }
+            | Command::Resume { .. }
+            | Command::Signal { .. }
+    )
+}
+
+fn run_online(url: &str, timeout: std::time::Duration, command: Command) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
-        let telemetry = weft_service::telemetry::init("weft", false);
-        let result = run_command(url, command).await;
+        let telemetry = weft_service::telemetry::init_client("weft", traced(&command));
+        let result = tokio::select! {
+            result = run_command(url, timeout, command) => result,
+            // Spans are flushed below either way.
+            _ = tokio::signal::ctrl_c() => Ok(online::interrupted()),
+        };
         telemetry.shutdown().await;
         result
     })
 }
 
-async fn run_command(url: &str, command: Command) -> anyhow::Result<ExitCode> {
-    {
-        let client = WeftClient::connect(url).await?;
-        match command {
-            Command::Run { workflow, input, json, quiet } => {
-                let def =
-                    online::workflow(&client, workflow.file.as_deref(), workflow.name.as_deref(), workflow.version)
-                        .await?;
-                let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
-                online::run(&client, &def, input, json, quiet).await
-            }
-            Command::Submit { workflow, input } => {
-                let def =
-                    online::workflow(&client, workflow.file.as_deref(), workflow.name.as_deref(), workflow.version)
-                        .await?;
-                let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
-                online::submit(&client, &def, input).await
-            }
-            Command::Deploy { files } => online::deploy(&client, &files).await,
-            Command::Definitions => online::definitions(&client).await,
-            Command::Status { id, json, gantt } => online::status(&client, &id, json, gantt).await,
-            Command::Watch { id, json } => online::watch(&client, &id, json).await,
-            Command::Cancel { id, reason } => online::cancel(&client, &id, reason).await,
-            Command::Pause { id } => online::pause(&client, &id).await,
-            Command::Resume { id } => online::resume(&client, &id).await,
-            Command::Signal { id, name, data } => online::signal(&client, &id, &name, data.as_deref()).await,
-            Command::List { limit, json } => online::list(&client, limit, json).await,
-            Command::Tools { json, functions } => online::tools(&client, json, functions).await,
-            Command::Validate { .. } | Command::Graph { .. } | Command::Analyze { .. } => unreachable!("offline"),
+async fn run_command(url: &str, timeout: std::time::Duration, command: Command) -> anyhow::Result<ExitCode> {
+    let client = WeftClient::connect_with(url, ClientOptions { timeout }).await?;
+    match command {
+        Command::Run { workflow, input, json, quiet } => {
+            let def =
+                online::workflow(&client, workflow.file.as_deref(), workflow.name.as_deref(), workflow.version).await?;
+            let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
+            online::run(&client, &def, input, json, quiet).await
         }
+        Command::Submit { workflow, input } => {
+            let def =
+                online::workflow(&client, workflow.file.as_deref(), workflow.name.as_deref(), workflow.version).await?;
+            let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
+            online::submit(&client, &def, input).await
+        }
+        Command::Deploy { files } => online::deploy(&client, &files).await,
+        Command::Definitions => online::definitions(&client).await,
+        Command::Status { id, json, gantt } => online::status(&client, &id, json, gantt).await,
+        Command::Watch { id, json } => online::watch(&client, &id, json).await,
+        Command::Cancel { id, reason, compensate } => online::cancel(&client, &id, reason, compensate).await,
+        Command::Pause { id } => online::pause(&client, &id).await,
+        Command::Resume { id } => online::resume(&client, &id).await,
+        Command::Signal { id, name, data } => online::signal(&client, &id, &name, data.as_deref()).await,
+        Command::List { limit, json } => online::list(&client, usize::from(limit), json).await,
+        Command::Tools { json, functions } => online::tools(&client, json, functions).await,
+        Command::Validate { .. } | Command::Graph { .. } | Command::Analyze { .. } => unreachable!("offline"),
     }
 }

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+
+use crate::exit;
 use serde_json::{Value, json};
 use weft_lang::analysis::{self, Weights, format_length};
 use weft_lang::catalogue::Catalogue;
@@ -24,6 +26,17 @@ fn plan_of(file: &Path, catalogue: Option<&Catalogue>) -> Result<Plan, Failure> 
     validate::compile(&def, catalogue).map_err(Failure::Invalid)
 }
 
+impl Failure {
+    /// Its exit code: a file that cannot be read is a usage error, one that is no valid
+    /// workflow is invalid.
+    fn code(&self) -> u8 {
+        match self {
+            Failure::Load(LoadError::Io { .. }) => exit::USAGE,
+            Failure::Load(LoadError::Parse { .. }) | Failure::Invalid(_) => exit::INVALID,
+        }
+    }
+}
+
 fn report(file: &Path, failure: &Failure) {
     match failure {
         Failure::Load(e) => eprintln!("{e}"),
@@ -38,11 +51,17 @@ fn report(file: &Path, failure: &Failure) {
 /// `weft validate`.
 pub(crate) fn validate(files: &[std::path::PathBuf], tools: Option<&Path>, as_json: bool) -> anyhow::Result<ExitCode> {
     let catalogue = tools.map(Catalogue::load).transpose()?;
-    let mut all_valid = true;
+    // The worst failure decides the exit code: an unreadable file, then an invalid one.
+    let mut code = exit::OK;
     let mut reports = Vec::new();
     for file in files {
         let result = plan_of(file, catalogue.as_ref());
-        all_valid &= result.is_ok();
+        if let Err(failure) = &result {
+            code = match (code, failure.code()) {
+                (exit::USAGE, _) | (_, exit::USAGE) => exit::USAGE,
+                (_, worse) => worse,
+            };
+        }
         if as_json {
             reports.push(match &result {
                 Ok(plan) => json!({"file": file, "valid": true, "name": plan.name, "version": plan.version,
@@ -68,7 +87,7 @@ pub(crate) fn validate(files: &[std::path::PathBuf], tools: Option<&Path>, as_js
     if as_json {
         outln!("{}", serde_json::to_string_pretty(&reports)?);
     }
-    Ok(if all_valid { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(ExitCode::from(code))
 }
 
 /// `weft graph`.
@@ -80,15 +99,16 @@ pub(crate) fn graph(file: &Path, format: Format) -> anyhow::Result<ExitCode> {
         }
         Err(failure) => {
             report(file, &failure);
-            Ok(ExitCode::FAILURE)
+            Ok(ExitCode::from(failure.code()))
         }
     }
 }
 
 fn load_weights(file: &Path) -> anyhow::Result<Weights> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| exit::usage(format!("cannot read {}: {e}", file.display())))?;
     let raw: BTreeMap<String, DurationDef> = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a JSON object of tool durations", file.display()))?;
+        .map_err(|e| exit::usage(format!("{} is not a JSON object of tool durations: {e}", file.display())))?;
     let mut weights = Weights::default();
     for (tool, d) in raw {
         let d = d
@@ -107,7 +127,7 @@ pub(crate) fn analyze(file: &Path, durations: Option<&Path>, as_json: bool) -> a
         Ok(plan) => plan,
         Err(failure) => {
             report(file, &failure);
-            return Ok(ExitCode::FAILURE);
+            return Ok(ExitCode::from(failure.code()));
         }
     };
     let a = analysis::analyze(&plan, &weights);

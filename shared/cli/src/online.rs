@@ -4,24 +4,46 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
+
+use crate::exit;
 use futures::StreamExt;
 use serde_json::Value;
 use uuid::Uuid;
 use weft_client::WeftClient;
 use weft_client::timeline;
-use weft_lang::definition::WorkflowDef;
+use weft_lang::definition::{LoadError, WorkflowDef};
 use weft_protocol::wire::{Event, EventKind, RunRecord, RunStatus, now_ms};
 
-/// Where the run's input comes from.
+/// Where the run's input comes from. Input that is not JSON is a usage error, named as
+/// the input's fault.
 pub(crate) fn read_input(inline: Option<&str>, file: Option<&Path>) -> anyhow::Result<Value> {
     match (inline, file) {
-        (Some(text), _) => serde_json::from_str(text).with_context(|| format!("--input is not JSON: {text}")),
+        (Some(text), _) => {
+            serde_json::from_str(text).map_err(|e| exit::usage(format!("--input is not JSON ({e}): {text}")))
+        }
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| exit::usage(format!("cannot read the input file {}: {e}", path.display())))?;
+            serde_json::from_str(&text)
+                .map_err(|e| exit::usage(format!("the input file {} is not JSON: {e}", path.display())))
         }
         (None, None) => Ok(Value::Object(Default::default())),
     }
+}
+
+/// A workflow file (`-`: standard input): unreadable is a usage error, not a workflow is
+/// invalid.
+pub(crate) fn load(file: &Path) -> anyhow::Result<WorkflowDef> {
+    if file == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| exit::usage(format!("cannot read the workflow from standard input: {e}")))?;
+        return WorkflowDef::from_json(&text).map_err(|e| exit::invalid(format!("standard input: {e}")));
+    }
+    WorkflowDef::load(file).map_err(|e| match e {
+        LoadError::Io { .. } => exit::usage(e.to_string()),
+        LoadError::Parse { .. } => exit::invalid(e.to_string()),
+    })
 }
 
 /// The workflow to run: a file, or a registered definition.
@@ -32,16 +54,16 @@ pub(crate) async fn workflow(
     version: Option<u32>,
 ) -> anyhow::Result<WorkflowDef> {
     match (file, name) {
-        (Some(file), _) => Ok(WorkflowDef::load(file)?),
+        (Some(file), _) => load(file),
         (None, Some(name)) => Ok(client.definition(name, version).await?),
-        (None, None) => bail!("give a workflow file or --name"),
+        (None, None) => Err(exit::usage("give a workflow file or --name")),
     }
 }
 
 /// `weft deploy`.
 pub(crate) async fn deploy(client: &WeftClient, files: &[std::path::PathBuf]) -> anyhow::Result<ExitCode> {
     for file in files {
-        let def = WorkflowDef::load(file)?;
+        let def = load(file)?;
         client.deploy(&def).await.with_context(|| format!("{}", file.display()))?;
         outln!("registered {} v{}", def.name, def.version);
     }
@@ -57,7 +79,7 @@ pub(crate) async fn definitions(client: &WeftClient) -> anyhow::Result<ExitCode>
 }
 
 fn parse_id(id: &str) -> anyhow::Result<Uuid> {
-    id.parse().with_context(|| format!("`{id}` is not a run id (a UUID such as 0193c1c4-...)"))
+    id.parse().map_err(|_| exit::usage(format!("`{id}` is not a run id (a UUID such as 0193c1c4-...)")))
 }
 
 fn describe(event: &Event) -> String {
@@ -110,7 +132,7 @@ fn print_record(record: &RunRecord, gantt: bool) {
 }
 
 fn exit_for(record: &RunRecord) -> ExitCode {
-    if record.status == RunStatus::Completed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    ExitCode::from(if record.status == RunStatus::Completed { exit::OK } else { exit::FAILED })
 }
 
 /// `weft run`: submit, follow, print the outcome; exit 0 only if the run completed.
@@ -122,6 +144,7 @@ pub(crate) async fn run(
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let run_id = client.submit(def, input).await?;
+    let _ = FOLLOWED.set(run_id);
     if !json && !quiet {
         eprintln!("submitted run {run_id}");
     }
@@ -142,6 +165,20 @@ pub(crate) async fn run(
     Ok(exit_for(&record))
 }
 
+/// The run `weft run` or `weft watch` follows, for what Ctrl-C says.
+static FOLLOWED: std::sync::OnceLock<Uuid> = std::sync::OnceLock::new();
+
+/// Ctrl-C: a run being followed goes on; say so, and how to reach it again.
+pub(crate) fn interrupted() -> ExitCode {
+    match FOLLOWED.get() {
+        Some(run) => eprintln!(
+            "\ninterrupted: run {run} goes on without this command. Follow it with `weft watch {run}`, stop it with `weft cancel {run}`."
+        ),
+        None => eprintln!("\ninterrupted"),
+    }
+    ExitCode::from(exit::INTERRUPTED)
+}
+
 /// `weft submit`: print the run id at once.
 pub(crate) async fn submit(client: &WeftClient, def: &WorkflowDef, input: Value) -> anyhow::Result<ExitCode> {
     outln!("{}", client.submit(def, input).await?);
@@ -152,7 +189,12 @@ pub(crate) async fn submit(client: &WeftClient, def: &WorkflowDef, input: Value)
 pub(crate) async fn status(client: &WeftClient, id: &str, json: bool, gantt: bool) -> anyhow::Result<ExitCode> {
     let record = client.status(parse_id(id)?).await?;
     if json {
-        outln!("{}", serde_json::to_string_pretty(&record)?);
+        // The record, and the summary people read below the timeline.
+        let mut value = serde_json::to_value(&record)?;
+        if let Value::Object(fields) = &mut value {
+            fields.insert("summary".to_owned(), serde_json::to_value(timeline::summary(&record, now_ms()))?);
+        }
+        outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_record(&record, gantt);
     }
@@ -162,6 +204,7 @@ pub(crate) async fn status(client: &WeftClient, id: &str, json: bool, gantt: boo
 /// `weft watch`: events as they happen, from the run's start.
 pub(crate) async fn watch(client: &WeftClient, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     let run_id = parse_id(id)?;
+    let _ = FOLLOWED.set(run_id);
     // Fail with "not found" rather than wait forever on a run that does not exist.
     client.status(run_id).await?;
     let mut events = Box::pin(client.watch(run_id).await?);
@@ -177,13 +220,23 @@ pub(crate) async fn watch(client: &WeftClient, id: &str, json: bool) -> anyhow::
             last = Some(status);
         }
     }
-    Ok(if last == Some(RunStatus::Completed) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(ExitCode::from(if last == Some(RunStatus::Completed) { exit::OK } else { exit::FAILED }))
 }
 
 /// `weft cancel`.
-pub(crate) async fn cancel(client: &WeftClient, id: &str, reason: Option<String>) -> anyhow::Result<ExitCode> {
-    client.cancel(parse_id(id)?, reason).await?;
-    outln!("cancelling {id}");
+pub(crate) async fn cancel(
+    client: &WeftClient,
+    id: &str,
+    reason: Option<String>,
+    compensate: bool,
+) -> anyhow::Result<ExitCode> {
+    if compensate {
+        client.cancel_and_compensate(parse_id(id)?, reason).await?;
+        outln!("cancelling {id}: its compensations run first");
+    } else {
+        client.cancel(parse_id(id)?, reason).await?;
+        outln!("cancelling {id}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -16,6 +16,7 @@
 
 pub mod timeline;
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
@@ -47,6 +48,20 @@ pub enum ClientError {
         /// The API subject.
         subject: String,
     },
+    /// No answer came within the client's timeout.
+    #[error("no answer on {subject} within {after:?}")]
+    TimedOut {
+        /// The API subject.
+        subject: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The NATS server refused what this connection's user may not do.
+    #[error("NATS refused: {message}")]
+    Denied {
+        /// The server's words (`Permissions Violation for Publish to "weft.api.submit"`).
+        message: String,
+    },
     /// A request failed in transport.
     #[error("request to {subject} failed: {message}")]
     Request {
@@ -69,6 +84,14 @@ pub enum ClientError {
     /// JetStream failed.
     #[error("JetStream: {0}")]
     JetStream(String),
+    /// What is stored is not what Weft writes.
+    #[error("{key} is corrupt: {message}")]
+    Corrupt {
+        /// Bucket and key.
+        key: String,
+        /// Why it cannot be read.
+        message: String,
+    },
 }
 
 /// A connection to a Weft deployment.
@@ -76,36 +99,72 @@ pub enum ClientError {
 pub struct WeftClient {
     nats: async_nats::Client,
     js: jetstream::Context,
+    options: ClientOptions,
+    /// The last permission violation the server reported on this connection.
+    denied: Arc<Mutex<Option<String>>>,
 }
 
-/// How long an API call may take before it is reported as timed out.
-const API_TIMEOUT: Duration = Duration::from_secs(30);
+/// How a client behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// How long connecting, and each API call, may take; a call rides out an absent
+    /// coordinator or an unavailable JetStream for this long too (default 30 s).
+    pub timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions { timeout: Duration::from_secs(30) }
+    }
+}
 
 /// How often [`WeftClient::wait`] asks for the record while no end was heard.
 const WAIT_RECHECK: Duration = Duration::from_secs(5);
 
 /// Asking again while no coordinator answers at all (one restarting) or a coordinator
 /// answers `unavailable` (JetStream electing a leader): nothing was done then, so it is
-/// safe; 50 ms doubling to 1 s, for 20 s.
-const RIDE_OUT: Policy =
-    Policy::new(Duration::from_millis(50), Duration::from_secs(1)).for_at_most(Duration::from_secs(20));
+/// safe; 50 ms doubling to 1 s, for as long as the client's timeout.
+const RIDE_OUT: Policy = Policy::new(Duration::from_millis(50), Duration::from_secs(1));
 
 impl WeftClient {
     /// Connects (fails at once if NATS is not there). `url` may carry credentials and
     /// list several servers: see [`nats_url`].
     pub async fn connect(url: &str) -> Result<WeftClient, ClientError> {
-        let options = async_nats::ConnectOptions::new().name("weft-client").request_timeout(Some(API_TIMEOUT));
-        let nats = nats_url::with_credentials(options, url)
+        WeftClient::connect_with(url, ClientOptions::default()).await
+    }
+
+    /// Connects with `options`.
+    pub async fn connect_with(url: &str, options: ClientOptions) -> Result<WeftClient, ClientError> {
+        let denied: Arc<Mutex<Option<String>>> = Arc::default();
+        let noted = denied.clone();
+        let connect = async_nats::ConnectOptions::new()
+            .name("weft-client")
+            .request_timeout(Some(options.timeout))
+            .connection_timeout(options.timeout)
+            .event_callback(move |event| {
+                let noted = noted.clone();
+                async move {
+                    if let async_nats::Event::ServerError(async_nats::ServerError::Other(message)) = event
+                        && message.to_lowercase().contains("permissions violation")
+                    {
+                        *noted.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
+                    }
+                }
+            });
+        let nats = nats_url::with_credentials(connect, url)
             .connect(nats_url::servers(url))
             .await
             .map_err(|source| ClientError::Connect { url: nats_url::redact(url), source })?;
-        Ok(WeftClient::from_nats(nats))
+        let mut client = WeftClient::from_nats(nats);
+        client.options = options;
+        client.denied = denied;
+        Ok(client)
     }
 
     /// Wraps an existing connection.
     pub fn from_nats(nats: async_nats::Client) -> WeftClient {
         let js = jetstream::new(nats.clone());
-        WeftClient { nats, js }
+        WeftClient { nats, js, options: ClientOptions::default(), denied: Arc::default() }
     }
 
     /// The underlying NATS connection.
@@ -132,6 +191,11 @@ impl WeftClient {
                 async_nats::client::RequestErrorKind::NoResponders => {
                     ClientError::NoCoordinator { subject: subject.clone() }
                 }
+                // A request the server refused to deliver is never answered: say why.
+                async_nats::client::RequestErrorKind::TimedOut => match self.take_denial() {
+                    Some(message) => ClientError::Denied { message },
+                    None => ClientError::TimedOut { subject: subject.clone(), after: self.options.timeout },
+                },
                 _ => ClientError::Request { subject: subject.clone(), message: e.to_string() },
             })?;
             let reply: ApiReply = serde_json::from_slice(&reply.payload)
@@ -141,10 +205,16 @@ impl WeftClient {
                 other => Ok(other),
             }
         };
-        retry(&RIDE_OUT, None, ClientError::is_transient, ask).await.map_err(|stopped| match stopped {
+        let ride_out = RIDE_OUT.for_at_most(self.options.timeout);
+        retry(&ride_out, None, ClientError::is_transient, ask).await.map_err(|stopped| match stopped {
             Stopped::Failed(e) | Stopped::GaveUp(e) => e,
             Stopped::ShutDown => ClientError::Request { subject: subject.clone(), message: "stopped".to_owned() },
         })
+    }
+
+    /// A permission violation the server reported since the last look, if any.
+    fn take_denial(&self) -> Option<String> {
+        self.denied.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
     fn unexpected(verb: &str, reply: &ApiReply) -> ClientError {
@@ -264,10 +334,20 @@ impl WeftClient {
             .await
             .map_err(|e| ClientError::JetStream(format!("events consumer: {e}")))?;
         let messages = consumer.messages().await.map_err(|e| ClientError::JetStream(format!("events: {e}")))?;
-        let events = messages.map(|m| {
-            let m = m.map_err(|e| ClientError::JetStream(e.to_string()))?;
-            serde_json::from_slice::<Event>(&m.payload)
-                .map_err(|e| ClientError::Decode { subject: m.subject.to_string(), message: e.to_string() })
+        // An event that cannot be read is skipped with a warning: one bad message on a
+        // run's subject must not end the watch of everything after it.
+        let events = messages.filter_map(|m| async move {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => return Some(Err(ClientError::JetStream(e.to_string()))),
+            };
+            match serde_json::from_slice::<Event>(&m.payload) {
+                Ok(event) => Some(Ok(event)),
+                Err(e) => {
+                    tracing::warn!(subject = %m.subject, error = %e, "an unreadable event skipped");
+                    None
+                }
+            }
         });
         // End right after the run's last event, without waiting for another message.
         Ok(futures::stream::unfold((Box::pin(events), false), |(mut events, done)| async move {
@@ -393,7 +473,7 @@ fn definition_error(e: definitions::DefinitionError) -> ClientError {
         }
         definitions::DefinitionError::Store(message) => ClientError::JetStream(message),
         definitions::DefinitionError::Decode { key, message } => {
-            ClientError::Decode { subject: format!("{}/{key}", subjects::DEFINITIONS_BUCKET), message }
+            ClientError::Corrupt { key: format!("{}/{key}", subjects::DEFINITIONS_BUCKET), message }
         }
     }
 }

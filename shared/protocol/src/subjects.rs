@@ -9,6 +9,8 @@
 //! | API | `weft.api.submit`, `.status`, `.list`, `.cancel` | core NATS request/reply, queue group `weft-coordinators` |
 //! | tool advertisements | key `<tool>.<worker>` | KV bucket `weft_tools` (entries expire unless refreshed) |
 //! | finished runs | key `R` | KV bucket `weft_runs` |
+//! | log entries that could not be read, with where they were and why (headers `Weft-Subject`, `Weft-Seq`, `Weft-Reason`) | `weft.dead.<partition>` | stream `WEFT_DEAD` (kept as long as records) |
+//! | runs by creation: one entry per run, in the order they were created | `weft.index.R` | stream `WEFT_RUN_INDEX` (kept as long as records) |
 //! | registered definitions | key `<name>.<version>` | KV bucket `weft_definitions` |
 
 use uuid::Uuid;
@@ -19,6 +21,10 @@ pub const TASKS_STREAM: &str = "WEFT_TASKS";
 pub const INPUTS_STREAM: &str = "WEFT_INPUTS";
 /// Stream of lifecycle events.
 pub const EVENTS_STREAM: &str = "WEFT_EVENTS";
+/// Stream of runs in creation order: one entry per run (`weft list` reads it from the end).
+pub const INDEX_STREAM: &str = "WEFT_RUN_INDEX";
+/// Stream of log entries that could not be read, moved aside with the reason.
+pub const DEAD_STREAM: &str = "WEFT_DEAD";
 /// Bucket of tool advertisements.
 pub const TOOLS_BUCKET: &str = "weft_tools";
 /// Bucket of run records.
@@ -81,6 +87,22 @@ pub fn query(run: Uuid) -> String {
 
 /// Every query subject.
 pub const QUERY_ALL: &str = "weft.query.*";
+
+/// Subject of a run's entry in the index of runs.
+pub fn index(run: Uuid) -> String {
+    format!("weft.index.{run}")
+}
+
+/// Every index subject.
+pub const INDEX_ALL: &str = "weft.index.*";
+
+/// Subject of a partition's unreadable log entries.
+pub fn dead(partition: &str) -> String {
+    format!("weft.dead.{partition}")
+}
+
+/// Every dead-letter subject.
+pub const DEAD_ALL: &str = "weft.dead.>";
 
 /// Subject of a run's lifecycle events.
 pub fn events(run: Uuid) -> String {

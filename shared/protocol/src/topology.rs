@@ -75,6 +75,24 @@ pub async fn ensure(js: &jetstream::Context, retention: &Retention) -> Result<In
             ..Default::default()
         },
         stream::Config {
+            name: subjects::INDEX_STREAM.into(),
+            subjects: vec![subjects::INDEX_ALL.into()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_age: retention.runs,
+            duplicate_window: Duration::from_secs(120).min(retention.runs),
+            ..Default::default()
+        },
+        stream::Config {
+            name: subjects::DEAD_STREAM.into(),
+            subjects: vec![subjects::DEAD_ALL.into()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_age: retention.runs,
+            duplicate_window: Duration::from_secs(120).min(retention.runs),
+            ..Default::default()
+        },
+        stream::Config {
             name: subjects::EVENTS_STREAM.into(),
             subjects: vec![subjects::EVENTS_ALL.into()],
             retention: stream::RetentionPolicy::Limits,
@@ -100,7 +118,12 @@ pub async fn ensure(js: &jetstream::Context, retention: &Retention) -> Result<In
 /// are (a cluster raises them to three; rewriting the whole config would scale it back).
 pub async fn apply_retention(js: &jetstream::Context, retention: &Retention) -> Result<(), SetupError> {
     let runs = format!("KV_{}", subjects::RUNS_BUCKET);
-    for (name, max_age) in [(runs.as_str(), retention.runs), (subjects::EVENTS_STREAM, retention.events)] {
+    let kept = [
+        (runs.as_str(), retention.runs),
+        (subjects::INDEX_STREAM, retention.runs),
+        (subjects::EVENTS_STREAM, retention.events),
+    ];
+    for (name, max_age) in kept {
         let what = format!("stream {name}");
         let mut stream = js.get_stream(name).await.map_err(|e| err(&what, e))?;
         let mut config = stream.info().await.map_err(|e| err(&what, e))?.config.clone();

@@ -15,7 +15,9 @@ mod task;
 pub use advertisement::Advertisement;
 pub use api::{ApiError, ApiErrorCode, ApiReply, ApiRequest, Submit};
 pub use event::{Event, EventKind};
-pub use record::{Attempt, CompensationRecord, RunRecord, RunStatus, RunSummary, SignalRecord, StepRecord, StepStatus};
+pub use record::{
+    Attempt, CompensationRecord, IndexEntry, RunRecord, RunStatus, RunSummary, SignalRecord, StepRecord, StepStatus,
+};
 pub use task::{CancelTask, Outcome, Task, TaskResult, ToolError};
 
 /// Milliseconds since the Unix epoch.

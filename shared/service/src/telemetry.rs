@@ -17,6 +17,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -33,26 +34,56 @@ fn tracing_enabled() -> bool {
     !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
-/// Sets up logs (and traces if configured) for a process whose service name defaults to
+/// Sets up logs (and traces if configured) for a service whose name defaults to
 /// `service`. Must run inside a multi-thread tokio runtime (the exporter needs it).
 pub fn init(service: &str, json: bool) -> Telemetry {
     // ractor wraps each actor's life in an info span (a root trace of its own); async-nats
     // logs every connection.
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ractor=warn,async_nats=warn"));
+    setup(service, "info,ractor=warn,async_nats=warn", json, true, None)
+}
+
+/// The same for a service that names its instance (`service.instance.id` in traces: a
+/// worker's id).
+pub fn init_instance(service: &str, json: bool, instance: &str) -> Telemetry {
+    setup(service, "info,ractor=warn,async_nats=warn", json, true, Some(instance))
+}
+
+/// For a command line: warnings only unless `RUST_LOG` says more, and traces only if
+/// `traced` (a command that only reads makes none).
+pub fn init_client(service: &str, traced: bool) -> Telemetry {
+    setup(service, "warn", false, traced, None)
+}
+
+fn setup(service: &str, default_filter: &str, json: bool, traced: bool, instance: Option<&str>) -> Telemetry {
+    // Logs follow RUST_LOG; spans are what Weft records, at info, whatever the log level
+    // (a command line logs warnings only but still traces its requests).
+    let logs = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     global::set_text_map_propagator(TraceContextPropagator::new());
-    let provider = tracing_enabled().then(|| build_provider(service)).flatten();
-    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("weft")));
-    let base = tracing_subscriber::registry().with(filter).with(otel);
+    let provider = (traced && tracing_enabled()).then(|| build_provider(service, instance)).flatten();
+    // Spans carry what Weft records, not the layer's defaults: no busy/idle times, no
+    // thread or source-code attributes.
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("weft"))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_filter(EnvFilter::new("info,ractor=warn,async_nats=warn"))
+    });
     // Colours only for a person at a terminal: a log file or a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let base = tracing_subscriber::registry().with(otel);
     // An error means a subscriber is already set (tests embedding a service): keep it.
-    let _ = if json { base.with(fmt.json()).try_init() } else { base.with(fmt).try_init() };
+    let _ = if json {
+        base.with(fmt.json().with_filter(logs)).try_init()
+    } else {
+        base.with(fmt.with_filter(logs)).try_init()
+    };
     Telemetry { provider }
 }
 
-fn build_provider(service: &str) -> Option<SdkTracerProvider> {
+fn build_provider(service: &str, instance: Option<&str>) -> Option<SdkTracerProvider> {
     let exporter = match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
         Ok(e) => e,
         Err(e) => {
@@ -60,7 +91,11 @@ fn build_provider(service: &str) -> Option<SdkTracerProvider> {
             return None;
         }
     };
-    let mut resource = Resource::builder();
+    let mut resource =
+        Resource::builder().with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    if let Some(instance) = instance {
+        resource = resource.with_attribute(opentelemetry::KeyValue::new("service.instance.id", instance.to_owned()));
+    }
     if std::env::var("OTEL_SERVICE_NAME").is_err() {
         resource = resource.with_service_name(service.to_owned());
     }

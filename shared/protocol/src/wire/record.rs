@@ -190,6 +190,21 @@ pub struct SignalRecord {
     pub held: bool,
 }
 
+/// A run's entry in the index of runs (`weft.index.<run>`), written once when it is
+/// created: what a listing needs before it reads the run's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// The run.
+    pub run_id: Uuid,
+    /// Its workflow.
+    pub workflow: String,
+    /// When it was accepted.
+    pub created_ms: Millis,
+    /// The run that started it, if it is a child run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Uuid>,
+}
+
 /// A line of `weft list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {

@@ -1,0 +1,229 @@
+//! What a new user trips over, on the live services and through the `weft` binary: the
+//! newest runs listed first, checked signals and commands, bad input skipped or named,
+//! and a command line that says what happened once, with an exit code per meaning.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use weft_lang::definition::WorkflowDef;
+use weft_protocol::subjects;
+use weft_protocol::wire::{RunStatus, StepStatus};
+use weft_tests::cluster::Cluster;
+use weft_tests::{bin, repo_root, text, wait};
+
+fn inline(def: Value) -> WorkflowDef {
+    WorkflowDef::from_json(&def.to_string()).expect("workflow parses")
+}
+
+/// `weft` with `args` against `url`, its standard input from `stdin`.
+fn weft_at(url: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(bin("weft"))
+        .args(args)
+        .args(["--nats", url])
+        .current_dir(repo_root())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weft runs");
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).expect("stdin written");
+    }
+    child.wait_with_output().expect("weft ends")
+}
+
+/// Exactly one `error:` line, no terminal colours, and the message given.
+fn one_error(stderr: &str, says: &str) {
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colours in a pipe: {stderr:?}");
+    assert!(stderr.contains(says), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_runs_are_listed_first_and_limits_are_checked() {
+    let cluster = Cluster::start(1).await;
+    let client = cluster.client().await;
+    // A parent with a child run: the child's id is a UUID v5, which sorts above v7 ids.
+    let child = inline(json!({"name": "child", "version": 1, "steps": [{"id": "c", "tool": "echo"}]}));
+    client.deploy(&child).await.expect("registered");
+    let parent = inline(json!({"name": "parent", "steps": [{"id": "call", "workflow": {"name": "child"}}]}));
+    client.run(&parent, Value::Null).await.expect("parent runs");
+    let echo = inline(json!({"name": "later", "steps": [{"id": "e", "tool": "echo"}]}));
+    let mut newest = Vec::new();
+    for _ in 0..3 {
+        newest.push(client.run(&echo, Value::Null).await.expect("runs").run_id);
+    }
+    newest.reverse();
+    let listed: Vec<_> = client.list(Some(3)).await.expect("listed").into_iter().map(|r| r.run_id).collect();
+    assert_eq!(listed, newest, "the three newest, newest first");
+    let five: Vec<String> = client.list(Some(5)).await.expect("listed").into_iter().map(|r| r.workflow).collect();
+    assert_eq!(five, ["later", "later", "later", "child", "parent"]);
+
+    // A limit out of range is refused, by the API and by the command line.
+    let reply = client
+        .nats()
+        .request("weft.api.list", json!({"verb": "list", "limit": u64::MAX}).to_string().into())
+        .await
+        .expect("an answer");
+    let reply: Value = serde_json::from_slice(&reply.payload).expect("json");
+    assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
+    let out = weft_at(&cluster.nats.url, &["list", "--limit", "0"], None);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_and_commands_that_would_not_apply_are_refused() {
+    let cluster = Cluster::start(1).await;
+    let client = cluster.client().await;
+    let def = inline(json!({"name": "approval", "steps": [
+        {"id": "draft", "tool": "echo"},
+        {"id": "review", "signal": {"name": "approve", "schema": {"type": "object", "required": ["by"]}},
+         "depends_on": ["draft"]},
+        {"id": "later", "signal": {"name": "publish"}, "depends_on": ["review"]}
+    ]}));
+    let run = client.submit(&def, Value::Null).await.expect("accepted");
+    wait::record(&client, run, "waiting", |r| r.steps["review"].status == StepStatus::Running).await;
+
+    let refused = |e: weft_client::ClientError| e.to_string();
+    let unknown = refused(client.signal(run, "aprove", json!({})).await.expect_err("no such signal"));
+    assert!(unknown.contains("waits for no signal `aprove`") && unknown.contains("`approve`, `publish`"), "{unknown}");
+    let misfit = refused(client.signal(run, "approve", json!({"who": "me"})).await.expect_err("breaks the schema"));
+    assert!(misfit.contains("\"by\" is a required property"), "{misfit}");
+    let nameless = refused(client.signal(run, " ", json!({})).await.expect_err("no name"));
+    assert!(nameless.contains("needs a name"), "{nameless}");
+    let not_paused = refused(client.resume(run).await.expect_err("not paused"));
+    assert!(not_paused.contains("is not paused"), "{not_paused}");
+    client.pause(run).await.expect("paused");
+    wait::record(&client, run, "paused", |r| r.status == RunStatus::Paused).await;
+    let twice = refused(client.pause(run).await.expect_err("paused twice"));
+    assert!(twice.contains("paused already"), "{twice}");
+    client.resume(run).await.expect("resumed");
+    wait::record(&client, run, "running again", |r| r.status == RunStatus::Running).await;
+
+    // `publish` arrives before its step starts: held. A second is refused, not kept.
+    client.signal(run, "publish", json!({"n": 1})).await.expect("held for its step");
+    wait::record(&client, run, "holding it", |r| r.signals["publish"].held).await;
+    let second = refused(client.signal(run, "publish", json!({"n": 2})).await.expect_err("a second"));
+    assert!(second.contains("held for its step"), "{second}");
+    client.signal(run, "approve", json!({"by": "ada"})).await.expect("approved");
+    let done = client.wait(run).await.expect("ends");
+    assert_eq!(done.status, RunStatus::Completed, "{done:#?}");
+    assert_eq!(done.steps["later"].output, Some(json!({"n": 1})), "the first signal, not the second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_in_events_records_definitions_and_the_run_log_is_named_and_skipped() {
+    let cluster = Cluster::start(1).await;
+    let client = cluster.client().await;
+    let js = async_nats::jetstream::new(client.nats().clone());
+
+    // An undecodable event on a run's subject: `weft watch` warns and goes on to the end.
+    let def = inline(json!({"name": "held", "steps": [{"id": "hold", "signal": {"name": "go"}}]}));
+    let run = client.submit(&def, Value::Null).await.expect("accepted");
+    wait::record(&client, run, "waiting", |r| r.steps["hold"].status == StepStatus::Running).await;
+    js.publish(subjects::events(run), "{not an event".into()).await.expect("published").await.expect("stored");
+    client.signal(run, "go", json!(true)).await.expect("signalled");
+    client.wait(run).await.expect("ends");
+    let out = weft_at(&cluster.nats.url, &["watch", &run.to_string()], None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("run finished: completed"), "{stdout}");
+    assert!(stderr.contains("an unreadable event skipped"), "{stderr}");
+
+    // A garbage definition: `weft run --name` names it corrupt, with its key.
+    let definitions = js.get_key_value(subjects::DEFINITIONS_BUCKET).await.expect("bucket");
+    definitions.put("broken.1", "{1: 2}".into()).await.expect("stored");
+    let out = weft_at(&cluster.nats.url, &["run", "--name", "broken"], None);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    one_error(&stderr, "weft_definitions/broken.1 is corrupt");
+
+    // An entry of a run log that cannot be read goes to the dead letters, with the reason.
+    let log = subjects::input(subjects::partition_of(run, 8), run);
+    js.publish(log.clone(), vec![0xff, 0x00].into()).await.expect("published").await.expect("stored");
+    let dead = js.get_stream(subjects::DEAD_STREAM).await.expect("dead letters");
+    let message = wait::until_ok("a dead letter", wait::PATIENCE, || async {
+        dead.get_raw_message(1).await.map_err(|e| e.to_string())
+    })
+    .await;
+    let headers = message.headers;
+    assert_eq!(headers.get("Weft-Subject").map(|v| v.as_str()), Some(log.as_str()));
+    assert!(headers.get("Weft-Reason").is_some_and(|r| r.as_str().contains("unreadable")), "{headers:?}");
+    assert!(cluster.coordinator.logs().contains("moved to the dead letters"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_says_what_happened_once_with_an_exit_code_per_meaning() {
+    // No NATS at all: at once, exit 4, with what to do.
+    let out = weft_at("nats://127.0.0.1:9", &["list"], None);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    one_error(&stderr, "cannot connect to NATS");
+    assert!(stderr.contains("hint: is NATS running?"), "{stderr}");
+
+    // `--help` never shows a password from the environment.
+    let help = Command::new(bin("weft"))
+        .args(["run", "--help"])
+        .env("NATS_URL", "nats://client:hunter2@127.0.0.1:4222")
+        .output()
+        .expect("weft runs");
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"), "{:?}", text(&help));
+
+    // NATS without a coordinator: exit 4 within the timeout, not a 30 s hang.
+    let nats = weft_tests::nats_server::NatsServer::start();
+    let out = weft_at(&nats.url, &["list", "--timeout", "1s"], None);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    one_error(&stderr, "no coordinator answers");
+    drop(nats);
+
+    let cluster = Cluster::start(1).await;
+    let url = cluster.nats.url.clone();
+    // A workflow from standard input that completes: 0.
+    let chain = json!({"name": "stdin", "steps": [{"id": "e", "tool": "echo", "params": {"x": 1}}]}).to_string();
+    let out = weft_at(&url, &["run", "-", "-q"], Some(&chain));
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    // One that fails: 1. An unknown run: 3. An invalid workflow, or input: 5. A bad id: 2.
+    let failing = json!({"name": "f", "steps": [{"id": "f", "tool": "fail", "params": {"message": "no"}}]}).to_string();
+    assert_eq!(weft_at(&url, &["run", "-", "-q"], Some(&failing)).status.code(), Some(1));
+    let out = weft_at(&url, &["status", &uuid::Uuid::now_v7().to_string()], None);
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    let invalid = json!({"name": "bad", "steps": [{"id": "x", "tool": "no_such_tool"}]}).to_string();
+    let out = weft_at(&url, &["run", "-"], Some(&invalid));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    one_error(&stderr, "no worker offers a tool `no_such_tool`");
+    let out = weft_at(&url, &["run", "examples/chain_notify.json", "--input", r#"{"user": 1}"#], None);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    one_error(&stderr, "the input does not fit");
+    assert_eq!(weft_at(&url, &["status", "not-a-uuid"], None).status.code(), Some(2));
+
+    // Ctrl-C on `weft run`: the run goes on, and the command says how to reach it.
+    let long = json!({"name": "long", "steps": [{"id": "s", "tool": "sleep", "params": {"ms": 60000}}]}).to_string();
+    let mut child = Command::new(bin("weft"))
+        .args(["run", "-", "--nats", &url])
+        .current_dir(repo_root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weft runs");
+    child.stdin.take().expect("stdin").write_all(long.as_bytes()).expect("written");
+    let client = cluster.client().await;
+    wait::until_ok("the run is submitted", wait::PATIENCE, || async {
+        let runs = client.list(Some(1)).await.map_err(|e| e.to_string())?;
+        if runs.first().is_some_and(|r| r.workflow == "long") { Ok(()) } else { Err("not yet".to_owned()) }
+    })
+    .await;
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().expect("kill runs");
+    let out = child.wait_with_output().expect("weft ends");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("goes on without this command") && stderr.contains("weft cancel"), "{stderr}");
+    let run = client.list(Some(1)).await.expect("listed")[0].clone();
+    assert_eq!(run.status, RunStatus::Running, "the run went on");
+    client.cancel(run.run_id, None).await.expect("cancelled");
+}
