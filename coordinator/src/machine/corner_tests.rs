@@ -152,3 +152,22 @@ fn a_compensation_that_cannot_start_and_each_failed_attempt_are_in_the_record_an
     assert_eq!(undo_a.attempts[0].error.as_ref().and_then(|e| e.code.as_deref()), Some("BAD_PARAMS"));
     assert_eq!(record.steps["b"].compensation.as_ref().map(|c| c.attempts.len()), Some(2));
 }
+
+#[test]
+fn templates_read_the_step_s_idempotency_key_and_attempt() {
+    let mut r = run(
+        json!({"name": "hook", "steps": [
+            {"id": "notify", "tool": "http", "retry": {"max_attempts": 2, "backoff": "10ms"},
+             "params": {"headers": {"X-Key": "{step.idempotency_key}"}, "json": {"try": "{step.attempt}"}},
+             "compensate": {"tool": "http", "params": {"key": "{step.idempotency_key}"}}}
+        ]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let key = format!("{}/notify", Uuid::nil());
+    assert_eq!(t[0].params, json!({"headers": {"X-Key": key}, "json": {"try": 1}}));
+    r.apply(err(&t[0], ToolError::new("flaky")), 1);
+    let again = dispatched(&r.apply(Input::Timer { timer: Timer::Retry { step: "notify".into(), attempt: 1 } }, 100));
+    assert_eq!(again[0].params["json"], json!({"try": 2}), "a retry reads its own attempt");
+    assert_eq!(again[0].idempotency_key, key, "the key stays");
+}

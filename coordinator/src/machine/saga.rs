@@ -16,7 +16,9 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
 use weft_lang::plan::Kind;
+use weft_lang::reference::{Layered, ResolveError, Template};
 use weft_protocol::wire::{
     CancelTask, EventKind, Millis, Outcome, RunStatus, StepStatus, Task, TaskResult, ToolError, codes,
 };
@@ -171,11 +173,19 @@ impl Run {
             attempt: c.attempt,
             tool: spec.tool.clone(),
             params: c.params.clone().unwrap_or_default(),
-            idempotency_key: format!("{}/{}/compensate", self.id, inst.path),
+            idempotency_key: self.idempotency_key(i, true),
             timeout_ms: spec.timeout.map(millis),
             compensation: true,
             reply_to: self.reply_to.clone(),
         })
+    }
+
+    /// A compensation's params for its first attempt (retries reuse them).
+    fn compensation_params(&self, i: InstId, template: &Template) -> Result<Value, ResolveError> {
+        let attempt = self.insts[i].state.compensation.as_ref().map_or(0, |c| c.attempt) + 1;
+        let local = self.step_binding(i, attempt, true);
+        let frame_view = self.view(self.insts[i].frame);
+        template.resolve(&Layered { local: &local, outer: &frame_view })
     }
 
     fn dispatch_compensation(&mut self, i: InstId, now: Millis, out: &mut Vec<Effect>) {
@@ -183,7 +193,7 @@ impl Run {
         let Some(spec) = self.def(i).compensate.clone() else { return };
         let params = match self.insts[i].state.compensation.as_ref().and_then(|c| c.params.clone()) {
             Some(p) => p,
-            None => match spec.params.resolve(&self.view(self.insts[i].frame)) {
+            None => match self.compensation_params(i, &spec.params) {
                 Ok(p) => p,
                 Err(e) => {
                     // It could not start: an attempt that ended at once says so in the record.

@@ -2,11 +2,12 @@
 //! concurrency limit), dispatching tasks, applying results, retries and failures.
 
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 use weft_lang::definition::FailurePolicy;
 use weft_lang::plan::{DepState, Gate, Kind};
-use weft_lang::reference::{SkippedAsNull, Template};
+use weft_lang::reference::{Layered, SkippedAsNull, Template};
 use weft_protocol::wire::{
     CancelTask, EventKind, Millis, Outcome, RunStatus, StepStatus, Task, TaskResult, ToolError, codes,
 };
@@ -165,7 +166,10 @@ impl Run {
             Gate::Skip(reason) => return Prepared::Skip(reason),
             Gate::Go => {}
         }
-        let view = self.view(f);
+        // `{step.…}` reads the attempt about to start.
+        let local = self.step_binding(i, self.insts[i].state.attempt + 1, false);
+        let frame_view = self.view(f);
+        let view = Layered { local: &local, outer: &frame_view };
         if let Some(when) = &step.when {
             match when.eval(&view) {
                 Ok(true) => {}
@@ -209,7 +213,7 @@ impl Run {
             attempt: inst.state.attempt,
             tool: tool.clone(),
             params: inst.state.params.clone().unwrap_or(Value::Null),
-            idempotency_key: format!("{}/{}", self.id, inst.path),
+            idempotency_key: self.idempotency_key(i, false),
             timeout_ms: step.timeout.map(millis),
             compensation: false,
             reply_to: self.reply_to.clone(),
@@ -225,6 +229,25 @@ impl Run {
         if let Some(i) = self.index(&r.step_id) {
             step::fill_in(&mut self.insts[i].state.attempts, r.attempt, &r.worker, r.started_ms);
         }
+    }
+
+    /// A step's idempotency key: `<run>/<path>` (a compensation's `<run>/<path>/compensate`),
+    /// the same on every attempt and redelivery.
+    pub(super) fn idempotency_key(&self, i: InstId, compensation: bool) -> String {
+        let path = &self.insts[i].path;
+        if compensation { format!("{}/{path}/compensate", self.id) } else { format!("{}/{path}", self.id) }
+    }
+
+    /// What `{step.…}` reads in instance `i`'s templates for attempt `attempt`: its
+    /// `idempotency_key`, `attempt`, `path` and `run_id`.
+    pub(super) fn step_binding(&self, i: InstId, attempt: u32, compensation: bool) -> BTreeMap<String, Value> {
+        let step = serde_json::json!({
+            "idempotency_key": self.idempotency_key(i, compensation),
+            "attempt": attempt,
+            "path": self.insts[i].path,
+            "run_id": self.id,
+        });
+        BTreeMap::from([("step".to_owned(), step)])
     }
 
     /// Starts the next attempt of instance `i` (`Running`, attempt recorded); returns it.
@@ -244,7 +267,18 @@ impl Run {
 
     fn dispatch(&mut self, i: InstId, now: Millis, out: &mut Vec<Effect>) {
         let mut started = Vec::new();
-        self.begin_attempt(i, now, &mut started);
+        let attempt = self.begin_attempt(i, now, &mut started);
+        // Params were resolved for the first attempt; a retry's `{step.attempt}` is its own.
+        if attempt > 1
+            && let Kind::Task { params, .. } = &self.def(i).kind
+            && params.references().iter().any(|p| p.root == "step")
+        {
+            let local = self.step_binding(i, attempt, false);
+            let frame_view = self.view(self.insts[i].frame);
+            if let Ok(value) = params.resolve(&Layered { local: &local, outer: &frame_view }) {
+                self.insts[i].state.params = Some(value);
+            }
+        }
         self.running.add();
         if let Some(task) = self.task(i) {
             out.push(Effect::Dispatch(task));

@@ -1,19 +1,28 @@
 //! `http`: a real HTTP request, returning `{status, headers, body}`.
 //!
 //! Params: `method`, `url`, `headers` (object), `json` (sent as a JSON body) or `body`
-//! (raw text), `timeout_ms` (default 60 s, so a blocking call always ends). Any status is
-//! a result, not a failure: workflows branch on `status`. The body is parsed as JSON when
-//! the response says it is JSON (and parses), otherwise returned as text. Failures:
-//! `BAD_PARAMS` (bad method, URL or header), `TIMEOUT`, `NETWORK` (DNS, connection, TLS,
-//! protocol), `OUTPUT_TOO_LARGE` (a body over 8 MiB). ureq is blocking, so the request
-//! runs on the blocking pool.
+//! (raw text), `timeout_ms` (default 60 s, so a call always ends), `idempotency_key`
+//! (default true). Any status is a result, not a failure: workflows branch on `status`.
+//! The body is parsed as JSON when the response says it is JSON (and parses), otherwise
+//! returned as text.
+//!
+//! The step's idempotency key is sent as an `Idempotency-Key` header (a compensation's own
+//! key for a compensation), unless the params set that header themselves or say
+//! `"idempotency_key": false`: a service that dedupes on it makes the step's effect
+//! exactly-once across retries and redeliveries.
+//!
+//! The request is async (reqwest): a cancel (the run ended, a race was won, the step timed
+//! out) drops it, and the connection with it, at once.
+//!
+//! Failures: `BAD_PARAMS` (bad method, URL or header), `TIMEOUT`, `NETWORK` (DNS,
+//! connection, TLS, protocol), `OUTPUT_TOO_LARGE` (a body over 8 MiB).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use ureq::http;
 use weft_lang::catalogue::ToolSpec;
 use weft_protocol::wire::{ToolError, codes};
 
@@ -26,11 +35,21 @@ pub const NETWORK: &str = "NETWORK";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Larger bodies could not travel back in a result anyway.
-const MAX_BODY: u64 = 8 * 1024 * 1024;
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// The header that carries the step's idempotency key.
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// One client for every call: its connection pool is shared.
+static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(reqwest::Client::new);
 
 /// Sends an HTTP request.
 #[derive(Debug, Clone, Copy)]
 pub struct Http;
+
+fn yes() -> bool {
+    true
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +64,8 @@ struct Params {
     body: Option<String>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    #[serde(default = "yes")]
+    idempotency_key: bool,
 }
 
 #[async_trait]
@@ -52,10 +73,11 @@ impl Tool for Http {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "http".into(),
-            version: "1".into(),
-            description: "Built-in. Sends an HTTP request (`json` is sent as a JSON body, `body` as raw text) and \
-                          returns {\"status\": <code>, \"headers\": {...}, \"body\": <parsed JSON, or text>}. Fails \
-                          on network errors and when `timeout_ms` elapses."
+            version: "2".into(),
+            description: "Built-in. Sends an HTTP request (`json` is sent as a JSON body, `body` as raw text) with \
+                          the step's idempotency key in an `Idempotency-Key` header, and returns {\"status\": <code>, \
+                          \"headers\": {...}, \"body\": <parsed JSON, or text>}. Fails on network errors and when \
+                          `timeout_ms` elapses."
                 .into(),
             params: json!({
                 "type": "object",
@@ -65,7 +87,8 @@ impl Tool for Http {
                     "headers": {"type": "object"},
                     "json": {},
                     "body": {"type": "string"},
-                    "timeout_ms": {"type": "integer"}
+                    "timeout_ms": {"type": "integer", "minimum": 1},
+                    "idempotency_key": {"type": "boolean"}
                 },
                 "required": ["method", "url"],
                 "additionalProperties": false
@@ -79,51 +102,50 @@ impl Tool for Http {
 
     async fn call(&self, params: Value, ctx: ToolContext) -> Result<Value, ToolError> {
         let params: Params = parse_params("http", params)?;
-        let request = tokio::task::spawn_blocking(move || send(params));
         tokio::select! {
-            joined = request => joined.map_err(|e| ToolError::new(format!("the HTTP request crashed: {e}")))?,
-            // The blocking request ends by itself within its timeout.
+            result = send(params, &ctx.idempotency_key) => result,
+            // Dropping the request closes its connection: the server sees it go.
             () = ctx.cancel.cancelled() => Err(cancelled("http")),
         }
     }
 }
 
-/// Carries out the request (blocking).
-fn send(params: Params) -> Result<Value, ToolError> {
-    let Params { method, url, headers, json, body, timeout_ms } = params;
-    let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+/// Carries out the request.
+async fn send(params: Params, key: &str) -> Result<Value, ToolError> {
+    let Params { method, url, headers, json, body, timeout_ms, idempotency_key } = params;
+    let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
         .map_err(|_| bad_params(format!("http: {method:?} is not an HTTP method")))?;
-    let mut builder = http::Request::builder().method(method).uri(&url);
-    let mut has_content_type = false;
+    let timeout = timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+    let parsed = reqwest::Url::parse(&url).map_err(|e| bad_params(format!("http: invalid URL {url:?}: {e}")))?;
+    let mut request = CLIENT.request(method, parsed).timeout(timeout);
+    let has = |name: &str| headers.keys().any(|k| k.eq_ignore_ascii_case(name));
+    let (has_content_type, has_key) = (has("content-type"), has(IDEMPOTENCY_KEY));
     for (name, value) in &headers {
-        has_content_type |= name.eq_ignore_ascii_case("content-type");
         let value = match value {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        builder = builder.header(name.as_str(), value);
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| bad_params(format!("http: invalid header name {name:?}: {e}")))?;
+        let value = reqwest::header::HeaderValue::from_str(&value)
+            .map_err(|e| bad_params(format!("http: invalid value of header {name}: {e}")))?;
+        request = request.header(name, value);
     }
-    let payload = match (json, body) {
+    if idempotency_key && !has_key && !key.is_empty() {
+        request = request.header(IDEMPOTENCY_KEY, key);
+    }
+    request = match (json, body) {
         (Some(_), Some(_)) => return Err(bad_params("http: give `json` or `body`, not both")),
         (Some(json), None) => {
             if !has_content_type {
-                builder = builder.header("content-type", "application/json");
+                request = request.header("content-type", "application/json");
             }
-            Some(json.to_string().into_bytes())
+            request.body(json.to_string())
         }
-        (None, Some(body)) => Some(body.into_bytes()),
-        (None, None) => None,
+        (None, Some(body)) => request.body(body),
+        (None, None) => request,
     };
-    let timeout = timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build(),
-    );
-    let request_error = |e: http::Error| bad_params(format!("http: invalid request to {url}: {e}"));
-    let sent = match payload {
-        Some(bytes) => agent.run(builder.body(bytes).map_err(request_error)?),
-        None => agent.run(builder.body(()).map_err(request_error)?),
-    };
-    let mut response = sent.map_err(|e| failure(&url, timeout, e))?;
+    let response = request.send().await.map_err(|e| failure(&url, timeout, &e))?;
     let status = response.status().as_u16();
     let mut header_map = Map::new();
     for (name, value) in response.headers() {
@@ -139,9 +161,22 @@ fn send(params: Params) -> Result<Value, ToolError> {
             }
         }
     }
-    let is_json = response.body().mime_type().is_some_and(|m| m == "application/json" || m.ends_with("+json"));
-    let bytes =
-        response.body_mut().with_config().limit(MAX_BODY).read_to_vec().map_err(|e| failure(&url, timeout, e))?;
+    let is_json = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim() == "application/json" || m.trim().ends_with("+json"));
+    let mut bytes = Vec::new();
+    let mut response = response;
+    while let Some(chunk) = response.chunk().await.map_err(|e| failure(&url, timeout, &e))? {
+        if bytes.len() + chunk.len() > MAX_BODY {
+            return Err(ToolError::new(format!("http: the response body from {url} is larger than {MAX_BODY} bytes"))
+                .with_code(codes::OUTPUT_TOO_LARGE)
+                .permanent());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     let body = match is_json.then(|| serde_json::from_slice::<Value>(&bytes)) {
         Some(Ok(value)) => value,
         _ => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
@@ -149,20 +184,22 @@ fn send(params: Params) -> Result<Value, ToolError> {
     Ok(json!({"status": status, "headers": header_map, "body": body}))
 }
 
-fn failure(url: &str, timeout: Duration, error: ureq::Error) -> ToolError {
-    match error {
-        ureq::Error::Timeout(_) => {
-            ToolError::new(format!("http: {url} did not answer within {} ms", timeout.as_millis()))
-                .with_code(codes::TIMEOUT)
-        }
-        ureq::Error::BadUri(_) | ureq::Error::Http(_) => bad_params(format!("http: invalid request to {url}: {error}")),
-        ureq::Error::BodyExceedsLimit(limit) => {
-            ToolError::new(format!("http: the response body from {url} is larger than {limit} bytes"))
-                .with_code(codes::OUTPUT_TOO_LARGE)
-                .permanent()
-        }
-        other => ToolError::new(format!("http: request to {url} failed: {other}")).with_code(NETWORK),
+fn failure(url: &str, timeout: Duration, error: &reqwest::Error) -> ToolError {
+    if error.is_timeout() {
+        return ToolError::new(format!("http: {url} did not answer within {} ms", timeout.as_millis()))
+            .with_code(codes::TIMEOUT);
     }
+    if error.is_builder() {
+        return bad_params(format!("http: invalid request to {url}: {error}"));
+    }
+    // The cause says what failed (refused, DNS, TLS): the top level only says "error sending request".
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    ToolError::new(format!("http: request to {url} failed: {message}")).with_code(NETWORK)
 }
 
 #[cfg(test)]
@@ -260,5 +297,40 @@ mod tests {
         assert_eq!(e.code.as_deref(), Some(codes::BAD_PARAMS), "{e}");
         let e = call(json!({"method": "GET", "url": "http://x", "json": 1, "body": "b"})).await.expect_err("both");
         assert_eq!(e.code.as_deref(), Some(codes::BAD_PARAMS), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_step_s_idempotency_key_is_sent_unless_told_otherwise() {
+        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+        let ctx = |key: &str| ToolContext { idempotency_key: key.into(), ..ToolContext::default() };
+        let (base, seen) = serve_once(answer, Duration::ZERO);
+        Http.call(json!({"method": "POST", "url": base, "json": {}}), ctx("run-1/charge")).await.expect("sent");
+        let head = seen.recv().expect("request").head.to_ascii_lowercase();
+        assert!(head.contains("idempotency-key: run-1/charge"), "{head}");
+
+        let (base, seen) = serve_once(answer, Duration::ZERO);
+        let params = json!({"method": "POST", "url": base, "idempotency_key": false});
+        Http.call(params, ctx("run-1/charge")).await.expect("sent");
+        assert!(!seen.recv().expect("request").head.to_ascii_lowercase().contains("idempotency-key"));
+
+        let (base, seen) = serve_once(answer, Duration::ZERO);
+        let params = json!({"method": "POST", "url": base, "headers": {"Idempotency-Key": "mine"}});
+        Http.call(params, ctx("run-1/charge")).await.expect("sent");
+        let head = seen.recv().expect("request").head.to_ascii_lowercase();
+        assert!(head.contains("idempotency-key: mine") && !head.contains("run-1/charge"), "{head}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancel_stops_a_request_in_flight() {
+        let (base, seen) = serve_once("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", Duration::from_secs(30));
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let ctx = ToolContext { cancel: cancel.clone(), ..ToolContext::default() };
+        let call = tokio::spawn(async move { Http.call(json!({"method": "GET", "url": base}), ctx).await });
+        tokio::task::spawn_blocking(move || seen.recv().expect("the request reached the server"))
+            .await
+            .expect("joined");
+        cancel.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), call).await.expect("ends at once").expect("joined");
+        assert_eq!(outcome.expect_err("cancelled").code.as_deref(), Some(codes::CANCELLED));
     }
 }

@@ -10,8 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::catalogue::edit_distance;
 
-/// Names every reference can use, in any frame.
-pub(super) const BUILTINS: [&str; 2] = ["input", "workflow"];
+/// Names every template may read: the run's input, the run itself, and the step being
+/// run (`{step.idempotency_key}`, `{step.attempt}`, `{step.path}`, `{step.run_id}`).
+pub(super) const BUILTINS: [&str; 3] = ["input", "workflow", "step"];
 
 /// One level of nesting.
 #[derive(Debug, Default)]
