@@ -46,6 +46,7 @@ mod frame;
 mod ids;
 mod saga;
 mod schedule;
+mod spans;
 mod step;
 mod waiting;
 

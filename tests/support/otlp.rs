@@ -32,6 +32,12 @@ pub struct Span {
     pub attributes: HashMap<String, String>,
     /// Links: (trace id, span id).
     pub links: Vec<(String, String)>,
+    /// Its resource's attributes (`service.version`, `service.instance.id`).
+    pub resource: HashMap<String, String>,
+    /// Start, in ns since the epoch.
+    pub start_ns: u64,
+    /// End, in ns since the epoch.
+    pub end_ns: u64,
 }
 
 impl Span {
@@ -94,6 +100,9 @@ impl TraceService for Service {
                         status_message: s.status.as_ref().map(|st| st.message.clone()).unwrap_or_default(),
                         attributes: attributes(&s.attributes),
                         links: s.links.iter().map(|l| (hex(&l.trace_id), hex(&l.span_id))).collect(),
+                        resource: resource.clone(),
+                        start_ns: s.start_time_unix_nano,
+                        end_ns: s.end_time_unix_nano,
                     });
                 }
             }

@@ -1,9 +1,15 @@
 //! A run's spans. A run may last days and move between coordinators, so it is not one long
-//! span: every span is short and joins the run's trace through the submit's context, which
-//! the run's log keeps (`created.trace`). Dispatch spans are producers whose context rides
-//! in the task's headers, so the worker's tool span is their child; a result span is the
-//! child of the tool span that produced it; a compensation's dispatch links to the last
-//! dispatch of the step it undoes.
+//! span: every span joins the run's trace through the submit's context, which the run's
+//! log keeps (`created.trace`).
+//!
+//! The tree: each attempt of a step is a span from its dispatch to its end (`step <path>`,
+//! `wait <path>`, `for_each <path>`...), told once it is over with an id every coordinator
+//! derives from the run, the path and the attempt (see `machine/spans.rs`); a `for_each`
+//! item or `loop` iteration is a span under its construct, and the steps of a body are under
+//! their item, iteration or construct. Under a step's span: the dispatch (a producer span
+//! whose context rides in the task's headers), the worker's tool span (its child: the gap
+//! between the step's start and the tool's is the time the task waited in the queue), and
+//! the result. A compensation's dispatch links to the last dispatch of the step it undoes.
 
 use std::collections::HashMap;
 
@@ -50,7 +56,8 @@ impl RunSpans {
             weft.tool = %task.tool,
             weft.attempt = task.attempt,
             weft.compensation = task.compensation);
-        let _ = span.set_parent(self.parent.clone());
+        let parent = if task.compensation { self.parent.clone() } else { self.under_current(run, &task.step_id) };
+        let _ = span.set_parent(parent);
         if task.compensation {
             if let Some(undone) = self.dispatched.get(&task.step_id) {
                 span.add_link(undone.clone());
@@ -76,7 +83,7 @@ impl RunSpans {
             weft.attempt = start.parent.attempt,
             weft.child_run_id = %start.child_id,
             weft.child_workflow = %workflow);
-        let _ = span.set_parent(self.parent.clone());
+        let _ = span.set_parent(self.under_current(run, &start.parent.step));
         trace::traceparent(&span)
     }
 
@@ -102,8 +109,41 @@ impl RunSpans {
         }
     }
 
-    /// Spans for what a lifecycle event makes visible: retries, skips, failures, the end.
+    /// The context of the span of `path`'s current attempt, told when it ends.
+    fn under_current(&self, run: &Run, path: &str) -> Context {
+        match run.current_label(path) {
+            Some(label) => trace::under(&self.parent, trace::span_id(run.id(), &label)),
+            None => self.parent.clone(),
+        }
+    }
+
+    /// Tells the spans that ended with an attempt: the attempt's own and, for a `for_each`
+    /// or `loop`, its items' or iterations'.
+    fn ended(&self, run: &Run, path: &str, attempt: u32, now: weft_protocol::wire::Millis) {
+        let at = |ms: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        for facts in run.ended_spans(path, attempt, now) {
+            let parent = match &facts.parent {
+                Some(label) => trace::under(&self.parent, trace::span_id(run.id(), label)),
+                None => self.parent.clone(),
+            };
+            let attributes = facts.attributes.into_iter().map(|(k, v)| opentelemetry::KeyValue::new(k, v)).collect();
+            let id = trace::span_id(run.id(), &facts.label);
+            trace::emit(&parent, id, facts.name, (at(facts.start_ms), at(facts.end_ms)), attributes, facts.error);
+        }
+    }
+
+    /// Spans for what a lifecycle event makes visible: the end of attempts, constructs and
+    /// their items; retries, skips, failures, the run's end.
     pub(crate) fn event(&self, run: &Run, event: &Event) {
+        match &event.kind {
+            EventKind::StepRetrying { step_id, attempt, .. } => self.ended(run, step_id, *attempt, event.at_ms),
+            EventKind::StepCompleted { step_id, .. }
+            | EventKind::StepFailed { step_id, .. }
+            | EventKind::StepCancelled { step_id, .. } => {
+                self.ended(run, step_id, run.attempt_of(step_id), event.at_ms);
+            }
+            _ => {}
+        }
         let (name, error) = match &event.kind {
             EventKind::StepRetrying { step_id, attempt, error, .. } => {
                 (format!("retry {step_id} after attempt {attempt}"), Some(error.clone()))

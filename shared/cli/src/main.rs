@@ -219,6 +219,8 @@ fn write_out(args: std::fmt::Arguments<'_>) {
     if let Err(e) = std::io::stdout().lock().write_fmt(args)
         && e.kind() == std::io::ErrorKind::BrokenPipe
     {
+        // `weft ... | head`: the reader is gone; what was traced is sent before leaving.
+        weft_service::telemetry::flush();
         std::process::exit(0);
     }
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures::{Stream, StreamExt};
 use serde_json::Value;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use weft_lang::definition::WorkflowDef;
@@ -234,6 +235,10 @@ impl WeftClient {
         definition: &WorkflowDef,
         input: Value,
     ) -> Result<Uuid, ClientError> {
+        self.submit_request(run_id, definition, input).instrument(run_span(run_id, definition)).await
+    }
+
+    async fn submit_request(&self, run_id: Uuid, definition: &WorkflowDef, input: Value) -> Result<Uuid, ClientError> {
         let request =
             ApiRequest::Submit(Box::new(Submit { run_id: Some(run_id), definition: definition.clone(), input }));
         match self.call("submit", &request).await? {
@@ -365,8 +370,13 @@ impl WeftClient {
         let run_id = Uuid::now_v7();
         // Listening before submitting: the end cannot come before the subscription.
         let ends = self.ends(run_id).await?;
-        self.submit_with_id(run_id, definition, input).await?;
-        self.wait_on(run_id, ends, false).await
+        // One root span for the run as this client saw it: from the submit to its end.
+        async {
+            self.submit_request(run_id, definition, input).await?;
+            self.wait_on(run_id, ends, false).await
+        }
+        .instrument(run_span(run_id, definition))
+        .await
     }
 
     /// Waits for a run to end; returns its final record.
@@ -442,6 +452,16 @@ impl WeftClient {
         out.sort_by(|a, b| (&a.spec.name, &a.worker).cmp(&(&b.spec.name, &b.worker)));
         Ok(out)
     }
+}
+
+/// The root of a run's trace when this client starts it (or a child of the caller's span):
+/// `run <workflow>`, naming the run and its workflow.
+fn run_span(run_id: Uuid, definition: &WorkflowDef) -> tracing::Span {
+    tracing::info_span!("weft.run",
+        otel.name = format!("run {}", definition.name),
+        otel.kind = "client",
+        weft.run_id = %run_id,
+        weft.workflow = %definition.name)
 }
 
 impl From<ApiError> for ClientError {

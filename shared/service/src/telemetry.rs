@@ -99,9 +99,26 @@ fn build_provider(service: &str, instance: Option<&str>) -> Option<SdkTracerProv
     if std::env::var("OTEL_SERVICE_NAME").is_err() {
         resource = resource.with_service_name(service.to_owned());
     }
-    let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build();
+    // Weft chooses the ids of the spans it tells after the fact (weft_protocol::trace::emit).
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource.build())
+        .with_id_generator(weft_protocol::trace::ChosenIds::default())
+        .build();
     global::set_tracer_provider(provider.clone());
+    let _ = FLUSHED_AT_EXIT.set(provider.clone());
     Some(provider)
+}
+
+/// The provider, for [`flush`].
+static FLUSHED_AT_EXIT: std::sync::OnceLock<SdkTracerProvider> = std::sync::OnceLock::new();
+
+/// Exports the spans ended so far, for a process about to exit without unwinding (a
+/// command line whose output pipe closed). Blocks until the exporter is done.
+pub fn flush() {
+    if let Some(provider) = FLUSHED_AT_EXIT.get() {
+        let _ = provider.force_flush();
+    }
 }
 
 impl Telemetry {
