@@ -227,3 +227,55 @@ async fn the_command_line_says_what_happened_once_with_an_exit_code_per_meaning(
     assert_eq!(run.status, RunStatus::Running, "the run went on");
     client.cancel(run.run_id, None).await.expect("cancelled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_pools_hold_across_runs_and_a_coordinator_crash() {
+    let mut cluster = Cluster::start_with(1, 2, weft_tests::cluster::FAST).await;
+    let client = cluster.client().await;
+    let def = inline(json!({"name": "gpu_pair", "steps": [
+        {"id": "a", "tool": "sleep", "params": {"ms": 1200}, "resources": {"gpu": 1}},
+        {"id": "b", "tool": "sleep", "params": {"ms": 1200}, "resources": {"gpu": 1}}
+    ]}));
+    // No capacity set: refused, saying how to set one.
+    let refused = client.submit(&def, Value::Null).await.expect_err("no pool").to_string();
+    assert!(refused.contains("pool `gpu` has no capacity") && refused.contains("weft pools set gpu"), "{refused}");
+    let out = weft_at(&cluster.nats.url, &["pools", "set", "gpu", "2"], None);
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    // Six steps of one unit each, in three runs at once, against two units.
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(client.submit(&def, Value::Null).await.expect("accepted"));
+    }
+    let listed = weft_at(&cluster.nats.url, &["pools"], None);
+    let (stdout, _) = text(&listed);
+    assert!(stdout.contains("gpu") && stdout.contains("waited for by"), "{stdout}");
+    // A coordinator crash while units are held: its leases are kept by the new owner.
+    wait::until_ok("units held", wait::PATIENCE, || async {
+        let pools = client.pools().await.map_err(|e| e.to_string())?;
+        if pools.iter().any(|p| p.pool.held() == 2) { Ok(()) } else { Err("not yet".to_owned()) }
+    })
+    .await;
+    cluster.crash_coordinator(weft_tests::cluster::FAST);
+    let mut spans = Vec::new();
+    for run in runs {
+        let record = client.wait(run).await.expect("ends");
+        assert_eq!(record.status, RunStatus::Completed, "{record:#?}\n{}", cluster.logs());
+        for step in record.steps.values() {
+            let a = step.attempts.last().expect("an attempt");
+            spans.push((a.started_ms.expect("started"), a.finished_ms.expect("finished")));
+        }
+    }
+    let mut edges: Vec<(u64, i64)> = spans.iter().flat_map(|(s, e)| [(*s, 1), (*e, -1)]).collect();
+    edges.sort();
+    let (mut now, mut most) = (0i64, 0i64);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    assert!(most <= 2, "{most} steps of the gpu pool ran at once: {spans:?}");
+    assert_eq!(most, 2, "two ran at once: the pool's two units were used");
+    let pools = client.pools().await.expect("pools");
+    let gpu = pools.iter().find(|p| p.name == "gpu").expect("the gpu pool");
+    assert!(gpu.pool.holders.is_empty() && gpu.pool.waiters.is_empty(), "every unit came back: {gpu:?}");
+}

@@ -450,6 +450,10 @@ async fn every_example_runs_with_the_demo_tools() {
     // The sub-workflow example runs this one as a child.
     let child = WorkflowDef::load(&repo_root().join("examples/chain_notify.json")).expect("parses");
     client.deploy(&child).await.expect("registered");
+    // The pools the examples hold units of (deploy/local.sh sets the same).
+    for (pool, capacity) in [("api", 2), ("cpu", 2), ("gpu", 1)] {
+        client.set_pool(pool, capacity).await.expect("pool set");
+    }
     // Submit every example with its sample input, all at once.
     let mut submitted = Vec::new();
     let mut outputs = std::collections::BTreeMap::new();

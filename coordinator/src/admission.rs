@@ -31,6 +31,7 @@ use crate::log::{self, Entry};
 use crate::machine::{ParentLink, Run};
 use crate::nats::{Nats, NatsError, StoreError};
 use crate::plans::Plans;
+use crate::pools::Pools;
 
 /// Why a run was not admitted.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +103,7 @@ struct Catalogued {
 #[derive(Debug)]
 pub(crate) struct Admission {
     nats: Arc<Nats>,
+    pools: Arc<Pools>,
     catalogue: Mutex<Option<Catalogued>>,
     catalogue_ttl: Duration,
     /// Plans validated against the catalogue of the generation they are kept with.
@@ -112,9 +114,10 @@ pub(crate) struct Admission {
 
 impl Admission {
     /// Admission over `nats`, reading the catalogue again when older than `catalogue_ttl`.
-    pub(crate) fn new(nats: Arc<Nats>, catalogue_ttl: Duration) -> Admission {
+    pub(crate) fn new(nats: Arc<Nats>, pools: Arc<Pools>, catalogue_ttl: Duration) -> Admission {
         Admission {
             nats,
+            pools,
             catalogue: Mutex::new(None),
             catalogue_ttl,
             plans: std::sync::Mutex::new((0, Plans::default())),
@@ -191,7 +194,8 @@ impl Admission {
     /// Admits a submitted run: answered once its record and its creation are stored.
     pub(crate) async fn submit(&self, request: Request) -> Result<Uuid, AdmitError> {
         let plan = self.plan(&request.definition).await?;
-        let problems = self.unregistered(&plan).await;
+        let mut problems = self.unregistered(&plan).await;
+        problems.extend(self.unpooled(&plan).await?);
         if !problems.is_empty() {
             return Err(AdmitError::Invalid { name: plan.name.clone(), problems });
         }
@@ -222,6 +226,10 @@ impl Admission {
     /// creation is appended in the background if it cannot be at once.
     pub(crate) async fn child(&self, request: Request) -> Result<(), AdmitError> {
         let plan = self.child_plan(&request.definition).await?;
+        let problems = self.unpooled(&plan).await?;
+        if !problems.is_empty() {
+            return Err(AdmitError::Invalid { name: plan.name.clone(), problems });
+        }
         let problems = plan.check_input(&request.input);
         if !problems.is_empty() {
             return Err(AdmitError::InvalidInput { name: plan.name.clone(), problems });
@@ -246,6 +254,40 @@ impl Admission {
             Err(e) => format!("has a record that cannot be read: {e}"),
         };
         AdmitError::Taken { run_id, why }
+    }
+
+    /// Steps asking for a pool that has no capacity (or less than they need) could never
+    /// run: refused at submit, with how to set one.
+    async fn unpooled(&self, plan: &Plan) -> Result<Vec<Problem>, AdmitError> {
+        let mut problems = Vec::new();
+        let mut capacities: std::collections::BTreeMap<String, u32> = Default::default();
+        for step in plan.all_steps() {
+            for (pool, units) in &step.resources {
+                let capacity = match capacities.get(pool) {
+                    Some(c) => *c,
+                    None => {
+                        let read = self.pools.read(pool).await.map_err(|e| AdmitError::Unavailable(e.to_string()))?;
+                        let c = read.map_or(0, |p| p.capacity);
+                        capacities.insert(pool.clone(), c);
+                        c
+                    }
+                };
+                let message = if capacity == 0 {
+                    format!("pool `{pool}` has no capacity: set one with `weft pools set {pool} N`")
+                } else if *units > capacity {
+                    format!("needs {units} units of pool `{pool}`, which has {capacity}: it could never run")
+                } else {
+                    continue;
+                };
+                problems.push(Problem {
+                    path: format!("resources.{pool}"),
+                    step: Some(step.id.clone()),
+                    code: Code::InvalidValue,
+                    message,
+                });
+            }
+        }
+        Ok(problems)
     }
 
     /// Sub-workflows that are not registered are refused at submit, not discovered mid-run.

@@ -24,6 +24,7 @@ use crate::admission::{Admission, AdmitError, Request};
 use crate::log::{self, Entry};
 use crate::machine::Input;
 use crate::nats::Nats;
+use crate::pools::Pools;
 use crate::supervisor::{Found, SupervisorMsg};
 
 /// How long an API handler waits on an actor.
@@ -41,14 +42,20 @@ pub(crate) struct Api {
     nats: Arc<Nats>,
     supervisor: ActorRef<SupervisorMsg>,
     admission: Arc<Admission>,
+    pools: Arc<Pools>,
     partitions: u32,
 }
 
 impl Api {
     /// An API over `supervisor`, admitting runs through `admission`.
-    pub(crate) fn new(nats: Arc<Nats>, supervisor: ActorRef<SupervisorMsg>, admission: Arc<Admission>) -> Api {
+    pub(crate) fn new(
+        nats: Arc<Nats>,
+        supervisor: ActorRef<SupervisorMsg>,
+        admission: Arc<Admission>,
+        pools: Arc<Pools>,
+    ) -> Api {
         let partitions = nats.partitions;
-        Api { nats, supervisor, admission, partitions }
+        Api { nats, supervisor, admission, pools, partitions }
     }
 
     /// Answers `weft.query.<run>` for the runs this coordinator owns; others stay silent.
@@ -146,6 +153,8 @@ impl Api {
             ApiRequest::Cancel { run_id, reason, compensate } => {
                 self.cancel(run_id, reason, compensate).await.map(|()| ApiReply::Ok)
             }
+            ApiRequest::Pools => self.pools.list().await.map(ApiReply::Pools).map_err(unavailable),
+            ApiRequest::SetPool { name, capacity } => self.set_pool(&name, capacity).await.map(|()| ApiReply::Ok),
             ApiRequest::Deploy { definition } => self.deploy(*definition).await.map(|()| ApiReply::Ok),
             ApiRequest::Pause { run_id } => self.command(run_id, Input::Pause, "pause").await.map(|()| ApiReply::Ok),
             ApiRequest::Resume { run_id } => self.command(run_id, Input::Resume, "resume").await.map(|()| ApiReply::Ok),
@@ -274,6 +283,14 @@ impl Api {
         Ok(entries)
     }
 
+    async fn set_pool(&self, name: &str, capacity: u32) -> Result<(), ApiError> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            let message = format!("a pool's name is letters, digits, `_` and `-`, not {name:?}");
+            return Err(ApiError::new(ApiErrorCode::BadRequest, message));
+        }
+        self.pools.set_capacity(name, capacity).await.map_err(unavailable)
+    }
+
     async fn cancel(&self, run_id: Uuid, reason: Option<String>, compensate: bool) -> Result<(), ApiError> {
         let reason = reason.unwrap_or_else(|| "cancelled by request".to_owned());
         self.command(run_id, Input::Cancel { reason, compensate }, "cancel").await
@@ -372,6 +389,11 @@ fn read_request(payload: &[u8]) -> Result<ApiRequest, serde_json::Error> {
         return Ok(ApiRequest::Submit(Box::new(submit)));
     }
     serde_json::from_slice(payload)
+}
+
+/// JetStream could not be reached for a request.
+fn unavailable(e: crate::nats::NatsError) -> ApiError {
+    ApiError::new(ApiErrorCode::Unavailable, e.to_string())
 }
 
 /// How a refused admission is answered.

@@ -22,6 +22,9 @@ pub struct Config {
     pub pin_timeout: Duration,
     /// How long the live tool catalogue is cached for submit-time validation (default 2s).
     pub catalogue_ttl: Duration,
+    /// Resource pools and capacities created at start if missing (default none, env
+    /// `WEFT_POOLS` as `gpu=2,api=4`); an existing pool keeps its capacity.
+    pub pools: Vec<(String, u32)>,
 }
 
 impl Default for Config {
@@ -33,6 +36,7 @@ impl Default for Config {
             partitions: 8,
             pin_timeout: Duration::from_secs(6),
             catalogue_ttl: Duration::from_secs(2),
+            pools: Vec::new(),
         }
     }
 }

@@ -34,6 +34,7 @@ mod machine;
 mod nats;
 mod partition;
 mod plans;
+mod pools;
 mod run_actor;
 mod supervisor;
 
@@ -77,9 +78,24 @@ pub async fn run(
         background: background.clone(),
         shutdown: shutdown.clone(),
     });
-    let admission = Arc::new(admission::Admission::new(nats.clone(), config.catalogue_ttl));
-    let args =
-        supervisor::SupervisorArgs { nats: nats.clone(), admission: admission.clone(), lost_after: config.pin_timeout };
+    let pools = Arc::new(pools::Pools::new(nats.clone()));
+    for (name, capacity) in &config.pools {
+        match pools.read(name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => match pools.set_capacity(name, *capacity).await {
+                Ok(()) => tracing::info!(pool = %name, capacity, "pool created"),
+                Err(e) => tracing::warn!(pool = %name, error = %e, "pool not created"),
+            },
+            Err(e) => tracing::warn!(pool = %name, error = %e, "pool not read"),
+        }
+    }
+    let admission = Arc::new(admission::Admission::new(nats.clone(), pools.clone(), config.catalogue_ttl));
+    let args = supervisor::SupervisorArgs {
+        nats: nats.clone(),
+        admission: admission.clone(),
+        pools: pools.clone(),
+        lost_after: config.pin_timeout,
+    };
     let (supervisor, handle) =
         Actor::spawn(None, supervisor::Supervisor, args).await.map_err(|e| CoordinatorError::Spawn(e.to_string()))?;
     let mut tasks = Vec::new();
@@ -93,8 +109,9 @@ pub async fn run(
             shutdown.clone(),
         )));
     }
+    tasks.push(tokio::spawn(pools.clone().keep(shutdown.clone())));
     tasks.push(tokio::spawn(partition::tick(nats.clone(), config.partitions, shutdown.clone())));
-    let api = api::Api::new(nats, supervisor.clone(), admission);
+    let api = api::Api::new(nats, supervisor.clone(), admission, pools);
     let queries = tokio::spawn(api.clone().answer_queries(shutdown.clone()));
     tracing::info!(partitions = config.partitions, "coordinator ready");
     let served = api.serve(shutdown.clone()).await;

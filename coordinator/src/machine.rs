@@ -48,6 +48,7 @@ mod saga;
 mod schedule;
 mod spans;
 mod step;
+mod units;
 mod waiting;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -66,6 +67,7 @@ use weft_protocol::wire::{
 
 pub(crate) use child::{ChildResult, ChildStart, ParentLink};
 pub(crate) use step::StepState;
+pub(crate) use units::PoolClaim;
 
 use constructs::Construct;
 use frame::Frame;
@@ -108,6 +110,15 @@ pub(crate) enum Input {
         /// Its data.
         data: Value,
     },
+    /// A resource pool granted units to a step attempt waiting for them.
+    Granted {
+        /// The step instance.
+        step: String,
+        /// Its attempt.
+        attempt: u32,
+        /// The pool.
+        pool: String,
+    },
     /// A child run started by a `workflow` step ended (or could not start).
     Child {
         /// How it ended.
@@ -131,6 +142,7 @@ impl Input {
             Input::Child { result } => {
                 format!("end of child run {} of `{}` attempt {}", result.child_id, result.step, result.attempt)
             }
+            Input::Granted { step, attempt, pool } => format!("units of pool `{pool}` for `{step}` attempt {attempt}"),
         }
     }
 }
@@ -225,6 +237,14 @@ pub(crate) enum Effect {
     Cancel(CancelTask),
     /// Start a child run for a `workflow` step (idempotent by the child's id).
     StartChild(ChildStart),
+    /// Ask a resource pool for units for a step attempt; the grant comes back as an
+    /// `Input::Granted` on the run's log.
+    Acquire(PoolClaim),
+    /// This coordinator holds these units (renew their lease; after a takeover, claim them
+    /// again).
+    Hold(PoolClaim),
+    /// Return the units a step attempt held or asked for.
+    Release(PoolClaim),
     /// Cancel a child run.
     CancelChild {
         /// The child.
@@ -535,6 +555,7 @@ impl Run {
             }
             Input::Signal { name, data } => self.on_signal(name, data, now, out),
             Input::Child { result } => self.on_child(result, now, out),
+            Input::Granted { step, attempt, pool } => self.on_granted(&step, attempt, &pool, out),
         }
         self.advance_after(now, out);
     }
@@ -571,6 +592,7 @@ impl Run {
                             && self.is_task(i)
                         {
                             self.running.release();
+                            self.return_units(i, out);
                             let error = ToolError::new("timed out while the saga waited").with_code(codes::TIMEOUT);
                             self.insts[i].state.end_attempt(None, None, now, Err(error));
                             self.insts[i].state.cancel("the saga gave it up");
@@ -585,6 +607,10 @@ impl Run {
                 return;
             }
             Input::Pause | Input::Resume | Input::Signal { .. } | Input::Child { .. } => {}
+            // The saga dispatches nothing that needs units: return them.
+            Input::Granted { step, attempt, pool } => {
+                out.push(Effect::Release(PoolClaim { step, attempt, pool, units: 0, priority: 0 }));
+            }
         }
         if self.status == RunStatus::Compensating {
             self.saga_advance(now, out);
@@ -675,6 +701,7 @@ impl Run {
                     out.push(Effect::StartChild(start));
                 }
             }
+            self.resume_units(i, &mut out);
             if state.compensation.as_ref().is_some_and(|c| c.status == StepStatus::Running)
                 && let Some(task) = self.compensation_task(i)
             {
@@ -702,6 +729,7 @@ impl Run {
             self.running.clear();
         }
         for i in self.inst_ids() {
+            self.return_units(i, out);
             if self.insts[i].state.status == StepStatus::Running
                 && let Some(child_id) = self.running_child(i)
             {
@@ -734,6 +762,9 @@ impl Run {
             .inst_ids()
             .map(|i| {
                 let mut record = self.insts[i].state.record(self.def(i));
+                if let Some(waiting) = self.waiting_for_units(i) {
+                    record.reason = Some(waiting);
+                }
                 record.within = self.frames[self.insts[i].frame].owner.map(|o| self.insts[o].path.clone());
                 (self.insts[i].path.clone(), record)
             })

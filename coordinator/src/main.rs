@@ -24,6 +24,9 @@ struct Args {
     /// How long finished runs' records are kept (e.g. "7d", "12h").
     #[arg(long, env = "WEFT_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     retention: std::time::Duration,
+    /// Resource pools to create at start if missing, as `gpu=2,api=4`.
+    #[arg(long, env = "WEFT_POOLS", value_parser = parse_pools, default_value = "")]
+    pools: Pools,
     /// Log as JSON lines.
     #[arg(long, env = "WEFT_LOG_JSON")]
     log_json: bool,
@@ -44,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         partitions: args.partitions.max(1),
         pin_timeout: std::time::Duration::from_secs(args.pin_timeout.max(1)),
         retention: weft_protocol::topology::Retention { runs: args.retention, ..Default::default() },
+        pools: args.pools.0,
         ..Config::default()
     };
     let result = weft_coordinator::run(config, client, shutdown).await.context("coordinator stopped");
@@ -54,4 +58,18 @@ async fn main() -> anyhow::Result<()> {
 /// This host's name, for the instance id in traces.
 fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "coordinator".to_owned())
+}
+
+/// `WEFT_POOLS`: pools and their capacities.
+#[derive(Debug, Clone, Default)]
+struct Pools(Vec<(String, u32)>);
+
+fn parse_pools(text: &str) -> Result<Pools, String> {
+    let mut pools = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, capacity) = part.split_once('=').ok_or_else(|| format!("`{part}` is not NAME=CAPACITY"))?;
+        let capacity = capacity.trim().parse().map_err(|e| format!("`{part}`: the capacity is not a number: {e}"))?;
+        pools.push((name.trim().to_owned(), capacity));
+    }
+    Ok(Pools(pools))
 }

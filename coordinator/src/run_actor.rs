@@ -16,6 +16,7 @@ use crate::admission::{Admission, AdmitError, Request};
 use crate::log::{self, Entry};
 use crate::machine::{ChildResult, ChildStart, Effect, Input, Run, Timer};
 use crate::nats::Nats;
+use crate::pools::Pools;
 use crate::supervisor::SupervisorMsg;
 
 pub(crate) mod spans;
@@ -80,6 +81,8 @@ pub(crate) struct RunArgs {
     pub nats: Arc<Nats>,
     /// Admits the child runs its `workflow` steps start.
     pub admission: Arc<Admission>,
+    /// The resource pools its steps hold units of.
+    pub pools: Arc<Pools>,
     /// Who to tell when the run ends.
     pub supervisor: ActorRef<SupervisorMsg>,
     /// The run's partition.
@@ -94,6 +97,7 @@ pub(crate) struct RunState {
     run: Run,
     nats: Arc<Nats>,
     admission: Arc<Admission>,
+    pools: Arc<Pools>,
     supervisor: ActorRef<SupervisorMsg>,
     partition: u32,
     start: Option<Start>,
@@ -113,6 +117,7 @@ impl Actor for RunActor {
             run: args.parked.run,
             nats: args.nats,
             admission: args.admission,
+            pools: args.pools,
             supervisor: args.supervisor,
             partition: args.partition,
             start: Some(args.start),
@@ -420,6 +425,15 @@ async fn carry_out(
                 tracing::info!(run_id = %run.id(), workflow = %run.workflow(), status = ?run.status(), %trace_id, "run finished");
             }
             Effect::Ignored(ignored) => report_ignored(state.run.id(), seq, &ignored),
+            Effect::Acquire(claim) => {
+                let log = log::subject(state.partition, state.run.id());
+                state.pools.acquire(state.run.id(), &log, &claim).await;
+            }
+            Effect::Hold(claim) => {
+                let log = log::subject(state.partition, state.run.id());
+                state.pools.hold(state.run.id(), &log, &claim).await;
+            }
+            Effect::Release(claim) => state.pools.release(state.run.id(), &claim).await,
         }
     }
     (finished, follow_ups)

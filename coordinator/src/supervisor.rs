@@ -32,6 +32,7 @@ use crate::admission::Admission;
 use crate::log::{self, Decoded};
 use crate::nats::{Nats, NatsError};
 use crate::plans::Plans;
+use crate::pools::Pools;
 use crate::run_actor::spans::RunSpans;
 use crate::run_actor::{Parked, RunActor, RunArgs, RunMsg, Start};
 
@@ -139,6 +140,8 @@ pub(crate) struct SupervisorArgs {
     pub nats: Arc<Nats>,
     /// Admits child runs.
     pub admission: Arc<Admission>,
+    /// The resource pools.
+    pub pools: Arc<Pools>,
     /// A partition whose ticks have not arrived for this long is considered lost.
     pub lost_after: Duration,
 }
@@ -201,6 +204,7 @@ enum SlotState {
 pub(crate) struct SupervisorState {
     nats: Arc<Nats>,
     admission: Arc<Admission>,
+    pools: Arc<Pools>,
     lost_after: Duration,
     owned: HashMap<u32, Owned>,
     /// Partitions being claimed, with the entries delivered meanwhile, in order.
@@ -225,6 +229,7 @@ impl Actor for Supervisor {
         Ok(SupervisorState {
             nats: args.nats,
             admission: args.admission,
+            pools: args.pools,
             lost_after: args.lost_after,
             owned: HashMap::new(),
             claiming: HashMap::new(),
@@ -374,6 +379,14 @@ impl SupervisorState {
 /// input, resumes the others in actors.
 async fn own(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, partition: u32, replayed: claim::Replayed) {
     state.owned.insert(partition, Owned::new(replayed.replayed_to));
+    let claims = replayed
+        .runs
+        .iter()
+        .flat_map(|r| r.run.claims().into_iter().map(|c| (r.run_id, c.step, c.attempt, c.pool)))
+        .collect();
+    let (pools, partitions) = (state.pools.clone(), state.nats.partitions);
+    let before = replayed.started_ms;
+    state.nats.background.spawn(async move { pools.reconcile(partition, partitions, before, claims).await });
     let (mut resumed, mut parked) = (0, 0);
     let now = now_ms();
     for claim::Rebuilt { run_id, first_seq, run, spans } in replayed.runs {
@@ -404,6 +417,7 @@ async fn spawn(
         parked,
         nats: state.nats.clone(),
         admission: state.admission.clone(),
+        pools: state.pools.clone(),
         supervisor: myself.clone(),
         partition,
         start,

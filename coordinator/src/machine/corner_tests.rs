@@ -171,3 +171,43 @@ fn templates_read_the_step_s_idempotency_key_and_attempt() {
     assert_eq!(again[0].params["json"], json!({"try": 2}), "a retry reads its own attempt");
     assert_eq!(again[0].idempotency_key, key, "the key stays");
 }
+
+#[test]
+fn a_step_with_resources_waits_for_its_units_and_returns_them() {
+    let mut r = run(
+        json!({"name": "gpu", "steps": [
+            {"id": "a", "tool": "t", "resources": {"gpu": 1, "mem": 2}, "priority": 3,
+             "retry": {"max_attempts": 2, "backoff": "10ms"}},
+            {"id": "b", "tool": "t"}
+        ]}),
+        Value::Null,
+    );
+    let effects = r.apply(Input::Start, 0);
+    assert_eq!(super::tests::ids(&dispatched(&effects)), ["b"], "`a` waits for its pools");
+    let asked: Vec<PoolClaim> =
+        effects.iter().filter_map(|e| if let Effect::Acquire(c) = e { Some(c.clone()) } else { None }).collect();
+    assert_eq!(asked.len(), 1, "one pool at a time, in name order");
+    assert_eq!((asked[0].pool.as_str(), asked[0].units, asked[0].priority), ("gpu", 1, 3));
+    assert_eq!(r.record().steps["a"].reason.as_deref(), Some("waiting for 1 unit(s) of pool `gpu`"));
+    // A grant for another pool, or another attempt, is returned at once.
+    let stray = r.apply(Input::Granted { step: "a".into(), attempt: 1, pool: "mem".into() }, 1);
+    assert!(stray.iter().any(|e| matches!(e, Effect::Release(c) if c.pool == "mem")), "{stray:?}");
+    let next = r.apply(Input::Granted { step: "a".into(), attempt: 1, pool: "gpu".into() }, 2);
+    assert!(next.iter().any(|e| matches!(e, Effect::Acquire(c) if c.pool == "mem")), "then the next pool: {next:?}");
+    let go = r.apply(Input::Granted { step: "a".into(), attempt: 1, pool: "mem".into() }, 3);
+    let t = dispatched(&go);
+    assert_eq!(super::tests::ids(&t), ["a"], "every pool granted: dispatched");
+    // It fails: both pools come back, and the retry asks again.
+    let failed = r.apply(err(&t[0], ToolError::new("flaky")), 4);
+    let released: Vec<String> =
+        failed.iter().filter_map(|e| if let Effect::Release(c) = e { Some(c.pool.clone()) } else { None }).collect();
+    assert_eq!(released, ["gpu", "mem"]);
+    let retry = r.apply(Input::Timer { timer: Timer::Retry { step: "a".into(), attempt: 1 } }, 100);
+    assert!(retry.iter().any(|e| matches!(e, Effect::Acquire(c) if c.pool == "gpu" && c.attempt == 2)), "{retry:?}");
+    // A cancel while it waits takes it out of the queue.
+    let cancelled = r.apply(Input::Cancel { reason: "stop".into(), compensate: false }, 101);
+    assert!(
+        cancelled.iter().any(|e| matches!(e, Effect::Release(c) if c.pool == "gpu" && c.attempt == 2)),
+        "{cancelled:?}"
+    );
+}

@@ -188,6 +188,7 @@ impl Run {
         }
         let path = self.insts[i].path.clone();
         self.drop_timers(&path);
+        self.return_units(i, out);
         self.insts[i].state.cancel(reason);
         self.emit(out, now, EventKind::StepCancelled { step_id: path, reason: reason.to_owned() });
     }

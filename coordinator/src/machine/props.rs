@@ -37,7 +37,7 @@ use super::*;
 /// What a generated step is.
 #[derive(Debug, Clone)]
 enum Shape {
-    Tool { retries: u32, timeout: bool, compensate: bool, continue_on_error: bool },
+    Tool { retries: u32, timeout: bool, compensate: bool, continue_on_error: bool, pooled: bool },
     Wait { ms: u64 },
     Signal { name: usize, timeout: bool, default: bool },
     Child,
@@ -74,8 +74,8 @@ const SIGNALS: [&str; 2] = ["approve", "go"];
 
 fn shape() -> impl Strategy<Value = Shape> {
     prop_oneof![
-        4 => (0..3u32, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(retries, timeout, compensate, continue_on_error)| {
-            Shape::Tool { retries, timeout, compensate, continue_on_error }
+        4 => (0..3u32, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(retries, timeout, compensate, continue_on_error, pooled)| {
+            Shape::Tool { retries, timeout, compensate, continue_on_error, pooled }
         }),
         1 => (1..5000u64).prop_map(|ms| Shape::Wait { ms }),
         1 => (0..SIGNALS.len(), any::<bool>(), any::<bool>())
@@ -129,7 +129,7 @@ fn definition(g: &PlanGen) -> Value {
     for (n, s) in g.steps.iter().enumerate() {
         let id = format!("s{n}");
         let mut step = match &s.shape {
-            Shape::Tool { retries, timeout, compensate, continue_on_error } => {
+            Shape::Tool { retries, timeout, compensate, continue_on_error, pooled } => {
                 let mut t = json!({"id": id, "tool": "t", "retry": {"max_attempts": retries + 1, "backoff": "100ms"}});
                 if *timeout {
                     t["timeout"] = json!("1s");
@@ -139,6 +139,9 @@ fn definition(g: &PlanGen) -> Value {
                 }
                 if *continue_on_error {
                     t["continue_on_error"] = json!(true);
+                }
+                if *pooled {
+                    t["resources"] = json!({"cpu": 1, "gpu": 1});
                 }
                 t
             }
@@ -240,6 +243,16 @@ enum Action {
         child: Index,
         completed: bool,
     },
+    /// A pool grants what a step asked for.
+    Grant {
+        claim: Index,
+    },
+    /// A grant nobody asked for.
+    ForgedGrant {
+        path: Index,
+        attempt: u32,
+        gpu: bool,
+    },
     /// A result no task asked for: any path, any attempt.
     ForgedResult {
         path: Index,
@@ -287,6 +300,8 @@ fn action() -> impl Strategy<Value = Action> {
         6 => any::<Index>().prop_map(|input| Action::Duplicate { input }),
         6 => (1..3000u64).prop_map(|ms| Action::Tick { ms }),
         3 => Just(Action::Restart),
+        8 => any::<Index>().prop_map(|claim| Action::Grant { claim }),
+        2 => (any::<Index>(), 0..3u32, any::<bool>()).prop_map(|(path, attempt, gpu)| Action::ForgedGrant { path, attempt, gpu }),
     ]
 }
 
@@ -304,6 +319,10 @@ struct Driver {
     timers: BTreeMap<String, (Timer, Millis)>,
     /// Children started, by step path (the latest attempt's).
     children: BTreeMap<String, ChildStart>,
+    /// Pool claims asked for, not yet granted.
+    asked: Vec<PoolClaim>,
+    /// Pool claims granted: (step, attempt, pool).
+    granted: BTreeSet<(String, u32, String)>,
 }
 
 /// A snapshot of every step instance.
@@ -347,6 +366,8 @@ impl Driver {
             tasks: Vec::new(),
             timers: BTreeMap::new(),
             children: BTreeMap::new(),
+            asked: Vec::new(),
+            granted: BTreeSet::new(),
         }
     }
 
@@ -369,6 +390,7 @@ impl Driver {
                 Effect::StartChild(start) => {
                     self.children.insert(start.parent.step.clone(), start.clone());
                 }
+                Effect::Acquire(claim) => self.asked.push(claim.clone()),
                 _ => {}
             }
         }
@@ -496,6 +518,25 @@ impl Driver {
                 }
                 (self.log[input.index(self.log.len())].input.clone(), now)
             }
+            Action::Grant { claim } => {
+                if self.asked.is_empty() {
+                    return None;
+                }
+                let claim = self.asked.remove(claim.index(self.asked.len()));
+                self.granted.insert((claim.step.clone(), claim.attempt, claim.pool.clone()));
+                (Input::Granted { step: claim.step, attempt: claim.attempt, pool: claim.pool }, now)
+            }
+            Action::ForgedGrant { path, attempt, gpu } => {
+                let paths = self.paths();
+                let step = paths[path.index(paths.len())].clone();
+                let pool = if gpu { "gpu" } else { "cpu" }.to_owned();
+                if self.granted.contains(&(step.clone(), attempt, pool.clone()))
+                    || self.asked.iter().any(|c| c.step == step && c.attempt == attempt && c.pool == pool)
+                {
+                    return None;
+                }
+                (Input::Granted { step, attempt, pool }, now)
+            }
             Action::Tick { ms } => {
                 self.now += ms;
                 return None;
@@ -590,6 +631,7 @@ impl Driver {
                 && !task.compensation
             {
                 self.dependencies_ended(&task.step_id)?;
+                self.pools_granted(task)?;
             }
         }
         Ok(())
@@ -654,6 +696,20 @@ impl Driver {
     }
 
     /// Every dependency of the dispatched step at `path` has ended.
+    /// A dispatched attempt of a step with resources was granted every pool first.
+    fn pools_granted(&self, task: &Task) -> Result<(), TestCaseError> {
+        let Some(i) = self.run.index(&task.step_id) else { return Ok(()) };
+        for pool in self.run.def(i).resources.keys() {
+            if !self.granted.contains(&(task.step_id.clone(), task.attempt, pool.clone())) {
+                return Err(fail(format!(
+                    "`{}` attempt {} dispatched without units of `{pool}`",
+                    task.step_id, task.attempt
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn dependencies_ended(&self, path: &str) -> Result<(), TestCaseError> {
         let run = &self.run;
         let Some(i) = run.index(path) else { return Err(fail(format!("dispatched unknown `{path}`"))) };

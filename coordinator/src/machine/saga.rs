@@ -59,6 +59,7 @@ impl Run {
                 out.push(Effect::CancelChild { child_id, reason: "the run is compensating".to_owned() });
             }
             if matches!(state.status, StepStatus::Pending | StepStatus::Retrying) || in_coordinator {
+                self.return_units(i, out);
                 self.insts[i].state.cancel("the run is compensating");
                 let step_id = self.insts[i].path.clone();
                 self.emit(out, now, EventKind::StepCancelled { step_id, reason: "the run is compensating".to_owned() });
@@ -84,6 +85,7 @@ impl Run {
             }
         };
         self.running.release();
+        self.return_units(i, out);
         self.fired(&Timer::StepTimeout { step: r.step_id.clone(), attempt: r.attempt });
         let state = &mut self.insts[i].state;
         match r.outcome {

@@ -114,6 +114,8 @@ impl Run {
                         self.blocked.insert(f);
                         continue;
                     }
+                    // Waiting for units of its pools: a grant makes the frame move again.
+                    Start::Task if !self.units_ready(i, out) => continue,
                     Start::Task => self.dispatch(i, now, out),
                     Start::Waiting => self.start_waiting(i, now, out),
                     Start::Child => self.start_child(i, now, out),
@@ -297,6 +299,7 @@ impl Run {
             }
         };
         self.running.release();
+        self.return_units(i, out);
         self.fired(&Timer::StepTimeout { step: r.step_id.clone(), attempt: r.attempt });
         match r.outcome {
             Outcome::Ok(output) => {
@@ -327,6 +330,7 @@ impl Run {
                     attempt: Some(attempt),
                 }));
                 self.running.release();
+                self.return_units(i, out);
             }
             Kind::SubWorkflow { .. } => {
                 if let Some(child_id) = self.running_child(i) {

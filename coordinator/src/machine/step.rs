@@ -25,6 +25,8 @@ pub(crate) struct StepState {
     pub completed_order: Option<u64>,
     /// Its compensation, once the saga reaches it.
     pub compensation: Option<Compensating>,
+    /// Its claim on resource pools.
+    pub units: super::units::Units,
 }
 
 /// A compensation's progress.
@@ -132,6 +134,7 @@ impl StepState {
             continued: false,
             completed_order: None,
             compensation: None,
+            units: super::units::Units::None,
         }
     }
 

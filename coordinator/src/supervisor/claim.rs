@@ -39,12 +39,15 @@ pub(crate) struct Replayed {
     pub runs: Vec<Rebuilt>,
     /// When the claim began.
     pub started: Instant,
+    /// The same, in ms since the epoch: claims on pools made after it are not the replay's.
+    pub started_ms: weft_protocol::wire::Millis,
 }
 
 /// Reads partition `partition`'s log and rebuilds its runs. Entries the machine ignores
 /// (and second creations) are logged here, with their sequences.
 pub(crate) async fn replay(nats: Arc<Nats>, plans: Arc<Mutex<Plans>>, partition: u32) -> Result<Replayed, NatsError> {
     let started = Instant::now();
+    let started_ms = weft_protocol::wire::now_ms();
     tracing::info!(partition, "claiming the partition: reading its log");
     let (histories, replayed_to) = log::read_partition(&nats.js, partition).await?;
     let mut runs = Vec::with_capacity(histories.len());
@@ -71,7 +74,7 @@ pub(crate) async fn replay(nats: Arc<Nats>, plans: Arc<Mutex<Plans>>, partition:
         }
     }
     tracing::info!(partition, runs = runs.len(), took = ?started.elapsed(), "partition read, its runs rebuilt");
-    Ok(Replayed { replayed_to, runs, started })
+    Ok(Replayed { replayed_to, runs, started, started_ms })
 }
 
 /// A run as its creation entry describes it, not started yet.

@@ -194,6 +194,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Resource pools: capacity, the steps holding units and those waiting; `set` a capacity.
+    Pools {
+        #[command(subcommand)]
+        action: Option<PoolsAction>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the tools live workers offer.
     Tools {
         /// Print the advertisements as JSON.
@@ -202,6 +210,19 @@ enum Command {
         /// Print the tools as LLM function-calling schemas.
         #[arg(long)]
         functions: bool,
+    },
+}
+
+/// What `weft pools` does besides listing.
+#[derive(Debug, Subcommand)]
+enum PoolsAction {
+    /// Set a pool's capacity (creating it): steps asking for `units` of NAME hold them
+    /// while they run, across every run.
+    Set {
+        /// The pool.
+        name: String,
+        /// Its units.
+        capacity: u32,
     },
 }
 
@@ -256,6 +277,7 @@ fn traced(command: &Command) -> bool {
             | Command::Pause { .. }
             | Command::Resume { .. }
             | Command::Signal { .. }
+            | Command::Pools { action: Some(_), .. }
     )
 }
 
@@ -298,6 +320,10 @@ async fn run_command(url: &str, timeout: std::time::Duration, command: Command) 
         Command::Signal { id, name, data } => online::signal(&client, &id, &name, data.as_deref()).await,
         Command::List { limit, json } => online::list(&client, usize::from(limit), json).await,
         Command::Tools { json, functions } => online::tools(&client, json, functions).await,
+        Command::Pools { action: None, json } => online::pools(&client, json).await,
+        Command::Pools { action: Some(PoolsAction::Set { name, capacity }), .. } => {
+            online::set_pool(&client, &name, capacity).await
+        }
         Command::Validate { .. } | Command::Graph { .. } | Command::Analyze { .. } => unreachable!("offline"),
     }
 }

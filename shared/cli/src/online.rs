@@ -309,3 +309,41 @@ pub(crate) async fn tools(client: &WeftClient, json: bool, functions: bool) -> a
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `weft pools`.
+pub(crate) async fn pools(client: &WeftClient, json: bool) -> anyhow::Result<ExitCode> {
+    let pools = client.pools().await?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&pools)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if pools.is_empty() {
+        outln!("no pools: `weft pools set NAME N` sets one");
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("{:<20}  {:>8}  {:>6}  {:>7}", "POOL", "CAPACITY", "HELD", "WAITING");
+    for p in &pools {
+        outln!("{:<20}  {:>8}  {:>6}  {:>7}", p.name, p.pool.capacity, p.pool.held(), p.pool.waiters.len());
+        for h in &p.pool.holders {
+            outln!("  held by {} {} (attempt {}): {} unit(s)", h.run_id, h.step, h.attempt, h.units);
+        }
+        for w in &p.pool.waiters {
+            outln!(
+                "  waited for by {} {} (attempt {}, priority {}): {} unit(s)",
+                w.run_id,
+                w.step,
+                w.attempt,
+                w.priority,
+                w.units
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft pools set`.
+pub(crate) async fn set_pool(client: &WeftClient, name: &str, capacity: u32) -> anyhow::Result<ExitCode> {
+    client.set_pool(name, capacity).await?;
+    outln!("pool {name}: {capacity} unit(s)");
+    Ok(ExitCode::SUCCESS)
+}

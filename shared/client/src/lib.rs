@@ -28,7 +28,8 @@ use uuid::Uuid;
 use weft_lang::definition::WorkflowDef;
 use weft_protocol::retry::{Policy, Stopped, retry};
 use weft_protocol::wire::{
-    Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, Event, EventKind, RunRecord, RunSummary, Submit,
+    Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, Event, EventKind, PoolView, RunRecord, RunSummary,
+    Submit,
 };
 use weft_protocol::{definitions, nats_url, subjects};
 
@@ -296,6 +297,19 @@ impl WeftClient {
             .get_key_value(subjects::DEFINITIONS_BUCKET)
             .await
             .map_err(|e| ClientError::JetStream(format!("definitions bucket: {e} (has a coordinator started?)")))
+    }
+
+    /// Every resource pool: capacity, the step attempts holding units, those waiting.
+    pub async fn pools(&self) -> Result<Vec<PoolView>, ClientError> {
+        match self.call("pools", &ApiRequest::Pools).await? {
+            ApiReply::Pools(pools) => Ok(pools),
+            other => Err(Self::unexpected("pools", &other)),
+        }
+    }
+
+    /// Sets a resource pool's capacity (creating the pool); waiting steps get the new units.
+    pub async fn set_pool(&self, name: &str, capacity: u32) -> Result<(), ClientError> {
+        self.command("set_pool", ApiRequest::SetPool { name: name.to_owned(), capacity }).await
     }
 
     /// Pauses a run: running steps finish, nothing new starts.

@@ -12,6 +12,7 @@
 //! | log entries that could not be read, with where they were and why (headers `Weft-Subject`, `Weft-Seq`, `Weft-Reason`) | `weft.dead.<partition>` | stream `WEFT_DEAD` (kept as long as records) |
 //! | runs by creation: one entry per run, in the order they were created | `weft.index.R` | stream `WEFT_RUN_INDEX` (kept as long as records) |
 //! | registered definitions | key `<name>.<version>` | KV bucket `weft_definitions` |
+//! | resource pools: capacity, holders, waiters | key `pool.<name>` | KV bucket `weft_pools` |
 
 use uuid::Uuid;
 
@@ -29,6 +30,14 @@ pub const DEAD_STREAM: &str = "WEFT_DEAD";
 pub const TOOLS_BUCKET: &str = "weft_tools";
 /// Bucket of run records.
 pub const RUNS_BUCKET: &str = "weft_runs";
+/// Bucket of resource pools, key `pool.<name>`.
+pub const POOLS_BUCKET: &str = "weft_pools";
+
+/// Key of a resource pool.
+pub fn pool_key(name: &str) -> String {
+    format!("pool.{name}")
+}
+
 /// Bucket of registered workflow definitions, key `<name>.<version>`.
 pub const DEFINITIONS_BUCKET: &str = "weft_definitions";
 

@@ -37,6 +37,8 @@ pub struct Infra {
     pub runs: kv::Store,
     /// Registered definitions.
     pub definitions: kv::Store,
+    /// Resource pools.
+    pub pools: kv::Store,
 }
 
 /// Setting up JetStream failed.
@@ -108,7 +110,8 @@ pub async fn ensure(js: &jetstream::Context, retention: &Retention) -> Result<In
     let tools = bucket(js, subjects::TOOLS_BUCKET, retention.tools).await?;
     let runs = bucket(js, subjects::RUNS_BUCKET, retention.runs).await?;
     let definitions = bucket(js, subjects::DEFINITIONS_BUCKET, Duration::ZERO).await?;
-    Ok(Infra { tools, runs, definitions })
+    let pools = bucket(js, subjects::POOLS_BUCKET, Duration::ZERO).await?;
+    Ok(Infra { tools, runs, definitions, pools })
 }
 
 /// Makes the retention of run records and events what `retention` says (the coordinator

@@ -9,12 +9,14 @@ mod advertisement;
 mod api;
 pub mod codes;
 mod event;
+mod pool;
 mod record;
 mod task;
 
 pub use advertisement::Advertisement;
 pub use api::{ApiError, ApiErrorCode, ApiReply, ApiRequest, Submit};
 pub use event::{Event, EventKind};
+pub use pool::{Claim, Pool, PoolView};
 pub use record::{
     Attempt, CompensationRecord, IndexEntry, RunRecord, RunStatus, RunSummary, SignalRecord, StepRecord, StepStatus,
 };

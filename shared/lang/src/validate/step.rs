@@ -353,6 +353,14 @@ impl<'a> Compiler<'a> {
             .or(self.timeout_default);
         let estimate = self.sink.duration(def.estimate.as_ref(), format!("{path}.estimate"), Some(id), false);
         for (name, amount) in &def.resources {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                self.sink.push(
+                    format!("{path}.resources"),
+                    Some(id),
+                    Code::InvalidValue,
+                    format!("a pool's name is letters, digits, `_` and `-`, not {name:?}"),
+                );
+            }
             if *amount == 0 {
                 self.sink.push(
                     format!("{path}.resources.{name}"),

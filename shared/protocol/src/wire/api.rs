@@ -6,7 +6,7 @@ use uuid::Uuid;
 use weft_lang::definition::WorkflowDef;
 use weft_lang::validate::Problem;
 
-use super::{RunRecord, RunSummary};
+use super::{PoolView, RunRecord, RunSummary};
 
 /// A request to the coordinators' API (`weft.api.<verb>`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,15 @@ pub enum ApiRequest {
         /// Undo what completed first (compensations in reverse order of completion).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         compensate: bool,
+    },
+    /// Every resource pool: capacity, holders, waiters.
+    Pools,
+    /// Set a resource pool's capacity (creating the pool).
+    SetPool {
+        /// The pool.
+        name: String,
+        /// Its units.
+        capacity: u32,
     },
     /// Validate and register a definition under its name and version.
     Deploy {
@@ -89,6 +98,8 @@ pub enum ApiReply {
     Run(Box<RunRecord>),
     /// Runs, newest first.
     Runs(Vec<RunSummary>),
+    /// Resource pools, by name.
+    Pools(Vec<PoolView>),
     /// Done.
     Ok,
     /// The request failed.
