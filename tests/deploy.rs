@@ -169,6 +169,26 @@ async fn each_user_is_confined_to_its_role() {
     assert!(async_nats::connect(&anonymous).await.is_err(), "connected without credentials");
     let wrong = format!("nats://worker:{}@127.0.0.1:{}", password("client"), server.port);
     assert!(WeftClient::connect(&wrong).await.is_err(), "connected with another user's password");
+    // The command line says what to do about it, once, with exit code 4.
+    let cli = |url: &str| {
+        let out = std::process::Command::new(weft_tests::bin("weft"))
+            .args(["list", "--timeout", "2s", "--nats", url])
+            .output()
+            .expect("weft runs");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stderr) = cli(&wrong);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("authorization violation") && stderr.contains("hint: wrong or no credentials?"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(password("client")), "a password in the output: {stderr}");
+    // A user refused what it asks (a worker calling the API): named as such, not a hang.
+    let (code, stderr) = cli(&format!("nats://worker:{}@127.0.0.1:{}", password("worker"), server.port));
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("NATS refused: Permissions Violation") && stderr.contains("weft.api.list"), "{stderr}");
+    assert!(stderr.contains("hint: this NATS user may not do that"), "{stderr}");
 
     // The coordinator creates the streams and buckets; a worker finds them (and would
     // not be allowed to create them).

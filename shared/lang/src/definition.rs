@@ -198,7 +198,7 @@ impl<'de> Deserialize<'de> for DurationDef {
 
 /// A document that is not a workflow: where, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}line {line}, column {column}: {message}", location(path))]
+#[error("{}line {line}, column {column}: {message}{}", location(path), also(more))]
 pub struct ParseError {
     /// JSON path of the offending value (`steps[2].retry.max_attempts`), empty at the top.
     pub path: String,
@@ -208,6 +208,77 @@ pub struct ParseError {
     pub column: usize,
     /// What was wrong and what was expected.
     pub message: String,
+    /// More problems of the same document, found by reading on past this one (unknown
+    /// fields are set aside and the rest read again): `at <path>: <message>` each.
+    pub more: Vec<String>,
+}
+
+fn also(more: &[String]) -> String {
+    more.iter().map(|m| format!("\n  also {m}")).collect()
+}
+
+/// "did you mean" for an unknown field or variant, from the names serde says it expected.
+fn with_hint(message: String) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `").or_else(|| message.strip_prefix("unknown variant `"))
+    else {
+        return message;
+    };
+    let Some((name, expected)) = rest.split_once('`') else { return message };
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let best = candidates
+        .iter()
+        .map(|c| (crate::catalogue::edit_distance(name, c), *c))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(2))
+        .min();
+    match best {
+        Some((_, c)) => format!("{message}; did you mean `{c}`?"),
+        None => message,
+    }
+}
+
+/// Removes the member at `path` (serde_path_to_error's) from `value`; whether it did.
+fn remove_at(value: &mut Value, path: &serde_path_to_error::Path) -> bool {
+    let segments: Vec<&serde_path_to_error::Segment> = path.iter().collect();
+    let Some((last, parents)) = segments.split_last() else { return false };
+    let mut at = value;
+    for segment in parents {
+        at = match (segment, at) {
+            (serde_path_to_error::Segment::Map { key }, Value::Object(map)) => match map.get_mut(key) {
+                Some(v) => v,
+                None => return false,
+            },
+            (serde_path_to_error::Segment::Seq { index }, Value::Array(items)) => match items.get_mut(*index) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, at) {
+        (serde_path_to_error::Segment::Map { key }, Value::Object(map)) => map.remove(key).is_some(),
+        _ => false,
+    }
+}
+
+/// The problems after the first: each unknown field is set aside and the document read
+/// again, up to a bound, so one misspelling does not hide the next.
+fn more_problems(text: &str) -> Vec<String> {
+    let Ok(mut value) = serde_json::from_str::<Value>(text) else { return Vec::new() };
+    let mut more = Vec::new();
+    for round in 0..25 {
+        let result: Result<WorkflowDef, _> = serde_path_to_error::deserialize(&value);
+        let Err(e) = result else { break };
+        let path = e.path().clone();
+        let message = with_hint(strip_position(&e.into_inner().to_string()));
+        let unknown = message.starts_with("unknown field");
+        if round > 0 {
+            more.push(format!("at {path}: {message}"));
+        }
+        if !unknown || !remove_at(&mut value, &path) {
+            break;
+        }
+    }
+    more
 }
 
 fn location(path: &str) -> String {
@@ -248,7 +319,8 @@ impl WorkflowDef {
                 line: inner.line(),
                 column: inner.column(),
                 // serde_json appends " at line L column C"; we report those separately.
-                message: strip_position(&inner.to_string()),
+                message: with_hint(strip_position(&inner.to_string())),
+                more: if inner.is_data() { more_problems(text) } else { Vec::new() },
             }
         })
     }
@@ -277,6 +349,18 @@ fn strip_position(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_field_says_did_you_mean_and_does_not_hide_the_next() {
+        let e = WorkflowDef::from_json(
+            r#"{"name": "x", "stepz": [], "steps": [{"id": "a", "tool": "echo", "retyr": {}}]}"#,
+        )
+        .expect_err("unknown fields");
+        assert!(e.message.ends_with("did you mean `steps`?"), "{e}");
+        assert_eq!(e.more.len(), 1, "{e}");
+        assert!(e.more[0].starts_with("at steps[0].retyr: unknown field `retyr`"), "{e}");
+        assert!(e.more[0].ends_with("did you mean `retry`?"), "{e}");
+    }
 
     #[test]
     fn parse_errors_say_where_and_what() {
