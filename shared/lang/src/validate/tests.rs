@@ -293,3 +293,19 @@ fn paths_sort_naturally() {
     assert_eq!(natural_path_order("steps[9]", "steps[10]"), std::cmp::Ordering::Less);
     assert_eq!(natural_path_order("steps[2].a", "steps[2].b"), std::cmp::Ordering::Less);
 }
+
+#[test]
+fn an_output_that_reads_a_step_that_may_be_skipped_is_a_warning() {
+    let plan = compile(
+        &def(json!({"name": "w", "steps": [
+            {"id": "weather", "tool": "t"},
+            {"id": "cold_alert", "tool": "t", "when": {"lt": ["{weather.temp}", 0]}},
+            {"id": "notify", "tool": "t", "params": {"alert": "{cold_alert}"}}
+        ], "output": {"alert": "{notify}", "temp": "{weather.temp}"}})),
+        None,
+    )
+    .expect("valid");
+    let warnings = super::warnings(&plan);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    has(&warnings, Code::MaySkip, "output", "reads `notify`, which may be skipped");
+}
