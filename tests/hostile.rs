@@ -153,3 +153,74 @@ async fn an_unreadable_record_is_reported_as_corrupt_never_as_absent() {
     assert!(status.to_string().contains("not a run record"), "{status}");
     assert!(!status.is_not_found(), "{status}");
 }
+
+/// Every step error of `record`, flattened: where a limit was met shows in one of them.
+fn errors(record: &weft_protocol::wire::RunRecord) -> String {
+    let mut all = record.errors.join("\n");
+    for (path, step) in &record.steps {
+        all.push_str(&format!("\n{path}: {}", step.reason.as_deref().unwrap_or("")));
+        for attempt in &step.attempts {
+            if let Some(e) = &attempt.error {
+                all.push_str(&format!("\n{path}: {:?} {}", e.code, e.message));
+            }
+        }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recursion_between_workflows_ends_at_the_run_tree_limits() {
+    let limits = [("WEFT_MAX_DEPTH", "3"), ("WEFT_MAX_CHILDREN", "10")];
+    let cluster = Cluster::start_with(1, 1, &limits).await;
+    let client = cluster.client().await;
+
+    // `rec` v1 runs v2, which runs v1: a chain that only the depth limit ends.
+    for (version, calls) in [(1, 2), (2, 1)] {
+        let def = inline(json!({"name": "rec", "version": version,
+            "steps": [{"id": "down", "workflow": {"name": "rec", "version": calls}}]}));
+        client.deploy(&def).await.expect("registered");
+    }
+    let top = inline(json!({"name": "top", "steps": [{"id": "call", "workflow": {"name": "rec", "version": 1}}]}));
+    let done = client.run(&top, Value::Null).await.expect("ends");
+    assert_eq!(done.status, RunStatus::Failed, "{done:#?}");
+    let listed = client.list(Some(1000)).await.expect("listed");
+    let chain = listed.iter().filter(|r| r.workflow == "rec").count();
+    assert_eq!(chain, 3, "one child per level down to the depth limit: {listed:#?}");
+    let failed = finals(&client, listed.iter().filter(|r| r.workflow == "rec").map(|r| r.run_id)).await;
+    assert!(
+        failed.iter().any(|r| errors(r).contains("LIMIT_EXCEEDED") && errors(r).contains("WEFT_MAX_DEPTH")),
+        "{failed:#?}"
+    );
+
+    // `fan` v1 runs three of v2, each of which runs three of v1: only the count of children
+    // under the root ends it, and it ends every branch of the tree.
+    for (version, calls) in [(1, 2), (2, 1)] {
+        let def = inline(json!({"name": "fan", "version": version, "steps": [{"id": "each", "for_each": {
+            "items": [1, 2, 3], "do": [{"id": "down", "workflow": {"name": "fan", "version": calls}}]}}]}));
+        client.deploy(&def).await.expect("registered");
+    }
+    let top = inline(json!({"name": "top", "steps": [{"id": "call", "workflow": {"name": "fan", "version": 1}}]}));
+    let done = client.run(&top, Value::Null).await.expect("ends");
+    assert_eq!(done.status, RunStatus::Failed, "{done:#?}");
+    let fans: Vec<_> =
+        client.list(Some(1000)).await.expect("listed").into_iter().filter(|r| r.workflow == "fan").collect();
+    assert!(fans.len() <= 10, "no more children than the limit: {}", fans.len());
+    let records = finals(&client, fans.iter().map(|r| r.run_id)).await;
+    assert!(records.iter().all(|r| r.status.is_terminal()), "every child ends: {records:#?}");
+    assert!(
+        records.iter().any(|r| errors(r).contains("LIMIT_EXCEEDED") && errors(r).contains("WEFT_MAX_CHILDREN")),
+        "{records:#?}"
+    );
+}
+
+/// The final records of `runs`.
+async fn finals(
+    client: &weft_client::WeftClient,
+    runs: impl Iterator<Item = uuid::Uuid>,
+) -> Vec<weft_protocol::wire::RunRecord> {
+    let mut records = Vec::new();
+    for run in runs {
+        records.push(client.wait(run).await.expect("ends"));
+    }
+    records
+}

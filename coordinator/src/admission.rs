@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 use weft_lang::catalogue::Catalogue;
 use weft_lang::definition::WorkflowDef;
+use weft_lang::limits::{Limits, RunLimits, exceeded};
 use weft_lang::plan::{Kind, Plan};
 use weft_lang::validate::{self, Code, Problem};
 use weft_protocol::definitions;
@@ -60,6 +61,9 @@ pub(crate) enum AdmitError {
         /// Its status, or why it cannot be read.
         why: String,
     },
+    /// A limit of the run tree (depth, children) was reached.
+    #[error("{0}")]
+    Limit(String),
     /// JetStream cannot be reached for now: nothing was admitted.
     #[error("{0}")]
     Unavailable(String),
@@ -88,7 +92,13 @@ pub(crate) struct Request {
     pub trace: Option<String>,
     /// The step that starts it, for a child run.
     pub parent: Option<ParentLink>,
+    /// Its limits: the coordinator's for a submit, the parent's for a child.
+    pub limits: RunLimits,
 }
+
+/// A catalogue read this recently is read again for no one: an unknown tool in a burst of
+/// submits costs one read, not one per submit.
+const FRESH: Duration = Duration::from_millis(100);
 
 /// The tool catalogue as last read.
 #[derive(Debug)]
@@ -110,11 +120,13 @@ pub(crate) struct Admission {
     plans: std::sync::Mutex<(u64, Plans)>,
     /// Plans of children (validated without the catalogue, at deploy).
     children: std::sync::Mutex<Plans>,
+    /// What a workflow may ask.
+    limits: Limits,
 }
 
 impl Admission {
     /// Admission over `nats`, reading the catalogue again when older than `catalogue_ttl`.
-    pub(crate) fn new(nats: Arc<Nats>, pools: Arc<Pools>, catalogue_ttl: Duration) -> Admission {
+    pub(crate) fn new(nats: Arc<Nats>, pools: Arc<Pools>, catalogue_ttl: Duration, limits: Limits) -> Admission {
         Admission {
             nats,
             pools,
@@ -122,16 +134,23 @@ impl Admission {
             catalogue_ttl,
             plans: std::sync::Mutex::new((0, Plans::default())),
             children: std::sync::Mutex::new(Plans::default()),
+            limits,
         }
+    }
+
+    /// The limits of a submitted run.
+    pub(crate) fn run_limits(&self) -> RunLimits {
+        self.limits.run
     }
 
     /// The tools workers advertise and the catalogue's generation. A failed read keeps the
     /// last good catalogue (a stream electing a leader is no reason to refuse every
     /// submit); with none to keep, it is `Unavailable`, never an empty catalogue.
-    async fn live_catalogue(&self) -> Result<(u64, Arc<Catalogue>), AdmitError> {
+    /// `max_age` bounds how old the cached one may be.
+    async fn live_catalogue(&self, max_age: Duration) -> Result<(u64, Arc<Catalogue>), AdmitError> {
         let mut cached = self.catalogue.lock().await;
         if let Some(c) = cached.as_ref()
-            && c.at.elapsed() < self.catalogue_ttl
+            && c.at.elapsed() < max_age
         {
             return Ok((c.generation, c.catalogue.clone()));
         }
@@ -158,9 +177,22 @@ impl Admission {
     }
 
     /// `def` validated against the live catalogue and compiled, or its plan from the last
-    /// time, if the catalogue has not changed since.
+    /// time, if the catalogue has not changed since. A tool the cached catalogue lacks sends
+    /// it to be read again before the submit is refused: a worker that has just started
+    /// (or advertised half its tools when the cache was filled) is no reason to refuse.
     pub(crate) async fn plan(&self, def: &WorkflowDef) -> Result<Arc<Plan>, AdmitError> {
-        let (generation, catalogue) = self.live_catalogue().await?;
+        match self.plan_within(def, self.catalogue_ttl).await {
+            Err(AdmitError::Invalid { problems, .. })
+                if problems.iter().any(|p| p.code == Code::UnknownTool) && self.catalogue_ttl > FRESH =>
+            {
+                self.plan_within(def, FRESH).await
+            }
+            other => other,
+        }
+    }
+
+    async fn plan_within(&self, def: &WorkflowDef, max_age: Duration) -> Result<Arc<Plan>, AdmitError> {
+        let (generation, catalogue) = self.live_catalogue(max_age).await?;
         {
             let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
             if plans.0 < generation {
@@ -173,7 +205,7 @@ impl Admission {
                 return Ok(plan);
             }
         }
-        let plan = compile(def.clone(), Some(catalogue)).await?;
+        let plan = compile(def.clone(), Some(catalogue), self.limits).await?;
         let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
         if plans.0 == generation {
             plans.1.insert(plan.clone());
@@ -186,13 +218,24 @@ impl Admission {
         if let Some(plan) = self.children.lock().unwrap_or_else(PoisonError::into_inner).get(def) {
             return Ok(plan);
         }
-        let plan = compile(def.clone(), None).await?;
+        let plan = compile(def.clone(), None, self.limits).await?;
         self.children.lock().unwrap_or_else(PoisonError::into_inner).insert(plan.clone());
         Ok(plan)
     }
 
     /// Admits a submitted run: answered once its record and its creation are stored.
     pub(crate) async fn submit(&self, request: Request) -> Result<Uuid, AdmitError> {
+        let bytes = serde_json::to_vec(&request.definition).expect("a definition is plain data and serialises").len();
+        if bytes > self.limits.max_definition_bytes {
+            let message = exceeded(
+                "the definition",
+                format!("{bytes} bytes"),
+                self.limits.max_definition_bytes,
+                "WEFT_MAX_DEFINITION_BYTES",
+            );
+            let problems = vec![Problem { path: String::new(), step: None, code: Code::LimitExceeded, message }];
+            return Err(AdmitError::Invalid { name: request.definition.name.clone(), problems });
+        }
         let plan = self.plan(&request.definition).await?;
         let mut problems = self.unregistered(&plan).await;
         problems.extend(self.unpooled(&plan).await?);
@@ -225,6 +268,9 @@ impl Admission {
     /// is harmless: its record is created once, and a second creation is ignored. The
     /// creation is appended in the background if it cannot be at once.
     pub(crate) async fn child(&self, request: Request) -> Result<(), AdmitError> {
+        if let Some(parent) = &request.parent {
+            self.within_tree(request.run_id, parent, &request.limits).await?;
+        }
         let plan = self.child_plan(&request.definition).await?;
         let problems = self.unpooled(&plan).await?;
         if !problems.is_empty() {
@@ -244,6 +290,52 @@ impl Admission {
         let subject = log::subject(log::partition_of(run_id, self.nats.partitions), run_id);
         crate::run_actor::append_reliably(&self.nats, subject, creation(request), creation_id(run_id)).await;
         Ok(())
+    }
+
+    /// A child run may start: it is not deeper than the run's limit, and the tree of runs
+    /// under its root has not started as many children as it may (a counter per root in
+    /// the runs bucket, counted once per child by compare-and-set). Recursion between
+    /// workflows, or versions of one, ends here.
+    async fn within_tree(&self, child: Uuid, parent: &ParentLink, limits: &RunLimits) -> Result<(), AdmitError> {
+        if parent.depth > limits.max_depth {
+            let message = exceeded("the depth of sub-workflows", parent.depth, limits.max_depth, "WEFT_MAX_DEPTH");
+            return Err(AdmitError::Limit(message));
+        }
+        let Some(root) = parent.root else { return Ok(()) };
+        let key = format!("tree.{root}");
+        let store = &self.nats.infra.runs;
+        for _ in 0..50 {
+            let entry = store.entry(&key).await.map_err(|e| AdmitError::Unavailable(e.to_string()))?;
+            let (mut started, revision): (Vec<Uuid>, Option<u64>) = match entry {
+                Some(e) if e.operation == async_nats::jetstream::kv::Operation::Put => {
+                    (serde_json::from_slice(&e.value).unwrap_or_default(), Some(e.revision))
+                }
+                Some(e) => (Vec::new(), Some(e.revision)),
+                None => (Vec::new(), None),
+            };
+            if started.contains(&child) {
+                return Ok(()); // started before: this is the same child again
+            }
+            if started.len() >= limits.max_children as usize {
+                let what = format!("the number of child runs under run {root}");
+                return Err(AdmitError::Limit(exceeded(
+                    &what,
+                    started.len() + 1,
+                    limits.max_children,
+                    "WEFT_MAX_CHILDREN",
+                )));
+            }
+            started.push(child);
+            let bytes = serde_json::to_vec(&started).expect("ids serialise");
+            let written = match revision {
+                Some(r) => store.update(&key, bytes.into(), r).await.is_ok(),
+                None => store.create(&key, bytes.into()).await.is_ok(),
+            };
+            if written {
+                return Ok(());
+            }
+        }
+        Err(AdmitError::Unavailable(format!("the count of child runs under {root} kept changing")))
     }
 
     /// Why a submit of `run_id` is refused when a record of that id exists.
@@ -315,9 +407,20 @@ impl Admission {
 }
 
 /// Validates and compiles on the blocking pool, off the async runtime.
-async fn compile(def: WorkflowDef, catalogue: Option<Arc<Catalogue>>) -> Result<Arc<Plan>, AdmitError> {
+///
+/// At most one fewer at a time than the machine has cores (and at least one): a burst of
+/// large definitions queues here and leaves the runtime's threads a core for status,
+/// cancels and the runs already going.
+async fn compile(def: WorkflowDef, catalogue: Option<Arc<Catalogue>>, limits: Limits) -> Result<Arc<Plan>, AdmitError> {
+    static VALIDATIONS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let validations = VALIDATIONS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
+    });
     let name = def.name.clone();
-    let compiled = tokio::task::spawn_blocking(move || validate::compile(&def, catalogue.as_deref())).await;
+    let _permit = validations.acquire().await.map_err(|e| AdmitError::Unavailable(e.to_string()))?;
+    let compiled =
+        tokio::task::spawn_blocking(move || validate::compile_within(&def, catalogue.as_deref(), &limits)).await;
     match compiled {
         Ok(Ok(plan)) => Ok(Arc::new(plan)),
         Ok(Err(problems)) => Err(AdmitError::Invalid { name, problems: problems.0 }),
@@ -363,6 +466,7 @@ fn creation(request: Request) -> Entry {
         input: request.input,
         trace: request.trace,
         parent: request.parent,
+        limits: request.limits,
     }
 }
 

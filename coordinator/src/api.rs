@@ -171,7 +171,9 @@ impl Api {
         span.record("weft.workflow", submit.definition.name.as_str());
         span.record("weft.run_id", tracing::field::display(run_id));
         let trace = weft_protocol::trace::traceparent(&span);
-        let request = Request { run_id, definition: submit.definition, input: submit.input, trace, parent: None };
+        let limits = self.admission.run_limits();
+        let request =
+            Request { run_id, definition: submit.definition, input: submit.input, trace, parent: None, limits };
         self.admission.submit(request).await.map_err(api_error)
     }
 
@@ -405,6 +407,7 @@ fn api_error(e: AdmitError) -> ApiError {
         }
         AdmitError::Taken { .. } => ApiError::new(ApiErrorCode::Conflict, message),
         AdmitError::Unavailable(_) => ApiError::new(ApiErrorCode::Unavailable, message),
+        AdmitError::Limit(_) => ApiError::new(ApiErrorCode::Invalid, message),
     }
 }
 

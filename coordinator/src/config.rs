@@ -25,6 +25,8 @@ pub struct Config {
     /// Resource pools and capacities created at start if missing (default none, env
     /// `WEFT_POOLS` as `gpu=2,api=4`); an existing pool keeps its capacity.
     pub pools: Vec<(String, u32)>,
+    /// What a workflow may ask, and each run may do (see `weft_lang::limits`).
+    pub limits: weft_lang::limits::Limits,
 }
 
 impl Default for Config {
@@ -37,6 +39,7 @@ impl Default for Config {
             pin_timeout: Duration::from_secs(6),
             catalogue_ttl: Duration::from_secs(2),
             pools: Vec::new(),
+            limits: weft_lang::limits::Limits::default(),
         }
     }
 }

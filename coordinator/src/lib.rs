@@ -89,7 +89,8 @@ pub async fn run(
             Err(e) => tracing::warn!(pool = %name, error = %e, "pool not read"),
         }
     }
-    let admission = Arc::new(admission::Admission::new(nats.clone(), pools.clone(), config.catalogue_ttl));
+    let admission =
+        Arc::new(admission::Admission::new(nats.clone(), pools.clone(), config.catalogue_ttl, config.limits));
     let args = supervisor::SupervisorArgs {
         nats: nats.clone(),
         admission: admission.clone(),

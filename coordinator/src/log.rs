@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 use weft_lang::definition::WorkflowDef;
+use weft_lang::limits::RunLimits;
 use weft_protocol::wire::{Millis, TaskResult};
 
 use crate::machine::{Input, Logged, ParentLink};
@@ -42,6 +43,10 @@ pub(crate) enum Entry {
         /// The run and step that started it, if it is a sub-workflow.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent: Option<ParentLink>,
+        /// The limits the run runs under, fixed when it was admitted (so a replay
+        /// anywhere applies the same); the defaults are not written.
+        #[serde(default, skip_serializing_if = "is_default")]
+        limits: RunLimits,
     },
     /// Anything else that happens to it.
     Input {
@@ -63,6 +68,13 @@ pub(crate) struct Creation {
     /// Its parent, if it is a sub-workflow.
     #[serde(default)]
     pub parent: Option<ParentLink>,
+    /// Its limits.
+    #[serde(default)]
+    pub limits: RunLimits,
+}
+
+fn is_default(limits: &RunLimits) -> bool {
+    *limits == RunLimits::default()
 }
 
 /// How every [`Entry::Created`] a coordinator writes begins (serde puts the tag first).
@@ -107,8 +119,8 @@ pub(crate) fn decode(subject: &str, payload: &[u8]) -> Result<Decoded, DecodeErr
     let value: Value = serde_json::from_slice(payload).map_err(error)?;
     if value.get("entry").is_some() {
         return Ok(match serde_json::from_value::<Entry>(value).map_err(error)? {
-            Entry::Created { definition, input, trace, parent } => {
-                Decoded::Created(Box::new(Creation { definition, input, trace, parent }))
+            Entry::Created { definition, input, trace, parent, limits } => {
+                Decoded::Created(Box::new(Creation { definition, input, trace, parent, limits }))
             }
             Entry::Input { input } => Decoded::Input(input),
         });
@@ -299,6 +311,7 @@ mod tests {
             input: json!({"x": 1}),
             trace: Some("00-abc-def-01".into()),
             parent: None,
+            limits: RunLimits::default(),
         };
         let written = serde_json::to_vec(&entry).expect("json");
         assert!(written.starts_with(CREATED_PREFIX), "{}", String::from_utf8_lossy(&written));

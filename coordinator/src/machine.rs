@@ -59,6 +59,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use weft_lang::definition::FailurePolicy;
+use weft_lang::limits::RunLimits;
 use weft_lang::plan::Plan;
 use weft_protocol::wire::{
     CancelTask, Event, EventKind, Millis, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus, Task, TaskResult,
@@ -369,6 +370,8 @@ pub(crate) struct Run {
     timers: Vec<(Timer, Millis)>,
     /// How many steps completed so far (orders completions for the saga).
     completions: u64,
+    /// Bytes of the step outputs it holds, as JSON (see `RunLimits::max_output_bytes`).
+    output_bytes: usize,
     /// Where workers publish results: the run's log subject.
     reply_to: String,
     /// Signals that arrived before a step waited for them.
@@ -377,6 +380,8 @@ pub(crate) struct Run {
     saga: Option<saga::Saga>,
     /// The run that started this one as a sub-workflow.
     parent: Option<ParentLink>,
+    /// What the run may do (fixed at admission, logged with its creation).
+    limits: RunLimits,
 }
 
 impl Run {
@@ -401,10 +406,12 @@ impl Run {
             seq: 0,
             timers: Vec::new(),
             completions: 0,
+            output_bytes: 0,
             saga: None,
             reply_to: weft_protocol::subjects::input(0, id),
             signals: BTreeMap::new(),
             parent: None,
+            limits: RunLimits::default(),
         };
         run.open_frame(
             None,
@@ -425,6 +432,17 @@ impl Run {
     pub(crate) fn with_parent(mut self, parent: Option<ParentLink>) -> Run {
         self.parent = parent;
         self
+    }
+
+    /// Makes the run run under `limits`.
+    pub(crate) fn with_limits(mut self, limits: RunLimits) -> Run {
+        self.limits = limits;
+        self
+    }
+
+    /// What the run may do.
+    pub(crate) fn limits(&self) -> RunLimits {
+        self.limits
     }
 
     /// The run that started this one, if it is a sub-workflow.
@@ -825,6 +843,8 @@ fn error_value(error: &ToolError) -> Value {
 mod construct_tests;
 #[cfg(test)]
 mod corner_tests;
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod props;
 #[cfg(test)]

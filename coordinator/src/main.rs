@@ -30,6 +30,62 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "WEFT_LOG_JSON")]
     log_json: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// What a workflow may ask, and each run may do; each exceeded limit is `LIMIT_EXCEEDED`.
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// Steps of a definition, at every depth.
+    #[arg(long, env = "WEFT_MAX_STEPS", default_value_t = 10_000)]
+    max_steps: usize,
+    /// A `loop`'s `max_iterations`.
+    #[arg(long, env = "WEFT_MAX_ITERATIONS", default_value_t = 10_000)]
+    max_iterations: u32,
+    /// `matches` conditions of a definition.
+    #[arg(long, env = "WEFT_MAX_REGEXES", default_value_t = 100)]
+    max_regexes: usize,
+    /// Bytes of a definition's JSON.
+    #[arg(long, env = "WEFT_MAX_DEFINITION_BYTES", default_value_t = 1 << 20)]
+    max_definition_bytes: usize,
+    /// Step instances of a run, nested ones included.
+    #[arg(long, env = "WEFT_MAX_INSTANCES", default_value_t = 100_000)]
+    max_instances: usize,
+    /// Items of one `for_each`.
+    #[arg(long, env = "WEFT_MAX_ITEMS", default_value_t = 10_000)]
+    max_items: usize,
+    /// Tasks of a run on workers at once (more wait).
+    #[arg(long, env = "WEFT_MAX_IN_FLIGHT", default_value_t = 10_000)]
+    max_in_flight: usize,
+    /// Depth of sub-workflows below a run.
+    #[arg(long, env = "WEFT_MAX_DEPTH", default_value_t = 8)]
+    max_depth: u32,
+    /// Child runs under one root run, all depths.
+    #[arg(long, env = "WEFT_MAX_CHILDREN", default_value_t = 1_000)]
+    max_children: u32,
+    /// Bytes of step outputs one run holds, as JSON.
+    #[arg(long, env = "WEFT_MAX_OUTPUT_BYTES", default_value_t = 256 << 20)]
+    max_output_bytes: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> weft_lang::limits::Limits {
+        weft_lang::limits::Limits {
+            max_steps: self.max_steps,
+            max_iterations: self.max_iterations,
+            max_regexes: self.max_regexes,
+            max_definition_bytes: self.max_definition_bytes,
+            run: weft_lang::limits::RunLimits {
+                max_instances: self.max_instances,
+                max_items: self.max_items,
+                max_in_flight: self.max_in_flight.max(1),
+                max_depth: self.max_depth,
+                max_children: self.max_children,
+                max_output_bytes: self.max_output_bytes,
+            },
+        }
+    }
 }
 
 #[tokio::main]
@@ -48,11 +104,23 @@ async fn main() -> anyhow::Result<()> {
         pin_timeout: std::time::Duration::from_secs(args.pin_timeout.max(1)),
         retention: weft_protocol::topology::Retention { runs: args.retention, ..Default::default() },
         pools: args.pools.0,
+        limits: args.limits.limits(),
         ..Config::default()
     };
     let result = weft_coordinator::run(config, client, shutdown).await.context("coordinator stopped");
     telemetry.shutdown().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    #[test]
+    fn the_limit_flags_default_to_the_library_s_limits() {
+        let args = super::Args::try_parse_from(["weft-coordinator"]).expect("no flags parse");
+        assert_eq!(args.limits.limits(), weft_lang::limits::Limits::default());
+    }
 }
 
 /// This host's name, for the instance id in traces.

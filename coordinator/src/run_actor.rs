@@ -299,11 +299,23 @@ async fn start_child(state: &mut RunState, start: ChildStart) -> Option<Input> {
         Err(e) => return Some(refused(e.to_string())),
     };
     let trace = state.spans.child(&state.run, &start, &definition.name);
-    let request =
-        Request { run_id: child_id, definition, input: start.input.clone(), trace, parent: Some(start.parent.clone()) };
+    let request = Request {
+        run_id: child_id,
+        definition,
+        input: start.input.clone(),
+        trace,
+        parent: Some(start.parent.clone()),
+        limits: state.run.limits(),
+    };
     match state.admission.child(request).await {
         Ok(()) => None,
         Err(e @ (AdmitError::Invalid { .. } | AdmitError::InvalidInput { .. })) => Some(refused(e.to_string())),
+        Err(AdmitError::Limit(message)) => {
+            let error = ToolError::new(format!("sub-workflow `{}`: {message}", start.workflow))
+                .with_code(weft_lang::limits::LIMIT_EXCEEDED)
+                .permanent();
+            Some(ended(RunStatus::Failed, None, Some(error)))
+        }
         Err(e) => {
             let error =
                 ToolError::new(format!("sub-workflow `{}`: {e}", start.workflow)).with_code(codes::CHILD_FAILED);

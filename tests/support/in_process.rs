@@ -31,16 +31,20 @@ impl InProcess {
         let config = weft_worker::Config {
             nats_url: nats.url.clone(),
             worker_id: "in-process".into(),
-            demo_tools: true,
             ..weft_worker::Config::default()
         };
-        let worker = tokio::spawn(weft_worker::run(config, shutdown.clone()));
+        let mut registry = weft_worker::Registry::with_builtins();
+        weft_worker::demo::register(&mut registry).expect("the demo tools register");
+        let expected = registry.len();
+        let worker = tokio::spawn(weft_worker::run_with_registry(config, registry, shutdown.clone()));
         let this = InProcess { nats, shutdown, coordinator, worker };
         let client = this.client().await;
         crate::wait::until_ok("the in-process services are ready", crate::wait::PATIENCE, || async {
             let tools = client.tools().await.map_err(|e| e.to_string())?;
             client.list(Some(1)).await.map_err(|e| e.to_string())?;
-            if tools.iter().any(|a| a.worker == "in-process") { Ok(()) } else { Err("no tools yet".to_owned()) }
+            // Every tool, not the first: a worker advertises them one by one.
+            let advertised = tools.iter().filter(|a| a.worker == "in-process").count();
+            if advertised == expected { Ok(()) } else { Err(format!("{advertised} of {expected} tools advertised")) }
         })
         .await;
         this

@@ -28,6 +28,12 @@ pub(crate) struct ParentLink {
     pub attempt: u32,
     /// The parent's log subject.
     pub reply_to: String,
+    /// The root of the tree of runs it belongs to (its parent's root, or its parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<Uuid>,
+    /// How deep below the root it is (1 for a child of the root).
+    #[serde(default)]
+    pub depth: u32,
 }
 
 /// A child run to start.
@@ -91,6 +97,8 @@ impl Run {
                 step: inst.path.clone(),
                 attempt: inst.state.attempt,
                 reply_to: self.reply_to.clone(),
+                root: Some(self.parent.as_ref().and_then(|p| p.root).unwrap_or(self.id)),
+                depth: self.parent.as_ref().map_or(0, |p| p.depth) + 1,
             },
         })
     }

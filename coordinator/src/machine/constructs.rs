@@ -21,6 +21,7 @@
 //! steps are cancelled and the construct decides.
 
 use serde_json::{Value, json};
+use weft_lang::limits;
 use weft_lang::plan::{CaseMatch, Kind};
 use weft_lang::reference::resolve::resolve_path;
 use weft_lang::reference::{Path, SkippedAsNull};
@@ -97,7 +98,10 @@ impl Run {
         self.begin_attempt(i, now, out);
         let input = self.insts[i].state.params.clone().unwrap_or(Value::Null);
         let prefix = self.frames[self.insts[i].frame].prefix.clone();
-        let single = |run: &mut Run, n: usize, bindings: Vec<(String, Value)>| {
+        let single = |run: &mut Run, n: usize, bindings: Vec<(String, Value)>, out: &mut Vec<Effect>| {
+            if let Err(e) = run.room_for_body(i, n) {
+                return run.finish_construct(i, Err(e), now, out);
+            }
             let loc = run.body_of(i, n);
             let frame = run.open_frame(Some(i), loc, prefix.clone(), bindings);
             run.insts[i].construct = Some(Construct::Single { frame });
@@ -108,12 +112,18 @@ impl Run {
                     Value::Array(items) => items,
                     _ => Vec::new(),
                 };
+                let most = self.limits.max_items;
+                if items.len() > most {
+                    let message = limits::exceeded("the number of items", items.len(), most, "WEFT_MAX_ITEMS");
+                    let error = ToolError::new(message).with_code(limits::LIMIT_EXCEEDED).permanent();
+                    return self.finish_construct(i, Err(error), now, out);
+                }
                 let results = vec![Value::Null; items.len()];
                 let state = ForEach { items, frames: Vec::new(), active: 0, done: 0, failures: 0, results };
                 self.insts[i].construct = Some(Construct::ForEach(state));
                 self.feed(i, now, out);
             }
-            Kind::Loop { .. } => self.open_iteration(i, 0, Value::Null),
+            Kind::Loop { .. } => self.open_iteration(i, 0, Value::Null, now, out),
             Kind::Switch { on, cases, default } => {
                 let view = self.view(self.insts[i].frame);
                 let mut chosen = None;
@@ -136,16 +146,32 @@ impl Run {
                     }
                 }
                 match chosen.or(default.is_some().then_some(cases.len())) {
-                    Some(n) => single(self, n, Vec::new()),
+                    Some(n) => single(self, n, Vec::new(), out),
                     None => self.finish_construct(i, Ok(Value::Null), now, out),
                 }
             }
-            Kind::Pipeline { .. } => single(self, 0, vec![("previous".to_owned(), input)]),
-            _ => single(self, 0, Vec::new()),
+            Kind::Pipeline { .. } => single(self, 0, vec![("previous".to_owned(), input)], out),
+            _ => single(self, 0, Vec::new(), out),
         }
     }
 
-    fn open_iteration(&mut self, i: InstId, iteration: u32, previous: Value) {
+    /// Whether the run may open body `n` of construct `i`: its steps would not take it
+    /// past its limit of step instances.
+    fn room_for_body(&self, i: InstId, n: usize) -> Result<(), ToolError> {
+        let steps = super::frame::body(&self.plan, &self.body_of(i, n)).len();
+        let most = self.limits.max_instances;
+        if self.insts.len().saturating_add(steps) <= most {
+            return Ok(());
+        }
+        let message =
+            limits::exceeded("the number of step instances", self.insts.len() + steps, most, "WEFT_MAX_INSTANCES");
+        Err(ToolError::new(message).with_code(limits::LIMIT_EXCEEDED).permanent())
+    }
+
+    fn open_iteration(&mut self, i: InstId, iteration: u32, previous: Value, now: Millis, out: &mut Vec<Effect>) {
+        if let Err(e) = self.room_for_body(i, 0) {
+            return self.finish_construct(i, Err(e), now, out);
+        }
         let loc = self.body_of(i, 0);
         let prefix = format!("{}[{iteration}].", self.insts[i].path);
         let bindings = [("iteration".to_owned(), json!(iteration)), ("previous".to_owned(), previous)];
@@ -170,6 +196,17 @@ impl Run {
                 return;
             }
             let k = s.frames.len();
+            if let Err(e) = self.room_for_body(i, 0) {
+                // No room for another item: the others stop, and the construct fails.
+                let frames = s.frames.clone();
+                for other in frames {
+                    if self.frames[other].state == FrameState::Active {
+                        self.cancel_frame(other, "the run reached its limit of step instances", now, out);
+                    }
+                }
+                return self.finish_construct(i, Err(e), now, out);
+            }
+            let Some(Construct::ForEach(s)) = &self.insts[i].construct else { return };
             let bindings = [(bind.clone(), s.items[k].clone()), (index_bind.clone(), json!(k))];
             let loc = self.body_of(i, 0);
             let prefix = format!("{}[{k}].", self.insts[i].path);
@@ -248,34 +285,34 @@ impl Run {
         now: Millis,
         out: &mut Vec<Effect>,
     ) {
-        match self.insts[o].construct.clone() {
-            Some(Construct::ForEach(_)) => self.item_over(o, f, result, now, out),
-            Some(Construct::Loop { iteration, .. }) => {
-                let value = match result {
-                    Ok(v) => v,
-                    Err(mut e) => {
-                        e.message = format!("iteration {iteration}: {}", e.message);
-                        return self.finish_construct(o, Err(e), now, out);
-                    }
-                };
-                let Kind::Loop { until, max_iterations, .. } = &self.def(o).kind else { return };
-                let max = *max_iterations;
-                match until.eval(&self.view(f)) {
-                    Ok(true) => self.finish_construct(o, Ok(value), now, out),
-                    Ok(false) if iteration + 1 >= max => {
-                        let message = format!("`until` did not hold within {max} iterations");
-                        let error = ToolError::new(message).with_code(codes::MAX_ITERATIONS).permanent();
-                        self.finish_construct(o, Err(error), now, out);
-                    }
-                    Ok(false) => self.open_iteration(o, iteration + 1, value),
-                    Err(e) => {
-                        let error = ToolError::new(format!("until: {e}")).with_code(codes::CONDITION).permanent();
-                        self.finish_construct(o, Err(error), now, out);
-                    }
-                }
+        // Matched by kind, not cloned: a `for_each`'s state is as large as its items.
+        let iteration = match &self.insts[o].construct {
+            Some(Construct::ForEach(_)) => return self.item_over(o, f, result, now, out),
+            Some(Construct::Single { .. }) => return self.finish_construct(o, result, now, out),
+            Some(Construct::Loop { iteration, .. }) => *iteration,
+            None => return,
+        };
+        let value = match result {
+            Ok(v) => v,
+            Err(mut e) => {
+                e.message = format!("iteration {iteration}: {}", e.message);
+                return self.finish_construct(o, Err(e), now, out);
             }
-            Some(Construct::Single { .. }) => self.finish_construct(o, result, now, out),
-            None => {}
+        };
+        let Kind::Loop { until, max_iterations, .. } = &self.def(o).kind else { return };
+        let max = *max_iterations;
+        match until.eval(&self.view(f)) {
+            Ok(true) => self.finish_construct(o, Ok(value), now, out),
+            Ok(false) if iteration + 1 >= max => {
+                let message = format!("`until` did not hold within {max} iterations");
+                let error = ToolError::new(message).with_code(codes::MAX_ITERATIONS).permanent();
+                self.finish_construct(o, Err(error), now, out);
+            }
+            Ok(false) => self.open_iteration(o, iteration + 1, value, now, out),
+            Err(e) => {
+                let error = ToolError::new(format!("until: {e}")).with_code(codes::CONDITION).permanent();
+                self.finish_construct(o, Err(error), now, out);
+            }
         }
     }
 
@@ -290,7 +327,8 @@ impl Run {
         let Kind::ForEach { max_failures, .. } = &self.def(o).kind else { return };
         let max_failures = *max_failures;
         let Some(Construct::ForEach(s)) = &mut self.insts[o].construct else { return };
-        let Some(k) = s.frames.iter().position(|&x| x == f) else { return };
+        // Frames are numbered in the order they open, so items' frames are sorted.
+        let Ok(k) = s.frames.binary_search(&f) else { return };
         s.active -= 1;
         s.done += 1;
         match result {

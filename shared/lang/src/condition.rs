@@ -127,6 +127,8 @@ pub struct ConditionError {
     pub pointer: String,
     /// What is wrong.
     pub message: String,
+    /// It is over a limit (pattern length or compiled size) rather than malformed.
+    pub limit: bool,
 }
 
 /// A condition that could not be evaluated on the data it met.
@@ -153,6 +155,16 @@ pub enum EvalError {
 const LEAVES: &str = "eq, ne, gt, gte, lt, lte, in, contains, exists, is_null, matches, all, any, not";
 
 impl Condition {
+    /// How many `matches` it holds.
+    pub fn pattern_count(&self) -> usize {
+        match self {
+            Condition::All(cs) | Condition::Any(cs) => cs.iter().map(Condition::pattern_count).sum(),
+            Condition::Not(c) => c.pattern_count(),
+            Condition::Matches { .. } => 1,
+            _ => 0,
+        }
+    }
+
     /// Parses a condition; reports every problem found.
     pub fn parse(value: &Value) -> Result<Condition, Vec<ConditionError>> {
         let mut errors = Vec::new();
@@ -282,7 +294,8 @@ fn compare(op: Op, left: &Value, right: &Value) -> Result<bool, EvalError> {
 
 fn parse(value: &Value, pointer: &str, errors: &mut Vec<ConditionError>) -> Condition {
     fn fail(errors: &mut Vec<ConditionError>, pointer: String, message: String) -> Condition {
-        errors.push(ConditionError { pointer, message });
+        let limit = message.ends_with(LIMIT_MARK);
+        errors.push(ConditionError { pointer, message, limit });
         Condition::Const(false)
     }
     let map = match value {
@@ -331,7 +344,15 @@ fn parse(value: &Value, pointer: &str, errors: &mut Vec<ConditionError>) -> Cond
             };
             let value = template(value, &format!("{here}/0"), errors);
             match pattern {
-                Value::String(p) => match Regex::new(p) {
+                Value::String(p) if p.len() > MAX_PATTERN_LEN => fail(
+                    errors,
+                    format!("{here}/1"),
+                    format!(
+                        "the regular expression is {} bytes long, more than the limit of {MAX_PATTERN_LEN}{LIMIT_MARK}",
+                        p.len()
+                    ),
+                ),
+                Value::String(p) => match compile_pattern(p) {
                     Ok(pattern) => Condition::Matches { value, pattern },
                     Err(e) => fail(errors, format!("{here}/1"), format!("invalid regular expression: {e}")),
                 },
@@ -369,12 +390,56 @@ fn pair(arg: &Value) -> Option<&[Value; 2]> {
     }
 }
 
+/// Ends the message of a pattern over a limit.
+const LIMIT_MARK: &str = " [LIMIT_EXCEEDED]";
+
+/// Longest pattern of a `matches`, in bytes.
+pub const MAX_PATTERN_LEN: usize = 1_000;
+
+/// Most memory a compiled pattern may take. `regex`'s default (10 MiB) lets a 10-byte
+/// pattern such as `\w{500}` cost 130 ms to compile; at this size it is refused at once,
+/// and patterns people write (`^[A-Z]{2}-\d+$`) are far below it.
+pub const MAX_PATTERN_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// Patterns compiled on this thread: a definition repeating one compiles it once.
+    static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Result<Regex, String>>> = Default::default();
+}
+
+/// A `matches` pattern, compiled within [`MAX_PATTERN_SIZE`] (and cached: compiling is
+/// the costly part of validating a condition).
+fn compile_pattern(pattern: &str) -> Result<Regex, String> {
+    if let Some(found) = COMPILED.with(|c| c.borrow().get(pattern).cloned()) {
+        return found;
+    }
+    let compiled = regex::RegexBuilder::new(pattern)
+        .size_limit(MAX_PATTERN_SIZE)
+        .dfa_size_limit(MAX_PATTERN_SIZE)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => {
+                format!("it compiles to more than the limit of {limit} bytes{LIMIT_MARK}")
+            }
+            other => other.to_string(),
+        });
+    COMPILED.with(|c| {
+        let mut cache = c.borrow_mut();
+        // Bounded: a definition of many different patterns does not grow it for ever.
+        if cache.len() >= 1024 {
+            cache.clear();
+        }
+        cache.insert(pattern.to_owned(), compiled.clone());
+    });
+    compiled
+}
+
 fn template(value: &Value, pointer: &str, errors: &mut Vec<ConditionError>) -> Template {
     Template::parse(value).unwrap_or_else(|es| {
-        errors.extend(
-            es.into_iter()
-                .map(|e| ConditionError { pointer: format!("{pointer}{}", e.pointer), message: e.to_string() }),
-        );
+        errors.extend(es.into_iter().map(|e| ConditionError {
+            pointer: format!("{pointer}{}", e.pointer),
+            message: e.to_string(),
+            limit: false,
+        }));
         Template::Literal(Value::Null)
     })
 }

@@ -18,6 +18,7 @@
 //! - [`graph`]: cycles, levels, longest paths, largest antichains.
 //! - [`analysis`]: execution levels, maximal parallelism, critical path.
 //! - [`export`]: Mermaid and DOT drawings.
+//! - [`limits`]: how much one workflow may ask: steps, iterations, patterns, and per run.
 //!
 //! # Example
 //!
@@ -42,6 +43,7 @@ pub mod condition;
 pub mod definition;
 pub mod export;
 pub mod graph;
+pub mod limits;
 pub mod plan;
 pub mod reference;
 pub mod validate;

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalogue::Catalogue;
 use crate::definition::WorkflowDef;
 use crate::graph;
+use crate::limits::Limits;
 use crate::plan::{Plan, Step};
 
 /// What kind of problem, for machines (`weft validate --json`).
@@ -64,6 +65,8 @@ pub enum Code {
     InvalidValue,
     /// A warning, not an error: what is read may be skipped, and reads as `null` then.
     MaySkip,
+    /// More than a limit allows (steps, iterations, patterns): see `limits`.
+    LimitExceeded,
 }
 
 /// One validation problem.
@@ -96,14 +99,66 @@ pub struct Problems(pub Vec<Problem>);
 
 /// Validates `def` (against `catalogue` if given) and compiles it into a [`Plan`].
 pub fn compile(def: &WorkflowDef, catalogue: Option<&Catalogue>) -> Result<Plan, Problems> {
+    compile_within(def, catalogue, &Limits::default())
+}
+
+/// [`compile`] under `limits`.
+pub fn compile_within(def: &WorkflowDef, catalogue: Option<&Catalogue>, limits: &Limits) -> Result<Plan, Problems> {
     let mut cx = step::Compiler::new(def, catalogue);
     let plan = cx.workflow();
     let mut problems = cx.into_problems();
+    problems.extend(limit_problems(&plan, limits));
     if problems.is_empty() {
         return Ok(plan);
     }
     problems.sort_by(|a, b| natural_path_order(&a.path, &b.path));
     Err(Problems(problems))
+}
+
+/// What `plan` asks beyond `limits`.
+fn limit_problems(plan: &Plan, limits: &Limits) -> Vec<Problem> {
+    let limit = |path: String, step: Option<String>, message: String| Problem {
+        path,
+        step,
+        code: Code::LimitExceeded,
+        message,
+    };
+    let mut problems = Vec::new();
+    let steps = plan.all_steps();
+    if steps.len() > limits.max_steps {
+        let message = crate::limits::exceeded("the number of steps", steps.len(), limits.max_steps, "WEFT_MAX_STEPS");
+        problems.push(limit("steps".to_owned(), None, message));
+    }
+    let mut regexes = 0;
+    for step in &steps {
+        if let crate::plan::Kind::Loop { max_iterations, until, .. } = &step.kind {
+            regexes += until.pattern_count();
+            if *max_iterations > limits.max_iterations {
+                let what = "`max_iterations`";
+                let message =
+                    crate::limits::exceeded(what, max_iterations, limits.max_iterations, "WEFT_MAX_ITERATIONS");
+                problems.push(limit("loop.max_iterations".to_owned(), Some(step.id.clone()), message));
+            }
+        }
+        if let crate::plan::Kind::Switch { cases, .. } = &step.kind {
+            for case in cases {
+                if let crate::plan::CaseMatch::When(c) = &case.matcher {
+                    regexes += c.pattern_count();
+                }
+            }
+        }
+        regexes += step.when.as_ref().map_or(0, |w| w.pattern_count());
+    }
+    if regexes > limits.max_regexes {
+        let message = crate::limits::exceeded(
+            "the number of `matches` conditions",
+            regexes,
+            limits.max_regexes,
+            "WEFT_MAX_REGEXES",
+        );
+        problems.push(limit("steps".to_owned(), None, message));
+    }
+    problems
 }
 
 /// Orders `steps[10]` after `steps[9]`: numbers inside paths compare as numbers.

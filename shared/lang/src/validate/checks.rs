@@ -17,6 +17,9 @@ use crate::reference::{Template, is_ident};
 pub(super) struct Sink {
     /// Problems so far.
     pub problems: Vec<Problem>,
+    /// Tools' params schemas, compiled once per document (a thousand steps of one tool
+    /// compile its schema once).
+    pub validators: std::collections::HashMap<String, Result<std::sync::Arc<jsonschema::Validator>, String>>,
 }
 
 impl Sink {
@@ -119,7 +122,8 @@ impl Sink {
     pub(super) fn condition(&mut self, value: &Value, path: &str, step: Option<&str>) -> Condition {
         Condition::parse(value).unwrap_or_else(|errors| {
             for e in errors {
-                self.push(format!("{path}{}", pointer_to_path(&e.pointer)), step, Code::BadCondition, e.message);
+                let code = if e.limit { Code::LimitExceeded } else { Code::BadCondition };
+                self.push(format!("{path}{}", pointer_to_path(&e.pointer)), step, code, e.message);
             }
             Condition::Const(false)
         })
@@ -135,7 +139,14 @@ impl Sink {
     /// Checks literal params against a tool's schema. Values that are whole references
     /// are only known at run time, so errors located at them are not reported here.
     pub(super) fn params(&mut self, spec: &ToolSpec, params: &Value, path: &str, step: Option<&str>) {
-        let validator = match jsonschema::validator_for(&spec.params) {
+        let compiled = self
+            .validators
+            .entry(spec.name.clone())
+            .or_insert_with(|| {
+                jsonschema::validator_for(&spec.params).map(std::sync::Arc::new).map_err(|e| e.to_string())
+            })
+            .clone();
+        let validator = match compiled {
             Ok(v) => v,
             Err(e) => {
                 self.push(

@@ -45,7 +45,14 @@ pub(super) enum Target {
 pub(super) struct Index {
     /// Id to enclosing construct ids.
     pub enclosing: HashMap<String, Vec<String>>,
+    /// "Did you mean" hints left to give: each costs an edit distance to every name, so
+    /// a document of thousands of unknown references gets hints for the first few only
+    /// (and validation stays linear in its size).
+    pub hints: std::cell::Cell<usize>,
 }
+
+/// How many unknown names of one document get a "did you mean".
+pub(super) const HINTS: usize = 20;
 
 /// A stack of frames from the top level to where a reference stands.
 #[derive(Debug, Default)]
@@ -91,6 +98,10 @@ impl Frames {
                 ),
             ));
         }
+        if index.hints.get() == 0 {
+            return Err((super::Code::UnknownReference, format!("`{root}` is not a step, `input` or a bound name")));
+        }
+        index.hints.set(index.hints.get() - 1);
         let mut known: Vec<&str> = index.enclosing.keys().map(String::as_str).collect();
         known.extend(BUILTINS);
         for frame in &self.stack {

@@ -76,7 +76,7 @@ impl<'a> Compiler<'a> {
             def,
             catalogue,
             sink: Sink::default(),
-            index: Index::default(),
+            index: Index { hints: std::cell::Cell::new(super::scope::HINTS), ..Index::default() },
             frames: Frames::default(),
             retry_base: RetryPolicy::standard(),
             retry_default: RetryPolicy::none(),
@@ -432,7 +432,14 @@ impl<'a> Compiler<'a> {
         match catalogue.get(tool) {
             Some(spec) => self.sink.params(spec, params, &format!("{path}.params"), Some(id)),
             None => {
-                let similar = catalogue.similar(tool);
+                // Hints are bounded like references' (see `scope::HINTS`).
+                let similar = match self.index.hints.get() {
+                    0 => Vec::new(),
+                    left => {
+                        self.index.hints.set(left - 1);
+                        catalogue.similar(tool)
+                    }
+                };
                 let hint = if similar.is_empty() {
                     String::new()
                 } else {
