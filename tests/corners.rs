@@ -259,7 +259,7 @@ async fn resource_pools_hold_across_runs_and_a_coordinator_crash() {
     cluster.crash_coordinator(weft_tests::cluster::FAST);
     let mut spans = Vec::new();
     for run in runs {
-        let record = client.wait(run).await.expect("ends");
+        let record = client.wait(run).await.unwrap_or_else(|e| panic!("{run} did not end: {e}\n{}", cluster.logs()));
         assert_eq!(record.status, RunStatus::Completed, "{record:#?}\n{}", cluster.logs());
         for step in record.steps.values() {
             let a = step.attempts.last().expect("an attempt");
@@ -273,7 +273,7 @@ async fn resource_pools_hold_across_runs_and_a_coordinator_crash() {
         now += d;
         most = most.max(now);
     }
-    assert!(most <= 2, "{most} steps of the gpu pool ran at once: {spans:?}");
+    assert!(most <= 2, "{most} steps of the gpu pool ran at once: {spans:?}\n{}", cluster.logs());
     assert_eq!(most, 2, "two ran at once: the pool's two units were used");
     let pools = client.pools().await.expect("pools");
     let gpu = pools.iter().find(|p| p.name == "gpu").expect("the gpu pool");

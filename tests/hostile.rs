@@ -192,11 +192,11 @@ async fn recursion_between_workflows_ends_at_the_run_tree_limits() {
         "{failed:#?}"
     );
 
-    // `fan` v1 runs three of v2, each of which runs three of v1: only the count of children
-    // under the root ends it, and it ends every branch of the tree.
+    // `fan` v1 runs twelve of v2, each of which runs twelve of v1: the count of children
+    // under the root ends it (past ten, before the depth of four), on every branch.
     for (version, calls) in [(1, 2), (2, 1)] {
         let def = inline(json!({"name": "fan", "version": version, "steps": [{"id": "each", "for_each": {
-            "items": [1, 2, 3], "do": [{"id": "down", "workflow": {"name": "fan", "version": calls}}]}}]}));
+            "items": (0..12).collect::<Vec<_>>(), "do": [{"id": "down", "workflow": {"name": "fan", "version": calls}}]}}]}));
         client.deploy(&def).await.expect("registered");
     }
     let top = inline(json!({"name": "top", "steps": [{"id": "call", "workflow": {"name": "fan", "version": 1}}]}));
@@ -223,4 +223,52 @@ async fn finals(
         records.push(client.wait(run).await.expect("ends"));
     }
     records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_busy_with_a_hundred_thousand_items_answers_cancels_and_runs_a_canary() {
+    let env = [("WEFT_MAX_ITEMS", "100000"), ("WEFT_MAX_INSTANCES", "200000")];
+    let cluster = Cluster::start_with(1, 1, &env).await;
+    let client = cluster.client().await;
+    // A tool makes the items: a small definition, a large run.
+    let wide = inline(json!({"name": "wide", "steps": [
+        {"id": "make", "tool": "echo", "params": {"xs": "{input.xs}"}},
+        {"id": "each", "for_each": {"items": "{make.xs}", "as": "x", "do": [
+            {"id": "one", "tool": "echo", "params": {"x": "{x}"}}
+        ]}}
+    ]}));
+    let xs: Vec<u32> = (0..100_000).collect();
+    let big = client.submit(&wide, json!({ "xs": xs })).await.expect("accepted");
+    let fanned = std::time::Instant::now();
+    // Fanned out once workers run its items (a record of 100,000 steps is slow to build in
+    // a debug build: the workers' logs say it sooner).
+    wait::until_ok("the run fanned out", wait::PATIENCE, || async {
+        if cluster.logs().contains("weft.step_id=each[") { Ok(()) } else { Err("no item ran yet") }
+    })
+    .await;
+    let fanned = fanned.elapsed();
+
+    // While it runs: another run completes, status answers, a cancel takes effect.
+    let canary = inline(json!({"name": "canary", "steps": [
+        {"id": "a", "tool": "echo", "params": {"n": 1}},
+        {"id": "b", "tool": "echo", "params": {"n": "{a.n}"}}
+    ], "output": "{b.n}"}));
+    let timed = std::time::Instant::now();
+    let done = client.run(&canary, Value::Null).await.expect("the canary runs");
+    assert_eq!((done.status, done.output), (RunStatus::Completed, Some(json!(1))));
+    let canary_took = timed.elapsed();
+    let timed = std::time::Instant::now();
+    let status = client.status(big).await.expect("status answers");
+    assert_eq!(status.status, RunStatus::Running, "{:?}", status.errors);
+    let status_took = timed.elapsed();
+    let timed = std::time::Instant::now();
+    client.cancel(big, Some("enough".into())).await.expect("cancelled");
+    let ended = client.wait(big).await.expect("ends");
+    assert_eq!(ended.status, RunStatus::Cancelled, "{:?}", ended.errors);
+    let cancel_took = timed.elapsed();
+    // Figures, not assertions: weft-bench's `busy` scenario measures them in release.
+    eprintln!(
+        "busy with 100,000 items (debug build): fanned out {fanned:?}, canary {canary_took:?}, \
+         status {status_took:?}, cancel {cancel_took:?}"
+    );
 }

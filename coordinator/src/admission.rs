@@ -96,8 +96,7 @@ pub(crate) struct Request {
     pub limits: RunLimits,
 }
 
-/// A catalogue read this recently is read again for no one: an unknown tool in a burst of
-/// submits costs one read, not one per submit.
+/// A catalogue settled this recently is not read again for a tool it lacks.
 const FRESH: Duration = Duration::from_millis(100);
 
 /// The tool catalogue as last read.
@@ -107,6 +106,8 @@ struct Catalogued {
     /// Goes up each time a read finds the catalogue changed.
     generation: u64,
     catalogue: Arc<Catalogue>,
+    /// Two reads in a row found it the same.
+    settled: bool,
 }
 
 /// Admits runs; one per coordinator, shared by the API and the run actors.
@@ -146,11 +147,10 @@ impl Admission {
     /// The tools workers advertise and the catalogue's generation. A failed read keeps the
     /// last good catalogue (a stream electing a leader is no reason to refuse every
     /// submit); with none to keep, it is `Unavailable`, never an empty catalogue.
-    /// `max_age` bounds how old the cached one may be.
-    async fn live_catalogue(&self, max_age: Duration) -> Result<(u64, Arc<Catalogue>), AdmitError> {
+    async fn live_catalogue(&self) -> Result<(u64, Arc<Catalogue>), AdmitError> {
         let mut cached = self.catalogue.lock().await;
         if let Some(c) = cached.as_ref()
-            && c.at.elapsed() < max_age
+            && c.at.elapsed() < self.catalogue_ttl
         {
             return Ok((c.generation, c.catalogue.clone()));
         }
@@ -172,7 +172,7 @@ impl Admission {
             None => 0,
         };
         let catalogue = Arc::new(catalogue);
-        *cached = Some(Catalogued { at: Instant::now(), generation, catalogue: catalogue.clone() });
+        *cached = Some(Catalogued { at: Instant::now(), generation, catalogue: catalogue.clone(), settled: false });
         Ok((generation, catalogue))
     }
 
@@ -181,18 +181,48 @@ impl Admission {
     /// it to be read again before the submit is refused: a worker that has just started
     /// (or advertised half its tools when the cache was filled) is no reason to refuse.
     pub(crate) async fn plan(&self, def: &WorkflowDef) -> Result<Arc<Plan>, AdmitError> {
-        match self.plan_within(def, self.catalogue_ttl).await {
-            Err(AdmitError::Invalid { problems, .. })
-                if problems.iter().any(|p| p.code == Code::UnknownTool) && self.catalogue_ttl > FRESH =>
-            {
-                self.plan_within(def, FRESH).await
+        match self.plan_once(def).await {
+            Err(AdmitError::Invalid { problems, .. }) if problems.iter().any(|p| p.code == Code::UnknownTool) => {
+                self.settle_catalogue().await?;
+                self.plan_once(def).await
             }
             other => other,
         }
     }
 
-    async fn plan_within(&self, def: &WorkflowDef, max_age: Duration) -> Result<Arc<Plan>, AdmitError> {
-        let (generation, catalogue) = self.live_catalogue(max_age).await?;
+    /// Reads the catalogue until two reads agree (workers still advertising make them
+    /// differ), for at most a second; a catalogue settled less than [`FRESH`] ago is not
+    /// read again, so a burst of submits naming a tool nobody offers costs one read.
+    async fn settle_catalogue(&self) -> Result<(), AdmitError> {
+        let mut cached = self.catalogue.lock().await;
+        if let Some(c) = cached.as_ref()
+            && c.settled
+            && c.at.elapsed() < FRESH
+        {
+            return Ok(());
+        }
+        for _ in 0..20 {
+            let catalogue = match read_catalogue(&self.nats).await {
+                Ok(catalogue) => catalogue,
+                // Whether the tool is offered is not known: not a reason to call it invalid.
+                Err(e) => return Err(AdmitError::Unavailable(format!("the tool catalogue cannot be read: {e}"))),
+            };
+            let (generation, settled) = match cached.as_ref() {
+                Some(c) if *c.catalogue == catalogue => (c.generation, true),
+                Some(c) => (c.generation + 1, false),
+                None => (0, false),
+            };
+            *cached = Some(Catalogued { at: Instant::now(), generation, catalogue: Arc::new(catalogue), settled });
+            if settled {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    async fn plan_once(&self, def: &WorkflowDef) -> Result<Arc<Plan>, AdmitError> {
+        let (generation, catalogue) = self.live_catalogue().await?;
         {
             let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
             if plans.0 < generation {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use weft_protocol::definitions::{self, DefinitionError};
 use weft_protocol::wire::{Millis, Outcome, RunRecord, RunStatus, RunSummary, TaskResult, ToolError, codes, now_ms};
 
@@ -41,10 +41,46 @@ pub(crate) enum RunMsg {
     },
     /// A timer fired: write it to the log.
     Fired(Timer),
+    /// A question is waiting in the run's [`Questions`]: wakes an idle actor to answer it.
+    Asked,
+}
+
+/// A question about a run: its record, or its line in a listing.
+#[derive(Debug)]
+pub(crate) enum Question {
     /// The run's record.
-    Record(RpcReplyPort<RunRecord>),
+    Record(tokio::sync::oneshot::Sender<RunRecord>),
     /// The run's line in a listing.
-    Summary(RpcReplyPort<RunSummary>),
+    Summary(tokio::sync::oneshot::Sender<RunSummary>),
+}
+
+/// Questions about a run, answered ahead of the inputs in its mailbox: before each message
+/// the actor handles, it answers every question asked meanwhile. Asked through the
+/// mailbox, a status waited behind every result queued before it (100,000 of them for a
+/// wide `for_each`), and timed out.
+#[derive(Debug, Default)]
+pub(crate) struct Questions(std::sync::Mutex<Vec<Question>>);
+
+impl Questions {
+    /// Asks `question` of the run of `actor`; the answer comes on the question's sender.
+    pub(crate) fn ask(&self, actor: &ActorRef<RunMsg>, question: Question) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(question);
+        let _ = actor.cast(RunMsg::Asked);
+    }
+
+    fn answer(&self, run: &Run) {
+        let asked = std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for question in asked {
+            match question {
+                Question::Record(reply) => {
+                    let _ = reply.send(run.record());
+                }
+                Question::Summary(reply) => {
+                    let _ = reply.send(run.summary());
+                }
+            }
+        }
+    }
 }
 
 /// A run without an actor: what a new actor needs to carry on with it.
@@ -89,6 +125,8 @@ pub(crate) struct RunArgs {
     pub partition: u32,
     /// How to begin.
     pub start: Start,
+    /// Questions asked of it.
+    pub questions: Arc<Questions>,
 }
 
 /// A run actor's state.
@@ -105,6 +143,7 @@ pub(crate) struct RunState {
     /// Inputs routed by the supervisor and applied (it parks the run only when it routed
     /// no more than these).
     applied: u64,
+    questions: Arc<Questions>,
 }
 
 impl Actor for RunActor {
@@ -123,6 +162,7 @@ impl Actor for RunActor {
             start: Some(args.start),
             spans: args.parked.spans,
             applied: 0,
+            questions: args.questions,
         })
     }
 
@@ -156,13 +196,9 @@ impl Actor for RunActor {
         msg: RunMsg,
         state: &mut RunState,
     ) -> Result<(), ActorProcessingErr> {
+        state.questions.answer(&state.run);
         match msg {
-            RunMsg::Record(reply) => {
-                let _ = reply.send(state.run.record());
-            }
-            RunMsg::Summary(reply) => {
-                let _ = reply.send(state.run.summary());
-            }
+            RunMsg::Asked => {}
             RunMsg::Apply { input, at, message } => {
                 if let (Input::Result { result }, Some(m)) = (&input, &message) {
                     state.spans.result(&state.run, result, m.headers.as_ref());

@@ -34,7 +34,7 @@ use crate::nats::{Nats, NatsError};
 use crate::plans::Plans;
 use crate::pools::Pools;
 use crate::run_actor::spans::RunSpans;
-use crate::run_actor::{Parked, RunActor, RunArgs, RunMsg, Start};
+use crate::run_actor::{Parked, Question, Questions, RunActor, RunArgs, RunMsg, Start};
 
 /// How often the log is compacted.
 const COMPACT_EVERY: Duration = Duration::from_secs(1);
@@ -97,16 +97,28 @@ pub(crate) enum SupervisorMsg {
 #[derive(Debug)]
 pub(crate) enum Found<T> {
     /// Its actor.
-    Active(ActorRef<RunMsg>),
+    Active(Live),
     /// Parked: what was asked for.
     Parked(T),
 }
 
-/// Asks an actor for its run's record (`None` if it stopped meanwhile).
-async fn ask_record(actor: ActorRef<RunMsg>, timeout: Duration) -> Option<RunRecord> {
-    match actor.call(RunMsg::Record, Some(timeout)).await {
-        Ok(ractor::rpc::CallResult::Success(record)) => Some(record),
-        _ => None,
+/// A run's actor and the questions it answers ahead of its inputs.
+#[derive(Debug, Clone)]
+pub(crate) struct Live {
+    actor: ActorRef<RunMsg>,
+    questions: Arc<Questions>,
+}
+
+impl Live {
+    /// Asks the actor (`None` if it stopped meanwhile or did not answer in time).
+    async fn ask<T>(
+        &self,
+        question: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Question,
+        timeout: Duration,
+    ) -> Option<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.questions.ask(&self.actor, question(reply));
+        tokio::time::timeout(timeout, answer).await.ok()?.ok()
     }
 }
 
@@ -115,7 +127,7 @@ impl Found<Box<RunRecord>> {
     pub(crate) async fn record(self, timeout: Duration) -> Option<RunRecord> {
         match self {
             Found::Parked(record) => Some(*record),
-            Found::Active(actor) => ask_record(actor, timeout).await,
+            Found::Active(live) => live.ask(Question::Record, timeout).await,
         }
     }
 }
@@ -125,10 +137,7 @@ impl Found<RunSummary> {
     pub(crate) async fn summary(self, timeout: Duration) -> Option<RunSummary> {
         match self {
             Found::Parked(summary) => Some(summary),
-            Found::Active(actor) => match actor.call(RunMsg::Summary, Some(timeout)).await {
-                Ok(ractor::rpc::CallResult::Success(summary)) => Some(summary),
-                _ => None,
-            },
+            Found::Active(live) => live.ask(Question::Summary, timeout).await,
         }
     }
 }
@@ -194,7 +203,7 @@ struct Slot {
 #[derive(Debug)]
 enum SlotState {
     /// Its actor, and how many inputs were routed to it.
-    Active { actor: ActorRef<RunMsg>, routed: u64 },
+    Active { actor: ActorRef<RunMsg>, routed: u64, questions: Arc<Questions> },
     /// No actor: it waits for outside input.
     Parked(Box<Parked>),
 }
@@ -344,14 +353,18 @@ impl Actor for Supervisor {
 impl Slot {
     fn listed(&self) -> Found<RunSummary> {
         match &self.state {
-            SlotState::Active { actor, .. } => Found::Active(actor.clone()),
+            SlotState::Active { actor, questions, .. } => {
+                Found::Active(Live { actor: actor.clone(), questions: questions.clone() })
+            }
             SlotState::Parked(parked) => Found::Parked(parked.run.summary()),
         }
     }
 
     fn found(&self) -> Found<Box<RunRecord>> {
         match &self.state {
-            SlotState::Active { actor, .. } => Found::Active(actor.clone()),
+            SlotState::Active { actor, questions, .. } => {
+                Found::Active(Live { actor: actor.clone(), questions: questions.clone() })
+            }
             SlotState::Parked(parked) => Found::Parked(Box::new(parked.run.record())),
         }
     }
@@ -413,8 +426,10 @@ async fn spawn(
     start: Start,
 ) {
     let run_id = parked.run.id();
+    let questions = Arc::new(Questions::default());
     let args = RunArgs {
         parked,
+        questions: questions.clone(),
         nats: state.nats.clone(),
         admission: state.admission.clone(),
         pools: state.pools.clone(),
@@ -424,7 +439,10 @@ async fn spawn(
     };
     match Actor::spawn_linked(None, RunActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {
-            state.insert(run_id, Slot { partition, first_seq, state: SlotState::Active { actor, routed: 0 } });
+            state.insert(
+                run_id,
+                Slot { partition, first_seq, state: SlotState::Active { actor, routed: 0, questions } },
+            );
         }
         Err(e) => tracing::error!(%run_id, error = %e, "run actor did not start"),
     }
@@ -434,7 +452,7 @@ async fn spawn(
 /// so again once it has applied them.
 fn park(state: &mut SupervisorState, run_id: Uuid, applied: u64, parked: Box<Parked>) {
     let Some(slot) = state.runs.get_mut(&run_id) else { return };
-    let SlotState::Active { actor, routed } = &slot.state else { return };
+    let SlotState::Active { actor, routed, .. } = &slot.state else { return };
     if *routed != applied {
         return;
     }
@@ -515,7 +533,7 @@ async fn route(
                 spawn(myself, state, partition, first_seq, *parked, Start::Woken).await;
             }
             match state.runs.get_mut(&run_id) {
-                Some(Slot { state: SlotState::Active { actor, routed }, .. }) => {
+                Some(Slot { state: SlotState::Active { actor, routed, .. }, .. }) => {
                     *routed += 1;
                     let _ = actor.cast(RunMsg::Apply { input, at, message: Some(Box::new(message)) });
                 }

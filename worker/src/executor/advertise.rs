@@ -44,11 +44,16 @@ pub(super) async fn run(shared: Arc<Shared>, mut store: kv::Store, shutdown: Can
     }
 }
 
+/// Every tool at once: stored one after another, a worker of 88 tools was half-advertised
+/// for tens of milliseconds, long enough for a submit to find half its tools.
 async fn advertise(shared: &Shared, store: &kv::Store, worker: &str) -> Result<(), async_nats::Error> {
+    let mut puts = Vec::new();
     for spec in shared.registry.specs() {
         let concurrency = shared.config.concurrency.or(shared.registry.concurrency(&spec.name)).unwrap_or(1);
         let ad = Advertisement { spec: spec.clone(), worker: worker.to_owned(), concurrency, at_ms: now_ms() };
-        store.put(key(&spec.name, worker), serde_json::to_vec(&ad)?.into()).await?;
+        let bytes = serde_json::to_vec(&ad)?;
+        puts.push(store.put(key(&spec.name, worker), bytes.into()));
     }
+    futures::future::try_join_all(puts).await?;
     Ok(())
 }
