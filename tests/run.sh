@@ -12,3 +12,4 @@ cargo clippy --quiet --workspace --all-targets -- -D warnings
 "$root/deploy/check.sh"
 cargo test --workspace "$@"
 "$WEFT_BIN_DIR/weft-bench" --quick --out "$(mktemp -d)" # benchmark harness at small scale, no timing asserted
+"$WEFT_BIN_DIR/weft-fuzz" --seconds 20 --out "$(mktemp -d)" # a short fuzzing campaign: a panic, hang or slow input fails

@@ -29,6 +29,8 @@
 mod admission;
 mod api;
 mod config;
+#[doc(hidden)]
+pub mod fuzz;
 mod log;
 mod machine;
 mod nats;

@@ -225,11 +225,7 @@ fn with_hint(message: String) -> String {
     };
     let Some((name, expected)) = rest.split_once('`') else { return message };
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    let best = candidates
-        .iter()
-        .map(|c| (crate::catalogue::edit_distance(name, c), *c))
-        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(2))
-        .min();
+    let best = candidates.iter().filter_map(|c| Some((crate::catalogue::close(name, c, 2)?, *c))).min();
     match best {
         Some((_, c)) => format!("{message}; did you mean `{c}`?"),
         None => message,

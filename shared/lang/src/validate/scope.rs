@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::catalogue::edit_distance;
+use crate::catalogue::close;
 
 /// Names every template may read: the run's input, the run itself, and the step being
 /// run (`{step.idempotency_key}`, `{step.attempt}`, `{step.path}`, `{step.run_id}`).
@@ -107,13 +107,9 @@ impl Frames {
         for frame in &self.stack {
             known.extend(frame.bindings.iter().map(String::as_str));
         }
-        let mut close: Vec<(usize, &str)> = known
-            .into_iter()
-            .map(|k| (edit_distance(root, k), k))
-            .filter(|(d, k)| *d <= (k.len().max(root.len()) / 3).max(1))
-            .collect();
-        close.sort();
-        let hint = match close.first() {
+        let mut near: Vec<(usize, &str)> = known.into_iter().filter_map(|k| Some((close(root, k, 1)?, k))).collect();
+        near.sort();
+        let hint = match near.first() {
             Some((_, k)) => format!("; did you mean `{k}`?"),
             None => String::new(),
         };
