@@ -96,6 +96,8 @@ pub struct Settings {
     pub pin_timeout_s: u64,
     /// `RUST_LOG` of the services.
     pub rust_log: String,
+    /// More environment for the coordinator (limits raised for a scenario).
+    pub coordinator_env: Vec<(&'static str, String)>,
 }
 
 /// NATS, a coordinator and workers.
@@ -215,12 +217,13 @@ impl Cluster {
 }
 
 fn start_coordinator(name: &str, bins: &Bins, settings: &Settings, url: &str, dir: &Path) -> anyhow::Result<Proc> {
-    let env = [
+    let mut env = vec![
         ("RUST_LOG", settings.rust_log.clone()),
         ("WEFT_PIN_TIMEOUT", settings.pin_timeout_s.to_string()),
         // JSON lines, so the recovery scenario can read when each partition was taken over.
         ("WEFT_LOG_JSON", "true".to_owned()),
     ];
+    env.extend(settings.coordinator_env.iter().cloned());
     start(name, &bins.path("weft-coordinator"), &["--nats", url], &env, dir)
 }
 

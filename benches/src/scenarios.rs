@@ -1,5 +1,6 @@
 //! The scenarios of issue 8, their scales (full and `--quick`), and what they share.
 
+pub mod busy;
 pub mod fan_out;
 pub mod floor;
 pub mod latency;
@@ -33,11 +34,13 @@ pub enum Scenario {
     Recovery,
     /// 12 steps with dependencies against the same 12 one after another.
     Parallel,
+    /// A canary, a status and a cancel while a 100,000-item `for_each` runs.
+    Busy,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Floor,
         Scenario::StepOverhead,
         Scenario::Latency,
@@ -46,6 +49,7 @@ impl Scenario {
         Scenario::Parked,
         Scenario::Recovery,
         Scenario::Parallel,
+        Scenario::Busy,
     ];
 
     /// Its `--only` name.
@@ -59,6 +63,7 @@ impl Scenario {
             Scenario::Parked => "parked",
             Scenario::Recovery => "recovery",
             Scenario::Parallel => "parallel",
+            Scenario::Busy => "busy",
         }
     }
 
@@ -73,6 +78,7 @@ impl Scenario {
             Scenario::Parked => "parked",
             Scenario::Recovery => "recovery",
             Scenario::Parallel => "parallel vs sequential",
+            Scenario::Busy => "a busy coordinator",
         }
     }
 }
@@ -98,6 +104,8 @@ pub struct Scale {
     pub recovery: (usize, usize),
     /// Repeats of each shape.
     pub parallel: usize,
+    /// Items of the busy run, canaries, repeats.
+    pub busy: (usize, usize, usize),
 }
 
 impl Scale {
@@ -114,6 +122,7 @@ impl Scale {
                 parked: (300, 1),
                 recovery: (200, 1),
                 parallel: 1,
+                busy: (5_000, 3, 1),
             }
         } else {
             Scale {
@@ -126,6 +135,7 @@ impl Scale {
                 parked: (20_000, 2),
                 recovery: (10_000, 2),
                 parallel: 5,
+                busy: (100_000, 10, 2),
             }
         }
     }
@@ -178,6 +188,7 @@ impl Ctx {
             worker_concurrency,
             pin_timeout_s: DEFAULT_PIN_TIMEOUT_S,
             rust_log: self.rust_log.clone(),
+            coordinator_env: Vec::new(),
         }
     }
 
