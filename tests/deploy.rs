@@ -108,7 +108,15 @@ struct Conn {
 
 async fn connect(port: u16, user: &str) -> Conn {
     let (tx, errors) = mpsc::unbounded_channel();
+    // Each role's replies arrive under its own prefix, as the binaries connect.
+    let inbox = match user {
+        "coordinator" => weft_protocol::subjects::INBOX_COORDINATOR,
+        "worker" => weft_protocol::subjects::INBOX_WORKER,
+        "client" => weft_protocol::subjects::INBOX_CLIENT,
+        _ => "_INBOX",
+    };
     let nats = async_nats::ConnectOptions::new()
+        .custom_inbox_prefix(inbox)
         .user_and_password(user.into(), password(user).into())
         .event_callback(move |event| {
             let tx = tx.clone();
@@ -216,7 +224,8 @@ async fn each_user_is_confined_to_its_role() {
     ] {
         worker.cannot_publish("worker", subject).await;
     }
-    for subject in ["weft.api.>", "weft.task.>", ">"] {
+    // Nor read another role's replies (a client's API answers, a coordinator's reads).
+    for subject in ["weft.api.>", "weft.task.>", ">", "_INBOX.>", "_INBOX_client.>", "_INBOX_coordinator.>"] {
         worker.cannot_subscribe("worker", subject).await;
     }
 
@@ -237,7 +246,7 @@ async fn each_user_is_confined_to_its_role() {
     ] {
         client.cannot_publish("client", subject).await;
     }
-    for subject in ["weft.>", "weft.api.submit"] {
+    for subject in ["weft.>", "weft.api.submit", "_INBOX.>", "_INBOX_worker.>", "_INBOX_coordinator.>"] {
         client.cannot_subscribe("client", subject).await;
     }
     // It may listen to runs' events (`WeftClient::run` and `wait` do), which the coordinator
@@ -261,6 +270,9 @@ async fn each_user_is_confined_to_its_role() {
     // The coordinator does not pose as a worker.
     coordinator.cannot_publish("coordinator", "$KV.weft_tools.get_user.w1").await;
     coordinator.cannot_subscribe("coordinator", "weft.task.>").await;
+    for subject in ["_INBOX.>", "_INBOX_worker.>", "_INBOX_client.>"] {
+        coordinator.cannot_subscribe("coordinator", subject).await;
+    }
 }
 
 /// Three nodes on cluster.conf, on loopback ports.

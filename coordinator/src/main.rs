@@ -93,8 +93,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let instance = format!("{}-{}", hostname(), std::process::id());
     let telemetry = weft_service::telemetry::init_instance("weft-coordinator", args.log_json, &instance);
-    let connection =
-        weft_service::connect::connect("weft-coordinator".to_owned(), &args.nats_url, args.creds.as_deref()).await?;
+    let connection = weft_service::connect::connect(
+        "weft-coordinator".to_owned(),
+        &args.nats_url,
+        args.creds.as_deref(),
+        weft_protocol::subjects::INBOX_COORDINATOR,
+    )
+    .await?;
     let client = connection.client;
     let shutdown = CancellationToken::new();
     tokio::spawn(weft_service::signals::stop_on_signals(shutdown.clone()));

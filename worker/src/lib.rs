@@ -74,8 +74,13 @@ pub async fn run_with_registry(
         return Err(WorkerError::NoTools);
     }
     let name = format!("weft-worker {}", config.worker_id);
-    let weft_service::connect::Connection { client: nats, connections } =
-        weft_service::connect::connect(name, &config.nats_url, config.credentials.as_deref()).await?;
+    let weft_service::connect::Connection { client: nats, connections } = weft_service::connect::connect(
+        name,
+        &config.nats_url,
+        config.credentials.as_deref(),
+        weft_protocol::subjects::INBOX_WORKER,
+    )
+    .await?;
     executor::serve(config, registry, nats, connections, shutdown).await;
     Ok(())
 }

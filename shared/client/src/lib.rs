@@ -141,6 +141,7 @@ impl WeftClient {
         let noted = denied.clone();
         let connect = async_nats::ConnectOptions::new()
             .name("weft-client")
+            .custom_inbox_prefix(weft_protocol::subjects::INBOX_CLIENT)
             .request_timeout(Some(options.timeout))
             .connection_timeout(options.timeout)
             .event_callback(move |event| {

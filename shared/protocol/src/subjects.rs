@@ -141,3 +141,14 @@ pub const API_ALL: &str = "weft.api.*";
 pub fn is_token(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
+
+/// Where a coordinator's replies arrive (its JetStream and request inboxes): each role has
+/// its own prefix, which the deployment lets only that role subscribe to, so no worker reads
+/// a client's API replies and no client reads a worker's pulled tasks.
+pub const INBOX_COORDINATOR: &str = "_INBOX_coordinator";
+
+/// Where a worker's replies arrive (see [`INBOX_COORDINATOR`]).
+pub const INBOX_WORKER: &str = "_INBOX_worker";
+
+/// Where a client's replies arrive (`weft`, `WeftClient`; see [`INBOX_COORDINATOR`]).
+pub const INBOX_CLIENT: &str = "_INBOX_client";

@@ -29,12 +29,22 @@ pub struct Connection {
 
 /// Connects as `name` in the background: returns at once, even if the server is not up
 /// yet. `url` may carry credentials (see [`nats_url`]); `credentials` is a NATS credentials
-/// file (JWT/nkey).
-pub async fn connect(name: String, url: &str, credentials: Option<&Path>) -> Result<Connection, ConnectError> {
+/// file (JWT/nkey). Replies arrive under `inbox` (the role's prefix, e.g.
+/// `weft_protocol::subjects::INBOX_WORKER`), the only inboxes the role may subscribe to.
+pub async fn connect(
+    name: String,
+    url: &str,
+    credentials: Option<&Path>,
+    inbox: &str,
+) -> Result<Connection, ConnectError> {
     let (count, connections) = watch::channel(0u64);
     let failed = |message: String| ConnectError { url: nats_url::redact(url), message };
-    let mut options =
-        ConnectOptions::new().name(name).retry_on_initial_connect().max_reconnects(None).event_callback(move |event| {
+    let mut options = ConnectOptions::new()
+        .name(name)
+        .custom_inbox_prefix(inbox)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(move |event| {
             let count = count.clone();
             async move {
                 match event {
