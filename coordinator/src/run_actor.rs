@@ -166,6 +166,12 @@ impl Actor for RunActor {
         })
     }
 
+    /// Questions asked as it stopped are answered, not left to time out.
+    async fn post_stop(&self, _myself: ActorRef<RunMsg>, state: &mut RunState) -> Result<(), ActorProcessingErr> {
+        state.questions.answer(&state.run);
+        Ok(())
+    }
+
     async fn post_start(&self, myself: ActorRef<RunMsg>, state: &mut RunState) -> Result<(), ActorProcessingErr> {
         match state.start.take() {
             Some(Start::New { at, message }) => {

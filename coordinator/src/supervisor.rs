@@ -110,14 +110,17 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    /// Asks the actor (`None` if it stopped meanwhile or did not answer in time).
+    /// Asks the actor (`None` if it stopped meanwhile or did not answer in time). The
+    /// handle goes before the wait: held, it kept the question alive after the actor
+    /// stopped, and the asker waited out the whole timeout.
     async fn ask<T>(
-        &self,
+        self,
         question: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Question,
         timeout: Duration,
     ) -> Option<T> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.questions.ask(&self.actor, question(reply));
+        drop(self);
         tokio::time::timeout(timeout, answer).await.ok()?.ok()
     }
 }
