@@ -213,6 +213,8 @@ async fn each_user_is_confined_to_its_role() {
     for subject in [
         "weft.api.submit",
         "weft.in.0.tick",
+        // A run's log takes only results from a worker, on their own subject.
+        "weft.in.0.01a20964-4898-727b-9c8b-bb6b2d79d300",
         "weft.task.get_user",
         "weft.events.0",
         "weft.cancel.0",

@@ -406,10 +406,14 @@ async fn finished_runs_leave_nothing_behind_but_their_record_for_the_retention()
     let stream = js.get_stream("WEFT_INPUTS").await.expect("inputs stream");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     for id in &ids {
-        let subject = weft_protocol::subjects::input(weft_protocol::subjects::partition_of(*id, 8), *id);
-        while stream.get_last_raw_message_by_subject(&subject).await.is_ok() {
-            assert!(tokio::time::Instant::now() < deadline, "{subject} still holds entries");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let partition = weft_protocol::subjects::partition_of(*id, 8);
+        for subject in
+            [weft_protocol::subjects::input(partition, *id), weft_protocol::subjects::results(partition, *id)]
+        {
+            while stream.get_last_raw_message_by_subject(&subject).await.is_ok() {
+                assert!(tokio::time::Instant::now() < deadline, "{subject} still holds entries");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
     // Nothing of them stays in the coordinator: no active run.

@@ -423,6 +423,11 @@ impl Run {
     }
 
     /// Sets where workers publish this run's results.
+    /// Where workers publish its results: its log's results subject.
+    pub(super) fn results_to(&self) -> String {
+        format!("{}.{}", self.reply_to, weft_protocol::subjects::RESULT_TOKEN)
+    }
+
     pub(crate) fn with_reply_to(mut self, subject: String) -> Run {
         self.reply_to = subject;
         self

@@ -178,7 +178,7 @@ impl Run {
             idempotency_key: self.idempotency_key(i, true),
             timeout_ms: spec.timeout.map(millis),
             compensation: true,
-            reply_to: self.reply_to.clone(),
+            reply_to: self.results_to(),
         })
     }
 

@@ -239,7 +239,7 @@ impl Run {
             idempotency_key: self.idempotency_key(i, false),
             timeout_ms: step.timeout.map(millis),
             compensation: false,
-            reply_to: self.reply_to.clone(),
+            reply_to: self.results_to(),
         })
     }
 

@@ -3,7 +3,7 @@
 //! | what | subject | carried by |
 //! |---|---|---|
 //! | tasks for tool `T` | `weft.task.T` | stream `WEFT_TASKS` (work queue), durable consumer `tool-T` shared by T's workers |
-//! | everything that happens to run `R` (creation, results, timers, commands) | `weft.in.<partition>.R` | stream `WEFT_INPUTS` (the run log), pinned consumer `part-<partition>` of the owning coordinator |
+//! | everything that happens to run `R` (creation, timers, commands; its results on `weft.in.<partition>.R.result`) | `weft.in.<partition>.R` | stream `WEFT_INPUTS` (the run log), pinned consumer `part-<partition>` of the owning coordinator |
 //! | lifecycle events of run `R` | `weft.events.R` | stream `WEFT_EVENTS` (kept for a day) |
 //! | cancel tools of run `R` | `weft.cancel.R` | core NATS (best effort; the coordinator ignores late results) |
 //! | API | `weft.api.submit`, `.status`, `.list`, `.cancel` | core NATS request/reply, queue group `weft-coordinators` |
@@ -61,9 +61,20 @@ pub fn tool_consumer(tool: &str) -> String {
     format!("tool-{tool}")
 }
 
-/// Subject of a run's inputs: its log, where workers also publish its results.
+/// Subject of a run's inputs: its log (creation, timers, commands, signals, grants,
+/// children's ends), written by coordinators and the API.
 pub fn input(partition: u32, run: Uuid) -> String {
     format!("weft.in.{partition}.{run}")
+}
+
+/// The last token of the subject workers publish a run's results to: the same log, a
+/// subject of its own, so a worker's user may publish results and nothing else there (no
+/// creation, cancel, pause or signal).
+pub const RESULT_TOKEN: &str = "result";
+
+/// Subject of a run's results (`weft.in.<partition>.<run>.result`): a task's `reply_to`.
+pub fn results(partition: u32, run: Uuid) -> String {
+    format!("weft.in.{partition}.{run}.{RESULT_TOKEN}")
 }
 
 /// Every input subject.
