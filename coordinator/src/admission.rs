@@ -110,6 +110,19 @@ struct Catalogued {
     settled: bool,
 }
 
+impl Catalogued {
+    /// `catalogue` as just read, after `before`: the same generation if nothing changed
+    /// (and then settled), the next one otherwise.
+    fn read(before: Option<&Catalogued>, catalogue: Catalogue) -> Catalogued {
+        let (generation, settled) = match before {
+            Some(c) if *c.catalogue == catalogue => (c.generation, true),
+            Some(c) => (c.generation + 1, false),
+            None => (0, false),
+        };
+        Catalogued { at: Instant::now(), generation, catalogue: Arc::new(catalogue), settled }
+    }
+}
+
 /// Admits runs; one per coordinator, shared by the API and the run actors.
 #[derive(Debug)]
 pub(crate) struct Admission {
@@ -166,14 +179,10 @@ impl Admission {
                 };
             }
         };
-        let generation = match cached.as_ref() {
-            Some(c) if *c.catalogue == catalogue => c.generation,
-            Some(c) => c.generation + 1,
-            None => 0,
-        };
-        let catalogue = Arc::new(catalogue);
-        *cached = Some(Catalogued { at: Instant::now(), generation, catalogue: catalogue.clone(), settled: false });
-        Ok((generation, catalogue))
+        let c = Catalogued::read(cached.as_ref(), catalogue);
+        let found = (c.generation, c.catalogue.clone());
+        *cached = Some(c);
+        Ok(found)
     }
 
     /// `def` validated against the live catalogue and compiled, or its plan from the last
@@ -207,12 +216,9 @@ impl Admission {
                 // Whether the tool is offered is not known: not a reason to call it invalid.
                 Err(e) => return Err(AdmitError::Unavailable(format!("the tool catalogue cannot be read: {e}"))),
             };
-            let (generation, settled) = match cached.as_ref() {
-                Some(c) if *c.catalogue == catalogue => (c.generation, true),
-                Some(c) => (c.generation + 1, false),
-                None => (0, false),
-            };
-            *cached = Some(Catalogued { at: Instant::now(), generation, catalogue: Arc::new(catalogue), settled });
+            let c = Catalogued::read(cached.as_ref(), catalogue);
+            let settled = c.settled;
+            *cached = Some(c);
             if settled {
                 return Ok(());
             }
@@ -255,17 +261,6 @@ impl Admission {
 
     /// Admits a submitted run: answered once its record and its creation are stored.
     pub(crate) async fn submit(&self, request: Request) -> Result<Uuid, AdmitError> {
-        let bytes = serde_json::to_vec(&request.definition).expect("a definition is plain data and serialises").len();
-        if bytes > self.limits.max_definition_bytes {
-            let message = exceeded(
-                "the definition",
-                format!("{bytes} bytes"),
-                self.limits.max_definition_bytes,
-                "WEFT_MAX_DEFINITION_BYTES",
-            );
-            let problems = vec![Problem { path: String::new(), step: None, code: Code::LimitExceeded, message }];
-            return Err(AdmitError::Invalid { name: request.definition.name.clone(), problems });
-        }
         let plan = self.plan(&request.definition).await?;
         let mut problems = self.unregistered(&plan).await;
         problems.extend(self.unpooled(&plan).await?);
@@ -338,7 +333,11 @@ impl Admission {
             let entry = store.entry(&key).await.map_err(|e| AdmitError::Unavailable(e.to_string()))?;
             let (mut started, revision): (Vec<Uuid>, Option<u64>) = match entry {
                 Some(e) if e.operation == async_nats::jetstream::kv::Operation::Put => {
-                    (serde_json::from_slice(&e.value).unwrap_or_default(), Some(e.revision))
+                    // Unreadable is not empty: that would let the tree start its children again.
+                    let started = serde_json::from_slice(&e.value).map_err(|err| {
+                        AdmitError::Unavailable(format!("weft_runs/{key} is corrupt (not a list of run ids): {err}"))
+                    })?;
+                    (started, Some(e.revision))
                 }
                 Some(e) => (Vec::new(), Some(e.revision)),
                 None => (Vec::new(), None),

@@ -353,9 +353,7 @@ async fn start_child(state: &mut RunState, start: ChildStart) -> Option<Input> {
         Ok(()) => None,
         Err(e @ (AdmitError::Invalid { .. } | AdmitError::InvalidInput { .. })) => Some(refused(e.to_string())),
         Err(AdmitError::Limit(message)) => {
-            let error = ToolError::new(format!("sub-workflow `{}`: {message}", start.workflow))
-                .with_code(weft_lang::limits::LIMIT_EXCEEDED)
-                .permanent();
+            let error = crate::machine::limit_error(format!("sub-workflow `{}`: {message}", start.workflow));
             Some(ended(RunStatus::Failed, None, Some(error)))
         }
         Err(e) => {

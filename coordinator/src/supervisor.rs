@@ -206,7 +206,7 @@ struct Slot {
 #[derive(Debug)]
 enum SlotState {
     /// Its actor, and how many inputs were routed to it.
-    Active { actor: ActorRef<RunMsg>, routed: u64, questions: Arc<Questions> },
+    Active { live: Live, routed: u64 },
     /// No actor: it waits for outside input.
     Parked(Box<Parked>),
 }
@@ -308,9 +308,9 @@ impl Actor for Supervisor {
                     state.owned.remove(&p);
                     state.runs.retain(|_, slot| {
                         if slot.partition == p
-                            && let SlotState::Active { actor, .. } = &slot.state
+                            && let SlotState::Active { live, .. } = &slot.state
                         {
-                            actor.stop(Some("partition lost".into()));
+                            live.actor.stop(Some("partition lost".into()));
                         }
                         slot.partition != p
                     });
@@ -339,7 +339,7 @@ impl Actor for Supervisor {
         if let SupervisionEvent::ActorFailed(cell, error) = &event {
             let id = cell.get_id();
             let failed = state.runs.iter().find_map(|(run_id, slot)| match &slot.state {
-                SlotState::Active { actor, .. } if actor.get_id() == id => Some(*run_id),
+                SlotState::Active { live, .. } if live.actor.get_id() == id => Some(*run_id),
                 _ => None,
             });
             if let Some(run_id) = failed {
@@ -356,18 +356,14 @@ impl Actor for Supervisor {
 impl Slot {
     fn listed(&self) -> Found<RunSummary> {
         match &self.state {
-            SlotState::Active { actor, questions, .. } => {
-                Found::Active(Live { actor: actor.clone(), questions: questions.clone() })
-            }
+            SlotState::Active { live, .. } => Found::Active(live.clone()),
             SlotState::Parked(parked) => Found::Parked(parked.run.summary()),
         }
     }
 
     fn found(&self) -> Found<Box<RunRecord>> {
         match &self.state {
-            SlotState::Active { actor, questions, .. } => {
-                Found::Active(Live { actor: actor.clone(), questions: questions.clone() })
-            }
+            SlotState::Active { live, .. } => Found::Active(live.clone()),
             SlotState::Parked(parked) => Found::Parked(Box::new(parked.run.record())),
         }
     }
@@ -444,7 +440,7 @@ async fn spawn(
         Ok((actor, _)) => {
             state.insert(
                 run_id,
-                Slot { partition, first_seq, state: SlotState::Active { actor, routed: 0, questions } },
+                Slot { partition, first_seq, state: SlotState::Active { live: Live { actor, questions }, routed: 0 } },
             );
         }
         Err(e) => tracing::error!(%run_id, error = %e, "run actor did not start"),
@@ -455,12 +451,12 @@ async fn spawn(
 /// so again once it has applied them.
 fn park(state: &mut SupervisorState, run_id: Uuid, applied: u64, parked: Box<Parked>) {
     let Some(slot) = state.runs.get_mut(&run_id) else { return };
-    let SlotState::Active { actor, routed, .. } = &slot.state else { return };
+    let SlotState::Active { live, routed } = &slot.state else { return };
     if *routed != applied {
         return;
     }
     // Nothing was routed to it that it has not applied, so its mailbox holds no input.
-    actor.stop(Some("parked".into()));
+    live.actor.stop(Some("parked".into()));
     slot.state = SlotState::Parked(parked);
 }
 
@@ -536,9 +532,9 @@ async fn route(
                 spawn(myself, state, partition, first_seq, *parked, Start::Woken).await;
             }
             match state.runs.get_mut(&run_id) {
-                Some(Slot { state: SlotState::Active { actor, routed, .. }, .. }) => {
+                Some(Slot { state: SlotState::Active { live, routed }, .. }) => {
                     *routed += 1;
-                    let _ = actor.cast(RunMsg::Apply { input, at, message: Some(Box::new(message)) });
+                    let _ = live.actor.cast(RunMsg::Apply { input, at, message: Some(Box::new(message)) });
                 }
                 _ => {
                     tracing::debug!(%run_id, "input for a run that is not running");

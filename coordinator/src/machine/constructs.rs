@@ -115,8 +115,7 @@ impl Run {
                 let most = self.limits.max_items;
                 if items.len() > most {
                     let message = limits::exceeded("the number of items", items.len(), most, "WEFT_MAX_ITEMS");
-                    let error = ToolError::new(message).with_code(limits::LIMIT_EXCEEDED).permanent();
-                    return self.finish_construct(i, Err(error), now, out);
+                    return self.finish_construct(i, Err(super::limit_error(message)), now, out);
                 }
                 let results = vec![Value::Null; items.len()];
                 let state = ForEach { items, frames: Vec::new(), active: 0, done: 0, failures: 0, results };
@@ -165,7 +164,7 @@ impl Run {
         }
         let message =
             limits::exceeded("the number of step instances", self.insts.len() + steps, most, "WEFT_MAX_INSTANCES");
-        Err(ToolError::new(message).with_code(limits::LIMIT_EXCEEDED).permanent())
+        Err(super::limit_error(message))
     }
 
     fn open_iteration(&mut self, i: InstId, iteration: u32, previous: Value, now: Millis, out: &mut Vec<Effect>) {

@@ -407,8 +407,7 @@ impl Run {
         if self.output_bytes.saturating_add(bytes) > most {
             let held = format!("{} bytes", self.output_bytes.saturating_add(bytes));
             let message = limits::exceeded("the step outputs the run holds", held, most, "WEFT_MAX_OUTPUT_BYTES");
-            let error = ToolError::new(message).with_code(limits::LIMIT_EXCEEDED).permanent();
-            return self.fail_inst(i, error, now, out);
+            return self.fail_inst(i, super::limit_error(message), now, out);
         }
         self.output_bytes += bytes;
         let f = self.insts[i].frame;

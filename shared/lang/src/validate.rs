@@ -104,6 +104,18 @@ pub fn compile(def: &WorkflowDef, catalogue: Option<&Catalogue>) -> Result<Plan,
 
 /// [`compile`] under `limits`.
 pub fn compile_within(def: &WorkflowDef, catalogue: Option<&Catalogue>, limits: &Limits) -> Result<Plan, Problems> {
+    // Too large is refused before any of it is compiled.
+    let bytes = serde_json::to_vec(def).map_or(usize::MAX, |json| json.len());
+    if bytes > limits.max_definition_bytes {
+        let what = "the definition";
+        let message = crate::limits::exceeded(
+            what,
+            format!("{bytes} bytes"),
+            limits.max_definition_bytes,
+            "WEFT_MAX_DEFINITION_BYTES",
+        );
+        return Err(Problems(vec![Problem { path: String::new(), step: None, code: Code::LimitExceeded, message }]));
+    }
     let mut cx = step::Compiler::new(def, catalogue);
     let plan = cx.workflow();
     let mut problems = cx.into_problems();

@@ -126,3 +126,19 @@ fn names_too_long_to_be_typos_get_no_hint() {
     assert!(ps.iter().any(|p| p.code == Code::UnknownReference), "{ps:?}");
     assert!(ps.iter().all(|p| !p.message.contains("did you mean")), "{ps:?}");
 }
+
+#[test]
+fn a_definition_larger_than_the_limit_is_refused_before_it_is_compiled() {
+    // An unknown reference too: a definition over the size is not looked at further.
+    let def = json!({"name": "big", "steps": [{"id": "a", "tool": "t", "params": {"x": "{nowhere.x}", "pad": "p".repeat(2_000)}}]});
+    let small = Limits { max_definition_bytes: 1_000, ..Limits::default() };
+    let ps = problems(def.clone(), &small);
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(limited(&ps).len(), 1, "{ps:?}");
+    assert!(
+        ps[0].message.contains("bytes, more than the limit of 1000 (WEFT_MAX_DEFINITION_BYTES)"),
+        "{}",
+        ps[0].message
+    );
+    assert!(problems(def, &Limits::default()).iter().all(|p| p.code != Code::LimitExceeded));
+}
