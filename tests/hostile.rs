@@ -24,6 +24,7 @@ fn forged(run: uuid::Uuid, step: &str, attempt: u32, started_ms: u64) -> Vec<u8>
         started_ms,
         finished_ms: 0,
         outcome: Outcome::Ok(json!({"forged": true})),
+        usage: None,
     };
     serde_json::to_vec(&result).expect("json")
 }

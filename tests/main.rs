@@ -4,6 +4,7 @@
 //! - [`corners`]: what a new user trips over: listings, checked signals, garbage, the CLI.
 //! - [`deploy`]: deploy/nats/'s users, permissions and cluster on a real nats-server.
 //! - [`durability`]: SIGKILLed coordinators and workers, a restarted NATS: nothing lost.
+//! - [`llm`]: `llm` steps against the scripted OpenAI-compatible server.
 //! - [`in_process`]: the actor layer, with a coordinator and a worker as tasks of the test.
 //! - [`hostile`]: forged and malformed entries on the live services: ignored, named, harmless.
 //! - [`tracing`]: one trace per run, checked with a real OTLP receiver.
@@ -15,5 +16,6 @@ mod deploy;
 mod durability;
 mod hostile;
 mod in_process;
+mod llm;
 mod runtime;
 mod tracing;

@@ -60,6 +60,7 @@ pub fn machine(definition: &str, input: Value, choices: &[u8], forged: &[Vec<u8>
                         started_ms: now.saturating_sub(u64::from(choice)),
                         finished_ms: now,
                         outcome,
+                        usage: None,
                     },
                 }
             }

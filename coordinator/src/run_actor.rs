@@ -450,6 +450,7 @@ async fn carry_out(
                             started_ms: now,
                             finished_ms: now,
                             outcome: Outcome::Err(error),
+                            usage: None,
                         },
                     });
                 }

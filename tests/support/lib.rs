@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod in_process;
+pub mod model;
 pub mod nats_server;
 pub mod otlp;
 pub mod ports;

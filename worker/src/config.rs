@@ -38,6 +38,8 @@ pub struct Config {
     pub max_deliveries: u32,
     /// Retention of the streams and buckets, used if the worker is the one creating them.
     pub retention: Retention,
+    /// Serve the `llm` tool against this provider (default none: no `llm` tool).
+    pub llm: Option<crate::llm::LlmConfig>,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             advertise_every: Duration::from_secs(10),
             max_deliveries: 5,
             retention: Retention::default(),
+            llm: None,
         }
     }
 }

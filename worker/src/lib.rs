@@ -2,7 +2,7 @@
 //! JetStream, answering each with a result.
 //!
 //! A worker serves a [`Registry`] of [`Tool`]s: the built-ins (`echo`, `sleep`, `fail`,
-//! `http`, `transform`), optionally the demo tools of `examples/tools/catalogue.json`, or
+//! `http`, `transform`), optionally the demo tools of `examples/tools/catalogue.json` and the `llm` tool, or
 //! any set an embedding program builds. Workers of a tool share its durable consumer, so
 //! starting another worker adds capacity with no configuration. The wire protocol is in
 //! `weft_protocol::wire`.
@@ -33,6 +33,7 @@
 //! - [`registry`]: [`Registry`], tools by name with their params validators.
 //! - [`builtin`]: the built-in tools, one file each.
 //! - [`demo`]: the demo tools, defined by `examples/tools/demo.json` plus a few functions.
+//! - [`llm`]: the `llm` tool, a model call over the Chat Completions protocol.
 //! - `connect`: the NATS connection (waits for the server, reconnects forever).
 //! - `executor`: pull loops, task handling, results, cancellation, advertisements.
 
@@ -41,6 +42,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 mod executor;
+pub mod llm;
 pub mod registry;
 pub mod tool;
 
@@ -48,7 +50,7 @@ pub use config::Config;
 pub use error::WorkerError;
 pub use registry::Registry;
 use tokio_util::sync::CancellationToken;
-pub use tool::{Tool, ToolContext};
+pub use tool::{Tool, ToolContext, UsageMeter};
 
 /// Runs a worker with the built-in tools (and the demo tools if `config.demo_tools`)
 /// until `shutdown` fires and running tools have finished or the grace period is over.
@@ -56,6 +58,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
     let mut registry = Registry::with_builtins();
     if config.demo_tools {
         demo::register(&mut registry)?;
+    }
+    if let Some(llm) = &config.llm {
+        registry.register(std::sync::Arc::new(llm::Llm::new(llm.clone())))?;
     }
     run_with_registry(config, registry, shutdown).await
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use weft_worker::Config;
+use weft_worker::llm::{ApiKey, LlmConfig};
 
 /// Runs Weft tools: takes tasks from NATS JetStream and answers with results.
 #[derive(Debug, Parser)]
@@ -32,6 +33,16 @@ struct Args {
     /// One concurrency limit for every tool, instead of each tool's own.
     #[arg(long, env = "WEFT_CONCURRENCY")]
     concurrency: Option<usize>,
+    /// Serve the `llm` tool against this Chat Completions API (e.g. https://api.openai.com/v1,
+    /// http://127.0.0.1:11434/v1 for Ollama). Setting WEFT_LLM_API_KEY alone means OpenAI's.
+    #[arg(long, env = "WEFT_LLM_BASE_URL")]
+    llm_base_url: Option<String>,
+    /// API key of the `llm` tool's provider (never printed).
+    #[arg(long, env = "WEFT_LLM_API_KEY", hide_env_values = true)]
+    llm_api_key: Option<String>,
+    /// Model of `llm` steps that name none.
+    #[arg(long, env = "WEFT_LLM_MODEL")]
+    llm_model: Option<String>,
     /// Log as JSON lines.
     #[arg(long, env = "WEFT_LOG_JSON")]
     log_json: bool,
@@ -51,13 +62,29 @@ async fn main() -> anyhow::Result<()> {
         ack_wait: args.ack_wait,
         grace: args.grace,
         concurrency: args.concurrency,
+        llm: llm_config(args.llm_base_url, args.llm_api_key, args.llm_model),
         ..defaults
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(weft_service::signals::stop_on_signals(shutdown.clone()));
-    tracing::info!(worker = %config.worker_id, nats = %weft_protocol::nats_url::redact(&config.nats_url), demo_tools = config.demo_tools, "starting");
+    tracing::info!(worker = %config.worker_id, nats = %weft_protocol::nats_url::redact(&config.nats_url), demo_tools = config.demo_tools, llm = config.llm.as_ref().map(LlmConfig::shown_url), "starting");
     let result = weft_worker::run(config, shutdown).await;
     telemetry.shutdown().await;
     result?;
     Ok(())
+}
+
+/// The `llm` tool's provider, if a base URL or a key is given.
+fn llm_config(base_url: Option<String>, key: Option<String>, model: Option<String>) -> Option<LlmConfig> {
+    let key = key.filter(|k| !k.is_empty());
+    if base_url.is_none() && key.is_none() {
+        return None;
+    }
+    let defaults = LlmConfig::default();
+    Some(LlmConfig {
+        base_url: base_url.unwrap_or(defaults.base_url.clone()),
+        api_key: key.map(ApiKey::new),
+        default_model: model,
+        ..defaults
+    })
 }

@@ -6,13 +6,15 @@
 //! calls through [`ToolContext::cancel`]; a tool only has to do its work and, if it waits
 //! for long, return early when the token fires.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use weft_lang::catalogue::ToolSpec;
-use weft_protocol::wire::{ToolError, codes};
+use weft_protocol::wire::{ToolError, Usage, codes};
 
 /// How many calls of one tool a worker runs at once unless the tool says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -48,6 +50,34 @@ pub struct ToolContext {
     pub compensation: bool,
     /// Fires when the call should stop: cancelled run, timeout, or worker shutdown.
     pub cancel: CancellationToken,
+    /// Where a tool that calls a model reports the tokens it spent; they travel in the
+    /// result, and budgets settle on them.
+    pub usage: UsageMeter,
+}
+
+/// The tokens one call spent, added up over the requests it made.
+#[derive(Debug, Clone, Default)]
+pub struct UsageMeter(Arc<Mutex<Option<Usage>>>);
+
+impl UsageMeter {
+    /// Adds one request's usage.
+    pub fn add(&self, usage: &Usage) {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_mut() {
+            Some(total) => total.add(usage),
+            None => *slot = Some(usage.clone()),
+        }
+    }
+
+    /// What was spent, if anything was reported.
+    pub fn take(&self) -> Option<Usage> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// What was spent so far.
+    pub fn get(&self) -> Option<Usage> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
 }
 
 impl Default for ToolContext {
@@ -60,6 +90,7 @@ impl Default for ToolContext {
             idempotency_key: String::new(),
             compensation: false,
             cancel: CancellationToken::new(),
+            usage: UsageMeter::default(),
         }
     }
 }

@@ -244,6 +244,7 @@ async fn answer(js: &jetstream::Context, message: jetstream::Message) -> anyhow:
         started_ms: now_ms(),
         finished_ms: now_ms(),
         outcome: Outcome::Ok(task.params.clone()),
+        usage: None,
     };
     let publish = PublishMessage::build().payload(serde_json::to_vec(&result)?.into()).message_id(result.message_id());
     js.send_publish(task.reply_to.clone(), publish).await?.await?;

@@ -407,6 +407,7 @@ impl Driver {
             started_ms: u64::MAX,
             finished_ms: 0,
             outcome,
+            usage: None,
         };
         let now = self.now;
         Some(match action {
@@ -478,6 +479,7 @@ impl Driver {
                     started_ms: 0,
                     finished_ms: u64::MAX,
                     outcome,
+                    usage: None,
                 };
                 (Input::Result { result: forged }, now)
             }
@@ -780,6 +782,7 @@ fn forged_inputs_end_no_step() {
                 started_ms: u64::MAX,
                 finished_ms: 0,
                 outcome: Outcome::Ok(json!({"forged": true})),
+                usage: None,
             };
             let effects = d.run.apply(Input::Result { result: forged }, 1);
             assert!(

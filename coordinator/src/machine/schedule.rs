@@ -322,6 +322,9 @@ impl Run {
         self.running.release();
         self.return_units(i, out);
         self.fired(&Timer::StepTimeout { step: r.step_id.clone(), attempt: r.attempt });
+        if let Some(a) = self.insts[i].state.attempts.last_mut() {
+            a.usage = r.usage;
+        }
         match r.outcome {
             Outcome::Ok(output) => {
                 let times = (r.started_ms, r.finished_ms);
@@ -380,7 +383,7 @@ impl Run {
         let attempt = self.insts[i].state.attempt;
         let path = self.insts[i].path.clone();
         if error.retryable && retry.should_retry(attempt, error.code.as_deref()) {
-            let delay = retry.delay(attempt, jitter_unit(self.id, &path, attempt));
+            let delay = retry.delay(attempt, jitter_unit(self.id, &path, attempt)).max(retry_after(&error));
             self.insts[i].state.status = StepStatus::Retrying;
             self.schedule(out, Timer::Retry { step: path.clone(), attempt }, delay, now);
             self.emit(
@@ -536,4 +539,11 @@ fn json_len(value: &Value) -> usize {
     // Writing a `Value` to a sink that never fails cannot fail.
     let _ = serde_json::to_writer(&mut count, value);
     count.0
+}
+
+/// The wait a failure asks for before its retry (a provider's `Retry-After`), bounded so a
+/// worker cannot park a step for ever.
+fn retry_after(error: &ToolError) -> std::time::Duration {
+    const LONGEST: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+    error.retry_after_ms.map_or(std::time::Duration::ZERO, |ms| std::time::Duration::from_millis(ms).min(LONGEST))
 }

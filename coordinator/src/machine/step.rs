@@ -112,7 +112,16 @@ pub(crate) fn fill_in(attempts: &mut [Attempt], attempt: u32, worker: &str, star
 
 /// A new attempt, dispatched at `now`.
 pub(super) fn new_attempt(attempt: u32, now: Millis) -> Attempt {
-    Attempt { attempt, dispatched_ms: now, worker: None, started_ms: None, finished_ms: None, error: None, ok: false }
+    Attempt {
+        attempt,
+        dispatched_ms: now,
+        worker: None,
+        started_ms: None,
+        finished_ms: None,
+        error: None,
+        ok: false,
+        usage: None,
+    }
 }
 
 impl Default for StepState {

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use weft_lang::definition::WorkflowDef;
 use weft_lang::validate::compile;
-use weft_protocol::wire::Outcome;
+use weft_protocol::wire::{Outcome, Usage};
 
 use super::*;
 
@@ -36,6 +36,7 @@ pub(super) fn answer(task: &Task, outcome: Outcome) -> Input {
             started_ms: 1,
             finished_ms: 2,
             outcome,
+            usage: None,
         },
     }
 }
@@ -624,4 +625,36 @@ fn a_worker_s_times_are_kept_within_what_the_coordinator_knows() {
         let _ = weft_client::timeline::gantt(&record, 30);
         let _ = weft_client::timeline::summary_text(&record, 0);
     }
+}
+
+#[test]
+fn a_retry_waits_as_long_as_the_failure_asks_and_usage_is_recorded() {
+    let mut r = run(
+        json!({"name": "t", "steps": [{"id": "ask", "tool": "llm",
+            "retry": {"max_attempts": 3, "backoff": "10ms", "jitter": 0}}]}),
+        Value::Null,
+    );
+    let t = dispatched(&r.apply(Input::Start, 0));
+    let limited = ToolError::new("rate limited").with_code("RATE_LIMITED").retry_after(Duration::from_secs(7));
+    let mut answered = err(&t[0], limited);
+    if let Input::Result { result } = &mut answered {
+        result.usage = Some(Usage { model: "m".into(), prompt_tokens: 3, completion_tokens: 0 });
+    }
+    let effects = r.apply(answered, 1);
+    assert!(
+        effects.contains(&Effect::Schedule {
+            timer: Timer::Retry { step: "ask".into(), attempt: 1 },
+            after: Duration::from_secs(7)
+        }),
+        "{effects:?}"
+    );
+    let usage = r.record().steps["ask"].attempts[0].usage.clone();
+    assert_eq!(usage.map(|u| u.prompt_tokens), Some(3));
+    // A worker asking for a day waits a quarter of an hour at most.
+    let t = dispatched(&r.apply(Input::Timer { timer: Timer::Retry { step: "ask".into(), attempt: 1 } }, 7001));
+    let effects = r.apply(err(&t[0], ToolError::new("later").retry_after(Duration::from_secs(86_400))), 7002);
+    assert!(effects.contains(&Effect::Schedule {
+        timer: Timer::Retry { step: "ask".into(), attempt: 2 },
+        after: Duration::from_secs(900)
+    }));
 }

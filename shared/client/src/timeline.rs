@@ -306,6 +306,7 @@ mod tests {
             finished_ms: Some(end),
             error: (!ok).then(|| ToolError::new("boom")),
             ok,
+            usage: None,
         };
         let mut steps = BTreeMap::new();
         steps.insert(
@@ -399,6 +400,7 @@ mod tests {
             finished_ms: finished,
             error: None,
             ok,
+            usage: None,
         };
         let step = |status, tool: Option<&str>, attempts, within: Option<&str>| StepRecord {
             status,

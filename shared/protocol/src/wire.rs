@@ -20,7 +20,7 @@ pub use pool::{Claim, Pool, PoolView};
 pub use record::{
     Attempt, CompensationRecord, IndexEntry, RunRecord, RunStatus, RunSummary, SignalRecord, StepRecord, StepStatus,
 };
-pub use task::{CancelTask, Outcome, Task, TaskResult, ToolError};
+pub use task::{CancelTask, Outcome, Task, TaskResult, ToolError, Usage};
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;

@@ -55,6 +55,7 @@ mod tests {
             started_ms: 1,
             finished_ms: 2,
             outcome,
+            usage: None,
         }
     }
 

@@ -16,7 +16,7 @@ use tracing::Instrument;
 use weft_protocol::wire::{Outcome, Task, TaskResult, ToolError, codes, now_ms};
 
 use super::{NATS_RETRY, Shared, result};
-use crate::tool::ToolContext;
+use crate::tool::{ToolContext, UsageMeter};
 
 /// Error code of a task whose deliveries all ended without an answer (the tool may kill
 /// its worker).
@@ -75,6 +75,7 @@ pub(super) async fn handle(
 
 async fn run(shared: Arc<Shared>, task: Task, message: jetstream::Message, delivered: i64, progress_every: Duration) {
     let started_ms = now_ms();
+    let meter = UsageMeter::default();
     let outcome = if delivered > i64::from(shared.config.max_deliveries) {
         Some(Outcome::Err(
             ToolError::new(format!(
@@ -87,7 +88,7 @@ async fn run(shared: Arc<Shared>, task: Task, message: jetstream::Message, deliv
         if delivered > 1 {
             tracing::info!("task delivered again (a worker died or did not answer in time)");
         }
-        execute(&shared, &task, &message, progress_every).await
+        execute(&shared, &task, &message, progress_every, meter.clone()).await
     };
     let Some(outcome) = outcome else {
         // Shutdown's grace period is over: another worker takes the task now.
@@ -115,6 +116,7 @@ async fn run(shared: Arc<Shared>, task: Task, message: jetstream::Message, deliv
         started_ms,
         finished_ms: now_ms(),
         outcome,
+        usage: meter.take(),
     };
     let id = result.message_id();
     let (payload, replaced) = result::encode(result, shared.nats.server_info().max_payload);
@@ -141,6 +143,7 @@ async fn execute(
     task: &Task,
     message: &jetstream::Message,
     progress_every: Duration,
+    meter: UsageMeter,
 ) -> Option<Outcome> {
     let Some(tool) = shared.registry.get(&task.tool).cloned() else {
         let error = ToolError::new(format!("worker `{}` has no tool `{}`", shared.config.worker_id, task.tool));
@@ -163,6 +166,7 @@ async fn execute(
         idempotency_key: task.idempotency_key.clone(),
         compensation: task.compensation,
         cancel: cancel.clone(),
+        usage: meter,
     };
     let mut call = tokio::spawn(async move { tool.call(params, ctx).await }.in_current_span());
     let deadline = task.timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));

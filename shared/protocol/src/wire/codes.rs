@@ -29,3 +29,17 @@ pub const CHILD_FAILED: &str = "CHILD_FAILED";
 pub const MAX_ITERATIONS: &str = "MAX_ITERATIONS";
 /// A construct's body failed (the message says which step and why).
 pub const BODY_FAILED: &str = "BODY_FAILED";
+/// A model provider refused for now (HTTP 429); retried after its `Retry-After`.
+pub const RATE_LIMITED: &str = "RATE_LIMITED";
+/// A model provider failed (HTTP 5xx, or an answer that is not Chat Completions); retryable.
+pub const PROVIDER_UNAVAILABLE: &str = "PROVIDER_UNAVAILABLE";
+/// A model provider refused the request as it is (HTTP 4xx other than 429); not retried.
+pub const PROVIDER_REJECTED: &str = "PROVIDER_REJECTED";
+/// The provider refused the API key (HTTP 401 or 403); not retried.
+pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
+/// The messages do not fit the model's context window; not retried.
+pub const CONTEXT_LENGTH: &str = "CONTEXT_LENGTH";
+/// A model's structured answer still did not match its JSON Schema after the repairs.
+pub const SCHEMA_MISMATCH: &str = "SCHEMA_MISMATCH";
+/// A model-written plan was still invalid after its repairs.
+pub const PLAN_INVALID: &str = "PLAN_INVALID";

@@ -104,6 +104,9 @@ pub struct Attempt {
     /// Whether it succeeded.
     #[serde(default)]
     pub ok: bool,
+    /// Tokens it spent on a model, if it called one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<super::Usage>,
 }
 
 /// A step in a run record.
@@ -319,6 +322,7 @@ mod tests {
                     finished_ms: Some(3),
                     error: None,
                     ok: attempt == 2,
+                    usage: None,
                 })
                 .collect(),
             compensation: None,

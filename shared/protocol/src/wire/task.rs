@@ -63,6 +63,36 @@ pub struct TaskResult {
     pub finished_ms: Millis,
     /// Output or error.
     pub outcome: Outcome,
+    /// What the call spent on a model, for tools that call one (`llm`): budgets settle on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// Tokens a model call used, as the provider reported them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// The model that answered (as the provider named it).
+    pub model: String,
+    /// Tokens of the prompt.
+    pub prompt_tokens: u64,
+    /// Tokens of the completion.
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    /// Prompt and completion tokens.
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+
+    /// Adds `other`'s tokens (a call that took several requests); the model is the last one's.
+    pub fn add(&mut self, other: &Usage) {
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(other.completion_tokens);
+        if !other.model.is_empty() {
+            self.model.clone_from(&other.model);
+        }
+    }
 }
 
 impl TaskResult {
@@ -95,6 +125,10 @@ pub struct ToolError {
     /// False when retrying cannot help (bad params, unknown tool...).
     #[serde(default = "yes")]
     pub retryable: bool,
+    /// Wait at least this long before retrying (a provider's `Retry-After`); the step's
+    /// backoff applies when it is longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -104,7 +138,13 @@ fn yes() -> bool {
 impl ToolError {
     /// A retryable error.
     pub fn new(message: impl Into<String>) -> ToolError {
-        ToolError { message: message.into(), code: None, retryable: true }
+        ToolError { message: message.into(), code: None, retryable: true, retry_after_ms: None }
+    }
+
+    /// Retry no sooner than `after`.
+    pub fn retry_after(mut self, after: std::time::Duration) -> ToolError {
+        self.retry_after_ms = Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
+        self
     }
 
     /// With a code.

@@ -1,0 +1,126 @@
+//! Model calls as steps: the `llm` tool of a real worker process against the scripted
+//! OpenAI-compatible server, with a real nats-server and coordinator.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+use weft_lang::definition::WorkflowDef;
+use weft_protocol::wire::{RunStatus, StepStatus};
+use weft_tests::cluster::Cluster;
+use weft_tests::model::{Received, Reply, ScriptedModel};
+
+const KEY: &str = "sk-weft-test-3f9a1c77d2e04b6b";
+
+fn inline(def: Value) -> WorkflowDef {
+    WorkflowDef::from_json(&def.to_string()).expect("workflow parses")
+}
+
+/// What the scripted model answers, by the prompt's first word, counting the requests of each.
+fn script() -> impl Fn(&Received, usize) -> Reply + Send + Sync {
+    let seen: Mutex<HashMap<String, usize>> = Mutex::new(HashMap::new());
+    move |request: &Received, _| {
+        let first = request.body["messages"][0]["content"].as_str().unwrap_or_default().to_owned();
+        let word = first.split_whitespace().next().unwrap_or_default().to_owned();
+        let n = {
+            let mut seen = seen.lock().expect("script lock");
+            let n = seen.entry(word.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        match (word.as_str(), n) {
+            // A structured answer that misses the schema, then one that fits.
+            ("city?", 1) => Reply::json(&json!({"town": "Paris"}), 30, 5),
+            ("city?", _) => Reply::json(&json!({"city": "Paris"}), 45, 6),
+            ("busy?", 1) => Reply::error(429, "Rate limit reached", None).with_header("retry-after", "1"),
+            ("busy?", _) => Reply::text(&format!("answered: {first}"), 10, 3),
+            ("tools?", _) => Reply::tool_calls(&[("get_user", json!({"user_id": "7"}))]),
+            // A provider echoing the key in its error, as OpenAI's 401 does.
+            ("huge?", _) => Reply::error(
+                400,
+                &format!("This model's maximum context length is 8192 tokens (key {KEY})"),
+                Some("context_length_exceeded"),
+            ),
+            _ => Reply::error(500, "the script has no answer", None),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_steps_answer_in_shape_wait_out_rate_limits_and_never_show_the_key() {
+    let model = ScriptedModel::start(script());
+    let env =
+        [("WEFT_LLM_BASE_URL", model.base_url.as_str()), ("WEFT_LLM_API_KEY", KEY), ("WEFT_LLM_MODEL", "default-1")];
+    let cluster = Cluster::start_with(1, 1, &env).await;
+    let client = cluster.client().await;
+    let def = inline(json!({"name": "llm_steps", "steps": [
+        {"id": "city", "tool": "llm", "params": {"prompt": "city? Where is the Louvre?", "model": "big-1",
+            "temperature": 0,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "place", "schema": {
+                "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                "additionalProperties": false}}}}},
+        {"id": "busy", "tool": "llm", "params": {"prompt": "busy? weather in {city.city}", "max_tokens": 50},
+         "retry": {"max_attempts": 3, "backoff": "10ms"}},
+        {"id": "calls", "tool": "llm", "params": {"prompt": "tools? find user 7", "tools": [
+            {"type": "function", "function": {"name": "get_user", "parameters": {"type": "object"}}}]}},
+        {"id": "huge", "tool": "llm", "params": {"prompt": "huge? everything"},
+         "retry": {"max_attempts": 3, "backoff": "10ms"}, "continue_on_error": true}
+    ]}));
+    let record = client.run(&def, Value::Null).await.expect("the run ends");
+    let logs = cluster.logs();
+    assert_eq!(record.status, RunStatus::Completed, "{record:#?}\n{logs}");
+
+    // Structured output: the parsed object, after one repair sent with the errors.
+    let city = &record.steps["city"];
+    assert_eq!(city.output, Some(json!({"city": "Paris"})));
+    let usage = city.attempts[0].usage.clone().expect("usage recorded");
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens, usage.model.as_str()), (75, 11, "scripted-1"));
+    let received = model.received();
+    let city_calls: Vec<&Received> = received
+        .iter()
+        .filter(|r| r.body["messages"][0]["content"].as_str().is_some_and(|c| c.starts_with("city?")))
+        .collect();
+    assert_eq!(city_calls.len(), 2);
+    assert_eq!(city_calls[0].body["model"], "big-1");
+    assert_eq!(city_calls[0].body["response_format"]["json_schema"]["name"], "place");
+    assert!(city_calls[1].last_message().contains("does not match the required JSON Schema"), "{:?}", city_calls[1]);
+
+    // 429 with Retry-After: a retryable failure, the retry no sooner than asked.
+    let busy = &record.steps["busy"];
+    assert_eq!(busy.attempts.len(), 2, "{busy:#?}");
+    let first = busy.attempts[0].error.clone().expect("the 429");
+    assert_eq!((first.code.as_deref(), first.retry_after_ms), (Some("RATE_LIMITED"), Some(1000)));
+    let waited = busy.attempts[1].dispatched_ms - busy.attempts[0].finished_ms.expect("ended");
+    assert!(waited >= 1000, "retried after {waited} ms");
+    assert_eq!(busy.output.as_ref().map(|o| o["content"].clone()), Some(json!("answered: busy? weather in Paris")));
+    let busy_call = received.iter().find(|r| r.last_message().starts_with("busy?")).expect("busy asked");
+    assert_eq!(
+        (busy_call.body["model"].as_str(), busy_call.body["max_tokens"].as_u64()),
+        (Some("default-1"), Some(50))
+    );
+
+    // Tool calls come back as data.
+    let calls = record.steps["calls"].output.clone().expect("calls output");
+    assert_eq!(calls["tool_calls"][0]["name"], "get_user");
+    assert_eq!(calls["tool_calls"][0]["arguments"], json!({"user_id": "7"}));
+    assert_eq!(calls["finish_reason"], "tool_calls");
+
+    // A context-length error is not retried.
+    let huge = &record.steps["huge"];
+    assert_eq!((huge.status, huge.attempts.len()), (StepStatus::Failed, 1), "{huge:#?}");
+    assert_eq!(huge.attempts[0].error.as_ref().and_then(|e| e.code.as_deref()), Some("CONTEXT_LENGTH"));
+
+    // The key went to the provider, and nowhere else.
+    assert!(received.iter().all(|r| r.header("authorization") == Some(&format!("Bearer {KEY}"))));
+    let mut events = Vec::new();
+    let mut watch = Box::pin(client.watch(record.run_id).await.expect("events"));
+    while let Some(event) = watch.next().await {
+        events.push(serde_json::to_string(&event.expect("event")).expect("json"));
+    }
+    let stored = serde_json::to_string(&client.status(record.run_id).await.expect("record")).expect("json");
+    for (what, text) in [("record", stored), ("events", events.join("\n")), ("logs", cluster.logs())] {
+        assert!(!text.contains(KEY) && !text.contains("3f9a1c77"), "the key is in the {what}");
+    }
+    assert!(huge.attempts[0].error.as_ref().is_some_and(|e| e.message.contains("***")), "{huge:#?}");
+}
