@@ -108,6 +108,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the workflow format as a JSON Schema (the one in docs/workflow.schema.json).
+    Schema,
     /// Submit a workflow, follow it, print its outcome and timeline. Exit 0 only if it completed.
     Run {
         #[command(flatten)]
@@ -258,6 +260,10 @@ fn main() -> ExitCode {
             },
         ),
         Command::Analyze { file, durations, json } => offline::analyze(&file, durations.as_deref(), json),
+        Command::Schema => {
+            out!("{}", weft_lang::schema::workflow_schema_text());
+            Ok(ExitCode::SUCCESS)
+        }
         online => run_online(&cli.nats_url, cli.timeout, online),
     };
     match result {
@@ -324,6 +330,8 @@ async fn run_command(url: &str, timeout: std::time::Duration, command: Command) 
         Command::Pools { action: Some(PoolsAction::Set { name, capacity }), .. } => {
             online::set_pool(&client, &name, capacity).await
         }
-        Command::Validate { .. } | Command::Graph { .. } | Command::Analyze { .. } => unreachable!("offline"),
+        Command::Validate { .. } | Command::Graph { .. } | Command::Analyze { .. } | Command::Schema => {
+            unreachable!("offline")
+        }
     }
 }

@@ -25,6 +25,7 @@ pub mod step;
 
 use std::path::Path as FsPath;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -35,7 +36,7 @@ pub use constructs::{
 pub use step::{CompensateDef, StepDef, StepKindDef};
 
 /// A workflow document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowDef {
     /// Editor hint (`$schema`), ignored by Weft.
@@ -77,7 +78,7 @@ fn default_version() -> u32 {
 
 /// What happens to a run when a step fails for good (after its retries), unless the step
 /// has `continue_on_error`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailurePolicy {
     /// Stop dispatching, cancel running steps, end the run `failed`.
@@ -97,7 +98,7 @@ impl FailurePolicy {
 }
 
 /// Step settings applied where a step sets none.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepDefaults {
     /// Default retry policy.
@@ -118,7 +119,7 @@ impl StepDefaults {
 ///
 /// The delay before attempt `n + 1` is `backoff * multiplier^(n-1)`, capped at
 /// `max_backoff`, then reduced by a random fraction of up to `jitter` of itself.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryDef {
     /// Attempts in all, the first included (default 3 when `retry` is given).
@@ -159,6 +160,19 @@ impl DurationDef {
             DurationDef::Seconds(s) => std::time::Duration::try_from_secs_f64(*s)
                 .map_err(|_| format!("invalid duration {s}: seconds must be a finite number, 0 or more")),
         }
+    }
+}
+
+impl JsonSchema for DurationDef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: text such as \"250ms\", \"30s\", \"1h 30m\", or a number of seconds.",
+            "anyOf": [{"type": "string"}, {"type": "number", "minimum": 0}]
+        })
     }
 }
 

@@ -18,6 +18,7 @@
 //! - [`graph`]: cycles, levels, longest paths, largest antichains.
 //! - [`analysis`]: execution levels, maximal parallelism, critical path.
 //! - [`export`]: Mermaid and DOT drawings.
+//! - [`schema`]: the workflow format as a JSON Schema (`docs/workflow.schema.json`).
 //! - [`limits`]: how much one workflow may ask: steps, iterations, patterns, and per run.
 //!
 //! # Example
@@ -46,4 +47,5 @@ pub mod graph;
 pub mod limits;
 pub mod plan;
 pub mod reference;
+pub mod schema;
 pub mod validate;

@@ -5,6 +5,7 @@
 //! Parts whose absence is a mistake (a loop's `max_iterations`, a switch's cases) are
 //! optional here so that validation can report them all at once, with their location.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -12,7 +13,7 @@ use super::DurationDef;
 use super::step::{StepDef, present};
 
 /// `for_each`: run `do` once per item of `items`, results in input order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForEachDef {
     /// The list: a reference (`"{search.results}"`) or a literal array.
@@ -46,7 +47,7 @@ fn default_index() -> String {
 }
 
 /// `switch`: the first case that matches runs; the others are skipped.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchDef {
     /// The value cases compare against with `value` (a template).
@@ -61,7 +62,7 @@ pub struct SwitchDef {
 }
 
 /// One case of a `switch`: matched by `value` (equal to `on`) or by a `when` condition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaseDef {
     /// Matches when `on` equals this value.
@@ -79,7 +80,7 @@ pub struct CaseDef {
 ///
 /// Inside the body, `{iteration}` is the 0-based iteration and `{previous}` the previous
 /// iteration's result (`null` at first), so each pass can build on the last.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoopDef {
     /// The body run each iteration.
@@ -97,7 +98,7 @@ pub struct LoopDef {
 }
 
 /// `wait`: a pause, for a duration or until a time (RFC 3339), durable across restarts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitDef {
     /// How long.
@@ -109,7 +110,7 @@ pub struct WaitDef {
 }
 
 /// `signal`: wait for data sent to the run under `name` (e.g. a human approval).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignalDef {
     /// Signal name, as given to `weft signal RUN NAME`.
@@ -127,7 +128,7 @@ pub struct SignalDef {
 }
 
 /// `workflow`: run a registered workflow as a child and take its output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubWorkflowDef {
     /// Registered name.
@@ -142,7 +143,7 @@ pub struct SubWorkflowDef {
 }
 
 /// `race`: scatter to every branch at once, gather one winner.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RaceDef {
     /// The competing branches, each a step.
@@ -154,7 +155,7 @@ pub struct RaceDef {
 }
 
 /// How a race picks its winner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Winner {
     /// The first branch to succeed wins; the others are cancelled.
@@ -166,7 +167,7 @@ pub enum Winner {
 }
 
 /// `fallback`: try each alternative in order until one succeeds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FallbackDef {
     /// The alternatives, each a step.
@@ -175,7 +176,7 @@ pub struct FallbackDef {
 }
 
 /// `parallel`: run steps at once (a DAG of their own); succeed with enough successes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParallelDef {
     /// The group's steps.
@@ -188,7 +189,7 @@ pub struct ParallelDef {
 
 /// `pipeline`: stages in order; inside a stage, `{previous}` is the previous stage's
 /// output (the pipeline's `input` for the first stage).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineDef {
     /// What the first stage sees as `{previous}` (a template).

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -44,6 +45,17 @@ pub struct StepDef {
     pub estimate: Option<DurationDef>,
     /// What the step is for.
     pub description: Option<String>,
+}
+
+impl JsonSchema for StepDef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Step".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // A step is read through its flat shape.
+        RawStep::json_schema(generator)
+    }
 }
 
 /// What a step does.
@@ -98,7 +110,7 @@ impl StepKindDef {
 }
 
 /// A compensating tool call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompensateDef {
     /// Tool that undoes the step.
@@ -124,61 +136,89 @@ pub(crate) fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, 
 }
 
 /// `"a"` or `["a", "b"]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
-/// The flat JSON shape of a step, before its kind is decided.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One step: an `id` and exactly one of `tool` (with `params`), `for_each`, `switch`,
+/// `loop`, `wait`, `signal`, `workflow`, `race`, `fallback`, `parallel`, `pipeline`; the
+/// other fields are settings every step shares.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "Step")]
 #[serde(deny_unknown_fields)]
 struct RawStep {
+    /// Unique id across the workflow; later steps read its output as `{id.field}`.
     id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What the step is for.
     description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The tool to call (a tool step).
     tool: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The tool's params: a template whose `{step.path}` references are resolved when the step is ready.
     params: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Run a body once per item of a list.
     for_each: Option<ForEachDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Run the first case that matches.
     switch: Option<SwitchDef>,
     #[serde(default, rename = "loop", skip_serializing_if = "Option::is_none")]
+    /// Repeat a body until a condition holds.
     loop_: Option<LoopDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Pause for a duration or until a time.
     wait: Option<WaitDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Wait for data sent to the run (e.g. a human approval).
     signal: Option<SignalDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Run a registered workflow as a child run.
     workflow: Option<SubWorkflowDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Run branches at once; one wins.
     race: Option<RaceDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Try alternatives in order until one succeeds.
     fallback: Option<FallbackDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Run steps at once; succeed with enough successes.
     parallel: Option<ParallelDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Run stages in order, each fed the previous stage's output as `{previous}`.
     pipeline: Option<PipelineDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Steps that must finish first, beyond those its references imply.
     depends_on: Option<OneOrMany>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Run only if this condition holds, else the step is skipped: e.g. `{"gt": ["{weather.temp}", 30]}`;
+    /// leaves `eq ne gt gte lt lte in contains` (two operands), `exists`, `is_null` (one
+    /// reference), `matches` (a value and a regex); `all`, `any`, `not` combine.
     when: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Retry policy (default: the workflow's `defaults.retry`, else one attempt).
     retry: Option<RetryDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Time limit of one attempt.
     timeout: Option<DurationDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The tool call that undoes this step when the saga compensates.
     compensate: Option<CompensateDef>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// A failure of this step does not fail the run; its output becomes `{"error": ...}`.
     continue_on_error: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Units of named resource pools the step holds while it runs (`{"gpu": 1}`).
     resources: BTreeMap<String, u32>,
     #[serde(default, skip_serializing_if = "is_zero")]
+    /// Among ready steps, higher priority is dispatched first (default 0).
     priority: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Expected duration, for critical-path analysis.
     estimate: Option<DurationDef>,
 }
 
