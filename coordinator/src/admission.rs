@@ -13,6 +13,7 @@
 //!    means stored) and removes the record again if it fails; a child's is retried in the
 //!    background, as any entry a run's actor writes.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::Mutex;
 use uuid::Uuid;
-use weft_lang::catalogue::Catalogue;
+use weft_lang::catalogue::{Catalogue, ToolSpec};
 use weft_lang::definition::WorkflowDef;
 use weft_lang::limits::{Limits, RunLimits, exceeded};
 use weft_lang::plan::{Kind, Plan};
@@ -94,6 +95,8 @@ pub(crate) struct Request {
     pub parent: Option<ParentLink>,
     /// Its limits: the coordinator's for a submit, the parent's for a child.
     pub limits: RunLimits,
+    /// The specs of the tools its `plan` steps may call (filled in by admission).
+    pub tools: Vec<ToolSpec>,
 }
 
 /// A catalogue settled this recently is not read again for a tool it lacks.
@@ -260,8 +263,9 @@ impl Admission {
     }
 
     /// Admits a submitted run: answered once its record and its creation are stored.
-    pub(crate) async fn submit(&self, request: Request) -> Result<Uuid, AdmitError> {
+    pub(crate) async fn submit(&self, mut request: Request) -> Result<Uuid, AdmitError> {
         let plan = self.plan(&request.definition).await?;
+        request.tools = self.plan_tools(&plan).await;
         let mut problems = self.unregistered(&plan).await;
         problems.extend(self.unpooled(&plan).await?);
         if !problems.is_empty() {
@@ -292,11 +296,12 @@ impl Admission {
     /// Admits a child run. Starting it again (a new owner of its parent resuming the step)
     /// is harmless: its record is created once, and a second creation is ignored. The
     /// creation is appended in the background if it cannot be at once.
-    pub(crate) async fn child(&self, request: Request) -> Result<(), AdmitError> {
+    pub(crate) async fn child(&self, mut request: Request) -> Result<(), AdmitError> {
         if let Some(parent) = &request.parent {
             self.within_tree(request.run_id, parent, &request.limits).await?;
         }
         let plan = self.child_plan(&request.definition).await?;
+        request.tools = self.plan_tools(&plan).await;
         let problems = self.unpooled(&plan).await?;
         if !problems.is_empty() {
             return Err(AdmitError::Invalid { name: plan.name.clone(), problems });
@@ -315,6 +320,30 @@ impl Admission {
         let subject = log::subject(log::partition_of(run_id, self.nats.partitions), run_id);
         crate::run_actor::append_reliably(&self.nats, subject, creation(request), creation_id(run_id)).await;
         Ok(())
+    }
+
+    /// The specs of the tools `plan`'s `plan` steps may call, from the live catalogue
+    /// (none if it has no `plan` step; names alone, for the model, if it cannot be read).
+    async fn plan_tools(&self, plan: &Plan) -> Vec<ToolSpec> {
+        let names: BTreeSet<&str> = plan
+            .all_steps()
+            .iter()
+            .filter_map(|s| match &s.kind {
+                Kind::Plan(spec) => Some(spec.tools.iter().map(String::as_str)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        if names.is_empty() {
+            return Vec::new();
+        }
+        match self.live_catalogue().await {
+            Ok((_, catalogue)) => names.into_iter().filter_map(|n| catalogue.get(n).cloned()).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "the tools of plan steps are shown to their model by name only");
+                Vec::new()
+            }
+        }
     }
 
     /// A child run may start: it is not deeper than the run's limit, and the tree of runs
@@ -496,6 +525,7 @@ fn creation(request: Request) -> Entry {
         trace: request.trace,
         parent: request.parent,
         limits: request.limits,
+        tools: request.tools,
     }
 }
 

@@ -172,8 +172,15 @@ impl Api {
         span.record("weft.run_id", tracing::field::display(run_id));
         let trace = weft_protocol::trace::traceparent(&span);
         let limits = self.admission.run_limits();
-        let request =
-            Request { run_id, definition: submit.definition, input: submit.input, trace, parent: None, limits };
+        let request = Request {
+            run_id,
+            definition: submit.definition,
+            input: submit.input,
+            trace,
+            parent: None,
+            limits,
+            tools: Vec::new(),
+        };
         self.admission.submit(request).await.map_err(api_error)
     }
 

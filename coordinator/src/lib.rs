@@ -22,6 +22,7 @@
 //! - `admission`: the one way a run comes to exist (a submit, a child run).
 //! - `api`: submit, status, list, cancel over NATS request/reply.
 //! - `plans`: compiled definitions, shared by the runs that repeat them.
+//! - `planner`: checking the workflows `plan` steps' models write, before they run.
 //! - `log`: the run log on JetStream: entries, appends, replay, compaction.
 //! - `partition`: pinned consumers (ownership) and the ticks that reveal it.
 //! - `nats`: connections and the publishes the coordinator makes.
@@ -35,6 +36,7 @@ mod log;
 mod machine;
 mod nats;
 mod partition;
+mod planner;
 mod plans;
 mod pools;
 mod run_actor;

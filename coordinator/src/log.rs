@@ -15,6 +15,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
+use weft_lang::catalogue::ToolSpec;
 use weft_lang::definition::WorkflowDef;
 use weft_lang::limits::RunLimits;
 use weft_protocol::wire::{Millis, TaskResult};
@@ -47,6 +48,9 @@ pub(crate) enum Entry {
         /// anywhere applies the same); the defaults are not written.
         #[serde(default, skip_serializing_if = "is_default")]
         limits: RunLimits,
+        /// The specs of the tools its `plan` steps may call, as admitted.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tools: Vec<ToolSpec>,
     },
     /// Anything else that happens to it.
     Input {
@@ -71,6 +75,9 @@ pub(crate) struct Creation {
     /// Its limits.
     #[serde(default)]
     pub limits: RunLimits,
+    /// The tool specs its `plan` steps show their model.
+    #[serde(default)]
+    pub tools: Vec<ToolSpec>,
 }
 
 fn is_default(limits: &RunLimits) -> bool {
@@ -129,8 +136,8 @@ pub(crate) fn decode(subject: &str, payload: &[u8]) -> Result<Decoded, DecodeErr
     let value: Value = serde_json::from_slice(payload).map_err(error)?;
     if value.get("entry").is_some() {
         return Ok(match serde_json::from_value::<Entry>(value).map_err(error)? {
-            Entry::Created { definition, input, trace, parent, limits } => {
-                Decoded::Created(Box::new(Creation { definition, input, trace, parent, limits }))
+            Entry::Created { definition, input, trace, parent, limits, tools } => {
+                Decoded::Created(Box::new(Creation { definition, input, trace, parent, limits, tools }))
             }
             Entry::Input { input } => Decoded::Input(input),
         });
@@ -346,6 +353,7 @@ mod tests {
             trace: Some("00-abc-def-01".into()),
             parent: None,
             limits: RunLimits::default(),
+            tools: Vec::new(),
         };
         let written = serde_json::to_vec(&entry).expect("json");
         assert!(written.starts_with(CREATED_PREFIX), "{}", String::from_utf8_lossy(&written));

@@ -33,17 +33,19 @@
 //! | running | `Pause` | becomes `paused`: nothing new is dispatched |
 //! | paused | `Resume` | becomes `running`: every frame is looked at again |
 //! | running, paused | `Signal` | `on_signal`: the waiting step takes it, or it is kept for the one that will |
-//! | running, paused | `Child` | `on_child`: the `workflow` step waiting for that child completes or fails its attempt |
+//! | running, paused | `Child` | `on_child`: the `workflow` (or `plan`) step waiting for that child completes or fails its attempt |
+//! | running, paused | `PlanChecked` | `on_plan_checked`: a `plan` step's plan is run, awaits approval, is repaired or fails the step (see `planning`) |
 //! | compensating | `Result` | `on_compensation_result` for a compensation, `on_drained_result` for a step running when the saga began |
 //! | compensating | `Timer` | `CompensationRetry`, `CompensationTimeout`, `Drain`, a drained step's `StepTimeout`; others are ignored |
 //! | compensating | `Cancel` | ends `cancelled` where the saga is |
-//! | compensating | `Start`, `Pause`, `Resume`, `Signal`, `Child` | ignored |
+//! | compensating | `Start`, `Pause`, `Resume`, `Signal`, `Child`, `PlanChecked` | ignored |
 //! | ended (any terminal status) | anything | ignored: the run has ended |
 
 mod child;
 mod constructs;
 mod frame;
 mod ids;
+mod planning;
 mod saga;
 mod schedule;
 mod spans;
@@ -58,6 +60,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
+use weft_lang::catalogue::ToolSpec;
 use weft_lang::definition::FailurePolicy;
 use weft_lang::limits::RunLimits;
 use weft_lang::plan::Plan;
@@ -67,6 +70,7 @@ use weft_protocol::wire::{
 };
 
 pub(crate) use child::{ChildResult, ChildStart, ParentLink};
+pub(crate) use planning::PlanCheck;
 pub(crate) use step::StepState;
 pub(crate) use units::PoolClaim;
 
@@ -125,6 +129,16 @@ pub(crate) enum Input {
         /// How it ended.
         result: ChildResult,
     },
+    /// The coordinator checked plan `round` of `plan` step `step`.
+    PlanChecked {
+        /// The step instance.
+        step: String,
+        /// Which of its plans (1-based).
+        round: u32,
+        /// What is wrong with it (none: it is valid).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        problems: Vec<String>,
+    },
 }
 
 impl Input {
@@ -144,6 +158,7 @@ impl Input {
                 format!("end of child run {} of `{}` attempt {}", result.child_id, result.step, result.attempt)
             }
             Input::Granted { step, attempt, pool } => format!("units of pool `{pool}` for `{step}` attempt {attempt}"),
+            Input::PlanChecked { step, round, .. } => format!("check of plan {round} of `{step}`"),
         }
     }
 }
@@ -238,6 +253,8 @@ pub(crate) enum Effect {
     Cancel(CancelTask),
     /// Start a child run for a `workflow` step (idempotent by the child's id).
     StartChild(ChildStart),
+    /// Check a `plan` step's plan and log the verdict as `Input::PlanChecked`.
+    CheckPlan(planning::PlanCheck),
     /// Ask a resource pool for units for a step attempt; the grant comes back as an
     /// `Input::Granted` on the run's log.
     Acquire(PoolClaim),
@@ -382,6 +399,9 @@ pub(crate) struct Run {
     parent: Option<ParentLink>,
     /// What the run may do (fixed at admission, logged with its creation).
     limits: RunLimits,
+    /// The specs of the tools its `plan` steps may call, as the catalogue had them at
+    /// admission (logged with its creation, so a replay asks the model the same).
+    tools: Arc<BTreeMap<String, ToolSpec>>,
 }
 
 impl Run {
@@ -412,6 +432,7 @@ impl Run {
             signals: BTreeMap::new(),
             parent: None,
             limits: RunLimits::default(),
+            tools: Arc::default(),
         };
         run.open_frame(
             None,
@@ -442,6 +463,12 @@ impl Run {
     /// Makes the run run under `limits`.
     pub(crate) fn with_limits(mut self, limits: RunLimits) -> Run {
         self.limits = limits;
+        self
+    }
+
+    /// Gives its `plan` steps these tool specs.
+    pub(crate) fn with_tools(mut self, tools: Vec<ToolSpec>) -> Run {
+        self.tools = Arc::new(tools.into_iter().map(|t| (t.name.clone(), t)).collect());
         self
     }
 
@@ -579,6 +606,7 @@ impl Run {
             Input::Signal { name, data } => self.on_signal(name, data, now, out),
             Input::Child { result } => self.on_child(result, now, out),
             Input::Granted { step, attempt, pool } => self.on_granted(&step, attempt, &pool, out),
+            Input::PlanChecked { step, round, problems } => self.on_plan_checked(&step, round, problems, now, out),
         }
         self.advance_after(now, out);
     }
@@ -629,7 +657,7 @@ impl Run {
                 self.finish(RunStatus::Cancelled, now, out);
                 return;
             }
-            Input::Pause | Input::Resume | Input::Signal { .. } | Input::Child { .. } => {}
+            Input::Pause | Input::Resume | Input::Signal { .. } | Input::Child { .. } | Input::PlanChecked { .. } => {}
             // The saga dispatches nothing that needs units: return them.
             Input::Granted { step, attempt, pool } => {
                 out.push(Effect::Release(PoolClaim { step, attempt, pool, units: 0, priority: 0 }));
@@ -722,6 +750,8 @@ impl Run {
                     out.push(Effect::Dispatch(task));
                 } else if let Some(start) = self.child_start(i) {
                     out.push(Effect::StartChild(start));
+                } else if let Some(check) = self.plan_check(i) {
+                    out.push(Effect::CheckPlan(check));
                 }
             }
             self.resume_units(i, &mut out);
@@ -856,6 +886,8 @@ mod construct_tests;
 mod corner_tests;
 #[cfg(test)]
 mod limit_tests;
+#[cfg(test)]
+mod plan_tests;
 #[cfg(test)]
 mod props;
 #[cfg(test)]

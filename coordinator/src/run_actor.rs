@@ -331,7 +331,12 @@ async fn start_child(state: &mut RunState, start: ChildStart) -> Option<Input> {
         // (its record is created only once, and a second creation is ignored).
         Ok(_) | Err(crate::nats::StoreError::Unavailable { .. }) => {}
     }
-    let definition = match definitions::load(&state.nats.infra.definitions, &start.workflow, start.version).await {
+    let loaded = match &start.definition {
+        // A plan a model wrote, checked when it was accepted.
+        Some(def) => Ok((**def).clone()),
+        None => definitions::load(&state.nats.infra.definitions, &start.workflow, start.version).await,
+    };
+    let definition = match loaded {
         Ok(d) => d,
         Err(DefinitionError::Store(e)) => {
             let error =
@@ -348,6 +353,7 @@ async fn start_child(state: &mut RunState, start: ChildStart) -> Option<Input> {
         trace,
         parent: Some(start.parent.clone()),
         limits: state.run.limits(),
+        tools: Vec::new(),
     };
     match state.admission.child(request).await {
         Ok(()) => None,
@@ -463,6 +469,11 @@ async fn carry_out(
                 if let Some(input) = start_child(state, start).await {
                     follow_ups.push(input);
                 }
+            }
+            Effect::CheckPlan(check) => {
+                let log = log::subject(state.partition, state.run.id());
+                let (admission, nats, run_id) = (state.admission.clone(), state.nats.clone(), state.run.id());
+                state.nats.background.spawn(crate::planner::check_and_log(admission, nats, log, run_id, check));
             }
             Effect::CancelChild { child_id, reason } => {
                 let subject = log::subject(log::partition_of(child_id, state.nats.partitions), child_id);

@@ -14,7 +14,10 @@ use uuid::Uuid;
 use weft_lang::plan::Kind;
 use weft_protocol::wire::{Millis, RunStatus, StepStatus, ToolError};
 
+use weft_lang::definition::WorkflowDef;
+
 use super::ids::InstId;
+use super::planning::Phase;
 use super::{Effect, Ignored, Input, Run, Timer};
 
 /// Where a child run reports its end.
@@ -41,7 +44,7 @@ pub(crate) struct ParentLink {
 pub(crate) struct ChildStart {
     /// Its id.
     pub child_id: Uuid,
-    /// Registered workflow name.
+    /// Registered workflow name (a `plan` step's: its plan's name).
     pub workflow: String,
     /// Version; the latest stored if none.
     pub version: Option<u32>,
@@ -49,6 +52,9 @@ pub(crate) struct ChildStart {
     pub input: Value,
     /// Who to tell when it ends.
     pub parent: ParentLink,
+    /// The definition itself, for a plan a model wrote (checked already): nothing to load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<Box<WorkflowDef>>,
 }
 
 /// How a child run ended, as its parent's log records it.
@@ -79,19 +85,32 @@ impl Run {
     /// The child run instance `i` is waiting for, if it is a running `workflow` step.
     pub(super) fn running_child(&self, i: InstId) -> Option<Uuid> {
         let state = &self.insts[i].state;
-        (matches!(self.def(i).kind, Kind::SubWorkflow { .. }) && state.status == StepStatus::Running)
-            .then(|| self.child_id(&self.insts[i].path, state.attempt))
+        let runs_child =
+            matches!(self.def(i).kind, Kind::SubWorkflow { .. }) || self.plan_phase(i) == Some(Phase::Running);
+        (runs_child && state.status == StepStatus::Running).then(|| self.child_id(&self.insts[i].path, state.attempt))
     }
 
     /// What starting instance `i`'s current child takes.
     pub(super) fn child_start(&self, i: InstId) -> Option<ChildStart> {
-        let Kind::SubWorkflow { name, version, .. } = &self.def(i).kind else { return None };
         let inst = &self.insts[i];
+        let (workflow, version, input, definition) = match &self.def(i).kind {
+            Kind::SubWorkflow { name, version, .. } => {
+                (name.clone(), *version, inst.state.params.clone().unwrap_or(Value::Null), None)
+            }
+            Kind::Plan(_) if self.plan_phase(i) == Some(Phase::Running) => {
+                // Checked when it was accepted: it parses.
+                let def: WorkflowDef = serde_json::from_value(self.accepted_plan(i)?.clone()).ok()?;
+                let input = inst.state.params.as_ref().and_then(|p| p.get("input")).cloned().unwrap_or(Value::Null);
+                (def.name.clone(), Some(def.version), input, Some(Box::new(def)))
+            }
+            _ => return None,
+        };
         Some(ChildStart {
             child_id: self.child_id(&inst.path, inst.state.attempt),
-            workflow: name.clone(),
-            version: *version,
-            input: inst.state.params.clone().unwrap_or(Value::Null),
+            workflow,
+            version,
+            input,
+            definition,
             parent: ParentLink {
                 run_id: self.id,
                 step: inst.path.clone(),
@@ -118,7 +137,7 @@ impl Run {
             let ignored = Ignored::unexpected(what(), "the run has no step instance of that path");
             return out.push(Effect::Ignored(ignored));
         };
-        if !matches!(self.def(i).kind, Kind::SubWorkflow { .. })
+        if !matches!(self.def(i).kind, Kind::SubWorkflow { .. } | Kind::Plan(_))
             || r.attempt == 0
             || r.attempt > self.insts[i].state.attempt
         {

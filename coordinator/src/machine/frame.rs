@@ -164,7 +164,7 @@ impl Run {
         if status == StepStatus::Running {
             let attempt = self.insts[i].state.attempt;
             match &self.def(i).kind {
-                Kind::Task { .. } => {
+                _ if self.is_task(i) => {
                     out.push(Effect::Cancel(weft_protocol::wire::CancelTask {
                         run_id: self.id,
                         step_id: Some(self.insts[i].path.clone()),
@@ -172,7 +172,7 @@ impl Run {
                     }));
                     self.running.release();
                 }
-                Kind::SubWorkflow { .. } => {
+                Kind::SubWorkflow { .. } | Kind::Plan(_) => {
                     if let Some(child_id) = self.running_child(i) {
                         out.push(Effect::CancelChild { child_id, reason: reason.to_owned() });
                     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use weft_lang::definition::FailurePolicy;
 use weft_lang::limits;
-use weft_lang::plan::{DepState, Gate, Kind};
+use weft_lang::plan::{DepState, Gate, Kind, PLANNER_TOOL};
 use weft_lang::reference::{Layered, SkippedAsNull, Template};
 use weft_protocol::wire::{
     CancelTask, EventKind, Millis, Outcome, RunStatus, StepStatus, Task, TaskResult, ToolError, codes,
@@ -15,6 +15,7 @@ use weft_protocol::wire::{
 
 use super::frame::FrameState;
 use super::ids::{FrameId, InstId};
+use super::planning::Phase;
 use super::{Effect, Ignored, Prepared, Run, Timer, describe_result, error_value, jitter_unit, millis, step};
 
 /// How a step is started once ready.
@@ -69,7 +70,8 @@ impl Run {
 
     /// Whether instance `i` is a tool call (the only steps that run as tasks).
     pub(super) fn is_task(&self, i: InstId) -> bool {
-        matches!(self.def(i).kind, Kind::Task { .. })
+        // A `plan` step asking its model is a task too: an `llm` call.
+        matches!(self.def(i).kind, Kind::Task { .. }) || self.plan_phase(i) == Some(Phase::Asking)
     }
 
     /// The instance whose attempt in flight a worker's result answers; otherwise why the
@@ -126,6 +128,8 @@ impl Run {
                 }
                 let start = match self.def(i).kind {
                     Kind::Task { .. } => Start::Task,
+                    Kind::Plan(_) if self.plan_phase(i) == Some(Phase::Running) => Start::Child,
+                    Kind::Plan(_) => Start::Task,
                     Kind::Wait(_) | Kind::Signal { .. } => Start::Waiting,
                     Kind::SubWorkflow { .. } => Start::Child,
                     _ => Start::Construct,
@@ -221,6 +225,7 @@ impl Run {
             Kind::Switch { on: Some(on), .. } => resolve(on, "on"),
             Kind::Pipeline { input: Some(input), .. } => resolve(input, "input"),
             Kind::SubWorkflow { input, .. } => resolve(input, "input"),
+            Kind::Plan(spec) => resolve(&spec.request, "plan"),
             _ => Prepared::Ready(Value::Null),
         }
     }
@@ -228,14 +233,20 @@ impl Run {
     /// The task of instance `i`'s current attempt, if it is a tool call.
     pub(super) fn task(&self, i: InstId) -> Option<Task> {
         let step = self.def(i);
-        let Kind::Task { tool, .. } = &step.kind else { return None };
         let inst = &self.insts[i];
+        let (tool, params) = match &step.kind {
+            Kind::Task { tool, .. } => (tool.clone(), inst.state.params.clone().unwrap_or(Value::Null)),
+            Kind::Plan(_) if self.plan_phase(i) == Some(Phase::Asking) => {
+                (PLANNER_TOOL.to_owned(), self.planner_params(i)?)
+            }
+            _ => return None,
+        };
         Some(Task {
             run_id: self.id,
             step_id: inst.path.clone(),
             attempt: inst.state.attempt,
-            tool: tool.clone(),
-            params: inst.state.params.clone().unwrap_or(Value::Null),
+            tool,
+            params,
             idempotency_key: self.idempotency_key(i, false),
             timeout_ms: step.timeout.map(millis),
             compensation: false,
@@ -329,6 +340,10 @@ impl Run {
             Outcome::Ok(output) => {
                 let times = (r.started_ms, r.finished_ms);
                 self.insts[i].state.end_reported(r.worker.clone(), times, now, Ok(()));
+                if self.plan_spec(i).is_some() {
+                    // A model's plan: checked before anything runs.
+                    return self.on_proposal(i, output, out);
+                }
                 self.complete_inst(i, output, r.worker, now, out);
             }
             Outcome::Err(error) => {
@@ -347,7 +362,7 @@ impl Run {
         let limit = self.def(i).timeout.unwrap_or_default();
         let error = ToolError::new(format!("attempt {attempt} timed out after {limit:?}")).with_code(codes::TIMEOUT);
         match self.def(i).kind {
-            Kind::Task { .. } => {
+            _ if self.is_task(i) => {
                 out.push(Effect::Cancel(CancelTask {
                     run_id: self.id,
                     step_id: Some(path.to_owned()),
@@ -356,7 +371,7 @@ impl Run {
                 self.running.release();
                 self.return_units(i, out);
             }
-            Kind::SubWorkflow { .. } => {
+            Kind::SubWorkflow { .. } | Kind::Plan(_) => {
                 if let Some(child_id) = self.running_child(i) {
                     out.push(Effect::CancelChild { child_id, reason: error.message.clone() });
                 }
@@ -382,7 +397,9 @@ impl Run {
         let retry = step.retry.clone();
         let attempt = self.insts[i].state.attempt;
         let path = self.insts[i].path.clone();
-        if error.retryable && retry.should_retry(attempt, error.code.as_deref()) {
+        // A `plan` step's answered model calls are not failures: its policy counts the rest.
+        let answered = self.insts[i].state.planning.as_ref().map_or(0, |p| p.answered());
+        if error.retryable && retry.should_retry(attempt.saturating_sub(answered), error.code.as_deref()) {
             let delay = retry.delay(attempt, jitter_unit(self.id, &path, attempt)).max(retry_after(&error));
             self.insts[i].state.status = StepStatus::Retrying;
             self.schedule(out, Timer::Retry { step: path.clone(), attempt }, delay, now);

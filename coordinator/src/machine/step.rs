@@ -27,6 +27,8 @@ pub(crate) struct StepState {
     pub compensation: Option<Compensating>,
     /// Its claim on resource pools.
     pub units: super::units::Units,
+    /// A `plan` step's plans and phase.
+    pub planning: Option<Box<super::planning::Planning>>,
 }
 
 /// A compensation's progress.
@@ -144,6 +146,7 @@ impl StepState {
             completed_order: None,
             compensation: None,
             units: super::units::Units::None,
+            planning: None,
         }
     }
 
@@ -221,6 +224,7 @@ impl StepState {
                 attempts: c.attempts.clone(),
             }),
             within: None,
+            plans: self.planning.as_ref().map(|p| p.rounds.clone()).unwrap_or_default(),
         }
     }
 }

@@ -52,6 +52,9 @@ impl Run {
     /// step that will.
     pub(super) fn on_signal(&mut self, name: String, data: Value, now: Millis, out: &mut Vec<Effect>) {
         let what = || format!("signal `{name}`");
+        if self.on_approval(&name, &data, now, out) {
+            return;
+        }
         if !self.plan.all_steps().iter().any(|s| matches!(&s.kind, Kind::Signal { name: n, .. } if *n == name)) {
             let ignored = Ignored::unexpected(what(), "no `signal` step of the workflow waits for that name");
             return out.push(Effect::Ignored(ignored));
@@ -87,6 +90,9 @@ impl Run {
                 let held = self.signals.contains_key(name);
                 signals.entry(name.clone()).or_insert(SignalRecord { schema: schema.clone(), held });
             }
+        }
+        for (name, schema) in self.approval_signals() {
+            signals.entry(name).or_insert(SignalRecord { schema: Some(schema), held: false });
         }
         signals
     }

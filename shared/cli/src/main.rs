@@ -18,6 +18,7 @@ macro_rules! out {
 mod exit;
 mod offline;
 mod online;
+mod plan;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -122,6 +123,26 @@ enum Command {
         /// Do not print events as they happen.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Have a model write a workflow for GOAL from the live tools; print it once the
+    /// coordinator found it valid (or run it with --run). Needs a worker serving `llm`.
+    Plan {
+        /// What the workflow must achieve.
+        goal: String,
+        /// Tools it may call, comma-separated [default: every tool workers offer but llm].
+        #[arg(long, value_delimiter = ',')]
+        tools: Vec<String>,
+        /// The model [default: the worker's WEFT_LLM_MODEL].
+        #[arg(long)]
+        model: Option<String>,
+        /// Times the model may repair an invalid plan [default: 3].
+        #[arg(long)]
+        max_repairs: Option<u32>,
+        /// Run the plan and print its output instead of the plan.
+        #[arg(long)]
+        run: bool,
+        #[command(flatten)]
+        input: InputArgs,
     },
     /// Submit a workflow and print its run id at once.
     Submit {
@@ -277,6 +298,7 @@ fn traced(command: &Command) -> bool {
     matches!(
         command,
         Command::Run { .. }
+            | Command::Plan { .. }
             | Command::Submit { .. }
             | Command::Deploy { .. }
             | Command::Cancel { .. }
@@ -315,6 +337,10 @@ async fn run_command(url: &str, timeout: std::time::Duration, command: Command) 
                 online::workflow(&client, workflow.file.as_deref(), workflow.name.as_deref(), workflow.version).await?;
             let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
             online::submit(&client, &def, input).await
+        }
+        Command::Plan { goal, tools, model, max_repairs, run, input } => {
+            let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
+            plan::plan(&client, plan::Ask { goal, tools, model, input, run, max_repairs }).await
         }
         Command::Deploy { files } => online::deploy(&client, &files).await,
         Command::Definitions => online::definitions(&client).await,

@@ -319,6 +319,7 @@ mod tests {
                 attempts: vec![attempt(1, 1000, 1100, false), attempt(2, 1200, 1300, true)],
                 compensation: None,
                 within: None,
+                plans: Vec::new(),
             },
         );
         steps.insert(
@@ -331,6 +332,7 @@ mod tests {
                 attempts: vec![],
                 compensation: None,
                 within: None,
+                plans: Vec::new(),
             },
         );
         RunRecord {
@@ -410,6 +412,7 @@ mod tests {
             attempts,
             compensation: None,
             within: within.map(str::to_owned),
+            plans: Vec::new(),
         };
         let mut r = record();
         r.steps.clear();

@@ -151,13 +151,15 @@ fn step_weight(step: &Step, weights: &Weights, unit: Unit, unestimated: &mut Vec
                 Winner::Max(_) | Winner::Min(_) => each.fold(0.0, f64::max),
             }
         }
-        Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } => match unit {
-            Unit::Steps => 1.0,
-            Unit::Ms => {
-                unestimated.push(step.id.clone());
-                0.0
+        Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } | Kind::Plan(_) => {
+            match unit {
+                Unit::Steps => 1.0,
+                Unit::Ms => {
+                    unestimated.push(step.id.clone());
+                    0.0
+                }
             }
-        },
+        }
     }
 }
 

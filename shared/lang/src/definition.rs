@@ -30,8 +30,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 pub use constructs::{
-    CaseDef, FallbackDef, ForEachDef, LoopDef, ParallelDef, PipelineDef, RaceDef, SignalDef, SubWorkflowDef, SwitchDef,
-    WaitDef, Winner,
+    CaseDef, FallbackDef, ForEachDef, LoopDef, ParallelDef, PipelineDef, PlanDef, RaceDef, SignalDef, SubWorkflowDef,
+    SwitchDef, WaitDef, Winner,
 };
 pub use step::{CompensateDef, StepDef, StepKindDef};
 

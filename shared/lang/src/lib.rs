@@ -15,6 +15,7 @@
 //! - [`catalogue`]: tool specs (name, JSON Schema of params) for validation and LLMs.
 //! - [`validate`]: every problem of a definition at once, or a [`plan::Plan`].
 //! - [`plan`]: validated steps, dependencies by kind, retry policies.
+//! - [`planned`]: what a model-written plan may hold: its allowed tools, within its caps.
 //! - [`graph`]: cycles, levels, longest paths, largest antichains.
 //! - [`analysis`]: execution levels, maximal parallelism, critical path.
 //! - [`export`]: Mermaid and DOT drawings.
@@ -46,6 +47,7 @@ pub mod export;
 pub mod graph;
 pub mod limits;
 pub mod plan;
+pub mod planned;
 pub mod reference;
 pub mod schema;
 pub mod validate;

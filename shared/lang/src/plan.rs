@@ -137,7 +137,7 @@ impl Step {
     /// a switch's cases in order, then its default), without allocating.
     pub fn body(&self, n: usize) -> Option<&[Step]> {
         match &self.kind {
-            Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } => None,
+            Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } | Kind::Plan(_) => None,
             Kind::ForEach { body, .. } | Kind::Loop { body, .. } => (n == 0).then_some(body.as_slice()),
             Kind::Switch { cases, default, .. } => match cases.get(n) {
                 Some(case) => Some(&case.body),
@@ -153,13 +153,18 @@ impl Step {
 
     /// Whether the step runs inside the coordinator as a construct over nested steps.
     pub fn is_construct(&self) -> bool {
-        !matches!(self.kind, Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. })
+        !matches!(
+            self.kind,
+            Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } | Kind::Plan(_)
+        )
     }
 
     /// Nested step lists (bodies, branches...), for walking the whole tree.
     pub fn children(&self) -> Vec<&[Step]> {
         match &self.kind {
-            Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } => Vec::new(),
+            Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } | Kind::Plan(_) => {
+                Vec::new()
+            }
             Kind::ForEach { body, .. } | Kind::Loop { body, .. } => vec![body],
             Kind::Switch { cases, default, .. } => {
                 cases.iter().map(|c| c.body.as_slice()).chain(default.as_deref()).collect()
@@ -267,6 +272,47 @@ pub enum Kind {
         /// The stages.
         stages: Vec<Step>,
     },
+    /// A workflow a model writes, checked, then run as a child.
+    Plan(Box<PlanSpec>),
+}
+
+/// The tool a `plan` step asks for its plans.
+pub const PLANNER_TOOL: &str = "llm";
+
+/// A validated `plan` step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSpec {
+    /// `{"goal": …, "input": …}`, resolved when the step is ready.
+    pub request: Template,
+    /// The tools the plan may call.
+    pub tools: Vec<String>,
+    /// The model asked, if the step names one.
+    pub model: Option<String>,
+    /// What the plan may hold.
+    pub caps: PlanCaps,
+    /// Times the model may repair its plan.
+    pub max_repairs: u32,
+    /// Wait for approval before running it.
+    pub approve: bool,
+    /// Run it (else the step's output is the plan).
+    pub run: bool,
+}
+
+/// The bounds a model-written plan must keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PlanCaps {
+    /// Steps, nested ones included.
+    pub max_steps: u32,
+    /// Nesting of constructs.
+    pub max_depth: u32,
+    /// Members of a `parallel`, `race` or `fallback`; a `for_each`'s `concurrency`.
+    pub max_width: u32,
+}
+
+impl Default for PlanCaps {
+    fn default() -> PlanCaps {
+        PlanCaps { max_steps: 20, max_depth: 3, max_width: 10 }
+    }
 }
 
 impl Kind {
@@ -284,6 +330,7 @@ impl Kind {
             Kind::Fallback { .. } => "fallback",
             Kind::Parallel { .. } => "parallel",
             Kind::Pipeline { .. } => "pipeline",
+            Kind::Plan(_) => "plan",
         }
     }
 }

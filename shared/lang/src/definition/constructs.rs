@@ -199,3 +199,43 @@ pub struct PipelineDef {
     #[serde(default)]
     pub stages: Vec<StepDef>,
 }
+
+/// `plan`: a model writes a workflow for `goal` from the allowed `tools`; the coordinator
+/// checks it as data (the validator, the live catalogue, the allowlist, the caps), sends
+/// the problems back for repair, and runs the accepted plan as a child run whose output is
+/// the step's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanDef {
+    /// What the plan must achieve (a template: `"{input.goal}"`).
+    #[serde(default)]
+    pub goal: Value,
+    /// The tools the plan may call; nothing else.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// The model asked (default: the worker's `WEFT_LLM_MODEL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Most steps the plan may hold, nested ones included (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u32>,
+    /// Deepest nesting of constructs in the plan (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_depth: Option<u32>,
+    /// Widest fan-out: members of a `parallel`, `race` or `fallback`, and a `for_each`'s
+    /// `concurrency`, which a plan must set (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_width: Option<u32>,
+    /// Times the model is shown the problems of its plan and asked again (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_repairs: Option<u32>,
+    /// Wait for the plan's approval (the signal `<step id>.approve`) before running it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approve: bool,
+    /// Run the accepted plan (default true); when false the step's output is the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<bool>,
+    /// The planned run's input (a template; default `{}`): the plan reads it as `{input.…}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+}

@@ -3,7 +3,7 @@
 //!
 //! The kind of a step is given by which key it carries: `tool` (with `params`), or one of
 //! `for_each`, `switch`, `loop`, `wait`, `signal`, `workflow`, `race`, `fallback`,
-//! `parallel`, `pipeline`.
+//! `parallel`, `pipeline`, `plan`.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::constructs::{
-    FallbackDef, ForEachDef, LoopDef, ParallelDef, PipelineDef, RaceDef, SignalDef, SubWorkflowDef, SwitchDef, WaitDef,
+    FallbackDef, ForEachDef, LoopDef, ParallelDef, PipelineDef, PlanDef, RaceDef, SignalDef, SubWorkflowDef, SwitchDef,
+    WaitDef,
 };
 use super::{DurationDef, RetryDef};
 
@@ -88,6 +89,8 @@ pub enum StepKindDef {
     Parallel(ParallelDef),
     /// Run stages in order, each fed the previous stage's output.
     Pipeline(PipelineDef),
+    /// Have a model write a workflow, check it, and run it.
+    Plan(PlanDef),
 }
 
 impl StepKindDef {
@@ -105,6 +108,7 @@ impl StepKindDef {
             StepKindDef::Fallback(_) => "fallback",
             StepKindDef::Parallel(_) => "parallel",
             StepKindDef::Pipeline(_) => "pipeline",
+            StepKindDef::Plan(_) => "plan",
         }
     }
 }
@@ -192,6 +196,9 @@ struct RawStep {
     /// Run stages in order, each fed the previous stage's output as `{previous}`.
     pipeline: Option<PipelineDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Have a model write a workflow for a goal from allowed tools; it is checked, then run.
+    plan: Option<PlanDef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     /// Steps that must finish first, beyond those its references imply.
     depends_on: Option<OneOrMany>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,7 +233,7 @@ fn is_zero(n: &i32) -> bool {
     *n == 0
 }
 
-const KINDS: &str = "tool, for_each, switch, loop, wait, signal, workflow, race, fallback, parallel, pipeline";
+const KINDS: &str = "tool, for_each, switch, loop, wait, signal, workflow, race, fallback, parallel, pipeline, plan";
 
 impl TryFrom<RawStep> for StepDef {
     type Error = String;
@@ -247,6 +254,7 @@ impl TryFrom<RawStep> for StepDef {
         kinds.extend(raw.fallback.map(StepKindDef::Fallback));
         kinds.extend(raw.parallel.map(StepKindDef::Parallel));
         kinds.extend(raw.pipeline.map(StepKindDef::Pipeline));
+        kinds.extend(raw.plan.map(StepKindDef::Plan));
         if raw.params.is_some() && !matches!(kinds.first(), Some(StepKindDef::Task { .. })) {
             return Err(format!("step `{id}` has `params` but no `tool`"));
         }
@@ -299,6 +307,7 @@ impl From<StepDef> for RawStep {
             fallback: None,
             parallel: None,
             pipeline: None,
+            plan: None,
             depends_on: (!step.depends_on.is_empty()).then_some(OneOrMany::Many(step.depends_on)),
             when: step.when,
             retry: step.retry,
@@ -324,6 +333,7 @@ impl From<StepDef> for RawStep {
             StepKindDef::Fallback(x) => raw.fallback = Some(x),
             StepKindDef::Parallel(x) => raw.parallel = Some(x),
             StepKindDef::Pipeline(x) => raw.pipeline = Some(x),
+            StepKindDef::Plan(x) => raw.plan = Some(x),
         }
         raw
     }

@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::Code;
 use super::scope::BUILTINS;
 use super::step::{At, Compiler, DepKind, Deps};
-use crate::definition::{CaseDef, StepDef, StepKindDef, Winner};
-use crate::plan::{Case, CaseMatch, Kind, Step, WaitFor};
+use crate::definition::{CaseDef, PlanDef, StepDef, StepKindDef, Winner};
+use crate::plan::{Case, CaseMatch, Kind, PLANNER_TOOL, PlanCaps, PlanSpec, Step, WaitFor};
 use crate::reference::{Path, Template, is_ident};
 
 impl Compiler<'_> {
@@ -202,6 +202,7 @@ impl Compiler<'_> {
                 });
                 Kind::SubWorkflow { name: w.name.clone(), version: w.version, input }
             }
+            StepKindDef::Plan(p) => self.plan_step(p, path, id, deps),
             StepKindDef::Race(r) => {
                 let at = format!("{path}.race");
                 if r.branches.len() < 2 {
@@ -322,5 +323,59 @@ impl Compiler<'_> {
                 );
             }
         }
+    }
+}
+
+/// Repairs of a plan when the step sets none.
+const DEFAULT_REPAIRS: u32 = 3;
+
+impl Compiler<'_> {
+    fn plan_step(&mut self, p: &PlanDef, path: &str, id: &str, deps: &mut Deps) -> Kind {
+        let at = format!("{path}.plan");
+        if p.goal.is_null() {
+            self.missing(format!("{at}.goal"), id, "a `plan` needs the `goal` its plan must achieve");
+        }
+        if p.tools.is_empty() {
+            self.missing(format!("{at}.tools"), id, "a `plan` needs the `tools` its plan may call");
+        }
+        if let Some(catalogue) = self.catalogue {
+            for (k, tool) in p.tools.iter().enumerate() {
+                if catalogue.get(tool).is_none() {
+                    let message = format!("no worker offers a tool `{tool}`");
+                    self.sink.push(format!("{at}.tools[{k}]"), Some(id), Code::UnknownTool, message);
+                }
+            }
+            if catalogue.get(PLANNER_TOOL).is_none() {
+                let message = "a `plan` asks the `llm` tool for its plan, and no worker offers it \
+                               (start a worker with WEFT_LLM_BASE_URL or WEFT_LLM_API_KEY set)";
+                self.sink.push(at.clone(), Some(id), Code::UnknownTool, message);
+            }
+        }
+        let defaults = PlanCaps::default();
+        let mut cap = |value: Option<u32>, field: &str, default: u32| match value {
+            Some(0) => {
+                self.sink.push(format!("{at}.{field}"), Some(id), Code::InvalidValue, "must be at least 1");
+                default
+            }
+            Some(n) => n,
+            None => default,
+        };
+        let caps = PlanCaps {
+            max_steps: cap(p.max_steps, "max_steps", defaults.max_steps),
+            max_depth: cap(p.max_depth, "max_depth", defaults.max_depth),
+            max_width: cap(p.max_width, "max_width", defaults.max_width),
+        };
+        let input = p.input.clone().unwrap_or_else(|| Value::Object(Default::default()));
+        let request = serde_json::json!({"goal": p.goal, "input": input});
+        let request = self.template(&request, At { path: &at, step: id }, DepKind::Need, deps);
+        Kind::Plan(Box::new(PlanSpec {
+            request,
+            tools: p.tools.clone(),
+            model: p.model.clone(),
+            caps,
+            max_repairs: p.max_repairs.unwrap_or(DEFAULT_REPAIRS),
+            approve: p.approve,
+            run: p.run.unwrap_or(true),
+        }))
     }
 }

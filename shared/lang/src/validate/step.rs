@@ -345,6 +345,11 @@ impl<'a> Compiler<'a> {
 
         let retry = match &def.retry {
             Some(r) => self.sink.retry(r, &self.retry_base.clone(), &format!("{path}.retry"), Some(id)),
+            // A plan's model calls meet rate limits and busy providers: they are retried
+            // unless the workflow says otherwise.
+            None if matches!(def.kind, StepKindDef::Plan(_)) && self.def.defaults.retry.is_none() => {
+                RetryPolicy::standard()
+            }
             None => self.retry_default.clone(),
         };
         let timeout = self
@@ -466,9 +471,11 @@ impl<'a> Compiler<'a> {
 /// The nested step lists of a step definition, with their paths.
 fn bodies<'d>(s: &'d StepDef, here: &str) -> Vec<(String, &'d [StepDef])> {
     match &s.kind {
-        StepKindDef::Task { .. } | StepKindDef::Wait(_) | StepKindDef::Signal(_) | StepKindDef::Workflow(_) => {
-            Vec::new()
-        }
+        StepKindDef::Task { .. }
+        | StepKindDef::Wait(_)
+        | StepKindDef::Signal(_)
+        | StepKindDef::Workflow(_)
+        | StepKindDef::Plan(_) => Vec::new(),
         StepKindDef::ForEach(f) => vec![(format!("{here}.for_each.do"), &f.body)],
         StepKindDef::Loop(l) => vec![(format!("{here}.loop.do"), &l.body)],
         StepKindDef::Switch(sw) => {

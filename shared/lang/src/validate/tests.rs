@@ -309,3 +309,23 @@ fn an_output_that_reads_a_step_that_may_be_skipped_is_a_warning() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     has(&warnings, Code::MaySkip, "output", "reads `notify`, which may be skipped");
 }
+
+#[test]
+fn plan_steps_name_a_goal_and_tools_workers_offer() {
+    let ps = problems(json!({"name": "p", "steps": [
+        {"id": "a", "plan": {"max_steps": 0}},
+        {"id": "b", "plan": {"goal": "{nowhere.goal}", "tools": ["get_user"]}}
+    ]}));
+    has(&ps, Code::MissingPart, "steps[0].plan.goal", "needs the `goal`");
+    has(&ps, Code::MissingPart, "steps[0].plan.tools", "needs the `tools`");
+    has(&ps, Code::InvalidValue, "steps[0].plan.max_steps", "at least 1");
+    has(&ps, Code::UnknownReference, "steps[1].plan", "nowhere");
+    // Against a catalogue: its tools, and a worker serving `llm`.
+    let d = def(json!({"name": "p", "steps": [{"id": "a", "plan": {"goal": "g", "tools": ["get_user", "nope"]}}]}));
+    let ps = compile(&d, Some(&catalogue())).expect_err("invalid").0;
+    has(&ps, Code::UnknownTool, "steps[0].plan.tools[1]", "no worker offers a tool `nope`");
+    has(&ps, Code::UnknownTool, "steps[0].plan", "no worker offers it");
+    let plan = compile(&def(json!({"name": "p", "steps": [{"id": "a", "plan": {"goal": "g", "tools": ["t"]}}]})), None)
+        .expect("valid");
+    assert_eq!(plan.steps[0].retry.max_attempts, 3, "a plan's model calls are retried by default");
+}

@@ -132,6 +132,24 @@ pub struct StepRecord {
     /// The construct instance whose body it is in (`pages`, `route`); none at the top level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<String>,
+    /// A `plan` step's plans: each one proposed, with its problems, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plans: Vec<PlanRound>,
+}
+
+/// A plan a `plan` step considered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanRound {
+    /// The step's attempt whose model call wrote it (0 for a plan an approver sent).
+    pub attempt: u32,
+    /// The workflow proposed, as written.
+    pub plan: Value,
+    /// What is wrong with it; empty once checked and found valid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    /// Whether the check is done (a plan is checked once, by the coordinator owning the run).
+    #[serde(default)]
+    pub checked: bool,
 }
 
 /// How a step was undone.
@@ -327,6 +345,7 @@ mod tests {
                 .collect(),
             compensation: None,
             within: None,
+            plans: Vec::new(),
         };
         let ids: Vec<String> = (0..steps).map(|i| format!("s{i}")).collect();
         RunRecord {
