@@ -124,3 +124,48 @@ async fn llm_steps_answer_in_shape_wait_out_rate_limits_and_never_show_the_key()
     }
     assert!(huge.attempts[0].error.as_ref().is_some_and(|e| e.message.contains("***")), "{huge:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_stops_a_run_before_it_overspends_and_a_resume_adds_to_it() {
+    let model = ScriptedModel::start(|_, _| Reply::text("a line", 300, 100));
+    let env = [("WEFT_LLM_BASE_URL", model.base_url.as_str()), ("WEFT_LLM_MODEL", "m")];
+    let cluster = Cluster::start_with(1, 1, &env).await;
+    let client = cluster.client().await;
+    // Six calls of at most ~210 tokens fit in 3,000; after they spent 2,400, a summary
+    // holding ~1,010 does not.
+    let def = inline(json!({"name": "budgeted", "budget": {"tokens": 3000}, "steps": [
+        {"id": "lines", "for_each": {"items": [1, 2, 3, 4, 5, 6], "concurrency": 6, "do": [
+            {"id": "line", "tool": "llm", "params": {"prompt": "line {item}", "max_tokens": 200}}]}},
+        {"id": "summary", "tool": "llm", "params": {"prompt": "summarise {lines}", "max_tokens": 1000}}
+    ]}));
+    let run_id = client.submit(&def, Value::Null).await.expect("submitted");
+    let stopped =
+        weft_tests::wait::record(&client, run_id, "budget_exceeded", |r| r.status == RunStatus::BudgetExceeded).await;
+    assert_eq!(stopped.spent.map(|s| (s.tokens, s.reserved_tokens)), Some((2400, 0)), "{stopped:#?}");
+    assert_eq!(stopped.steps["summary"].status, StepStatus::Pending);
+    assert_eq!(model.received().len(), 6, "the summary was never asked for");
+    // `weft status` shows what was spent against the budget; `weft resume --add-tokens` adds.
+    let weft = |args: &[&str]| {
+        let out = std::process::Command::new(weft_tests::bin("weft"))
+            .args(args)
+            .args(["--nats", &cluster.nats.url])
+            .output()
+            .expect("weft runs");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let status = weft(&["status", &run_id.to_string()]);
+    assert!(status.contains("budget_exceeded") && status.contains("2400 tokens of 3000"), "{status}");
+    assert!(status.contains("400 tokens (scripted-1)"), "per attempt: {status}");
+    let resumed = weft(&["resume", &run_id.to_string(), "--add-tokens", "2000"]);
+    assert!(resumed.contains("resuming"), "{resumed}");
+    let record = client.wait(run_id).await.expect("the run ends");
+    assert_eq!(record.status, RunStatus::Completed, "{record:#?}");
+    assert_eq!(record.spent.map(|s| s.tokens), Some(2800));
+    assert_eq!(record.budget.and_then(|b| b.tokens), Some(5000));
+    let mut watch = Box::pin(client.watch(run_id).await.expect("events"));
+    let mut exceeded = false;
+    while let Some(event) = watch.next().await {
+        exceeded |= matches!(event.expect("event").kind, weft_protocol::wire::EventKind::BudgetExceeded { .. });
+    }
+    assert!(exceeded, "the stop is an event");
+}

@@ -24,11 +24,12 @@ use uuid::Uuid;
 use weft_lang::catalogue::{Catalogue, ToolSpec};
 use weft_lang::definition::WorkflowDef;
 use weft_lang::limits::{Limits, RunLimits, exceeded};
-use weft_lang::plan::{Kind, Plan};
+use weft_lang::plan::{Kind, PLANNER_TOOL, Plan};
 use weft_lang::validate::{self, Code, Problem};
 use weft_protocol::definitions;
 use weft_protocol::wire::{Advertisement, IndexEntry, RunRecord, now_ms};
 
+use crate::config::Prices;
 use crate::log::{self, Entry};
 use crate::machine::{ParentLink, Run};
 use crate::nats::{Nats, NatsError, StoreError};
@@ -97,6 +98,8 @@ pub(crate) struct Request {
     pub limits: RunLimits,
     /// The specs of the tools its `plan` steps may call (filled in by admission).
     pub tools: Vec<ToolSpec>,
+    /// The prices its model calls are costed at (filled in by admission).
+    pub prices: Prices,
 }
 
 /// A catalogue settled this recently is not read again for a tool it lacks.
@@ -139,6 +142,8 @@ pub(crate) struct Admission {
     children: std::sync::Mutex<Plans>,
     /// What a workflow may ask.
     limits: Limits,
+    /// Model prices, for budgets.
+    prices: Prices,
 }
 
 impl Admission {
@@ -152,10 +157,17 @@ impl Admission {
             plans: std::sync::Mutex::new((0, Plans::default())),
             children: std::sync::Mutex::new(Plans::default()),
             limits,
+            prices: Prices::new(),
         }
     }
 
     /// The limits of a submitted run.
+    /// Costs model calls at `prices`.
+    pub(crate) fn with_prices(mut self, prices: Prices) -> Admission {
+        self.prices = prices;
+        self
+    }
+
     pub(crate) fn run_limits(&self) -> RunLimits {
         self.limits.run
     }
@@ -266,7 +278,9 @@ impl Admission {
     pub(crate) async fn submit(&self, mut request: Request) -> Result<Uuid, AdmitError> {
         let plan = self.plan(&request.definition).await?;
         request.tools = self.plan_tools(&plan).await;
+        request.prices = self.prices_for(&plan);
         let mut problems = self.unregistered(&plan).await;
+        problems.extend(self.unpriced(&plan));
         problems.extend(self.unpooled(&plan).await?);
         if !problems.is_empty() {
             return Err(AdmitError::Invalid { name: plan.name.clone(), problems });
@@ -302,6 +316,7 @@ impl Admission {
         }
         let plan = self.child_plan(&request.definition).await?;
         request.tools = self.plan_tools(&plan).await;
+        request.prices = self.prices_for(&plan);
         let problems = self.unpooled(&plan).await?;
         if !problems.is_empty() {
             return Err(AdmitError::Invalid { name: plan.name.clone(), problems });
@@ -320,6 +335,25 @@ impl Admission {
         let subject = log::subject(log::partition_of(run_id, self.nats.partitions), run_id);
         crate::run_actor::append_reliably(&self.nats, subject, creation(request), creation_id(run_id)).await;
         Ok(())
+    }
+
+    /// The price table, for a run that calls models or has a budget.
+    fn prices_for(&self, plan: &Plan) -> Prices {
+        let models = plan.budget.is_some()
+            || plan.all_steps().iter().any(|s| matches!(&s.kind, Kind::Plan(_)) || s.tool() == Some(PLANNER_TOOL));
+        if models { self.prices.clone() } else { Prices::new() }
+    }
+
+    /// A `cost` budget cannot be kept without prices.
+    fn unpriced(&self, plan: &Plan) -> Option<Problem> {
+        (plan.budget.is_some_and(|b| b.cost.is_some()) && self.prices.is_empty()).then(|| Problem {
+            path: "budget.cost".into(),
+            step: None,
+            code: Code::InvalidValue,
+            message: "a cost budget needs the coordinator's price table (WEFT_PRICES); give a `tokens` budget \
+                      instead, or configure prices"
+                .into(),
+        })
     }
 
     /// The specs of the tools `plan`'s `plan` steps may call, from the live catalogue
@@ -526,6 +560,7 @@ fn creation(request: Request) -> Entry {
         parent: request.parent,
         limits: request.limits,
         tools: request.tools,
+        prices: request.prices,
     }
 }
 

@@ -157,7 +157,9 @@ impl Api {
             ApiRequest::SetPool { name, capacity } => self.set_pool(&name, capacity).await.map(|()| ApiReply::Ok),
             ApiRequest::Deploy { definition } => self.deploy(*definition).await.map(|()| ApiReply::Ok),
             ApiRequest::Pause { run_id } => self.command(run_id, Input::Pause, "pause").await.map(|()| ApiReply::Ok),
-            ApiRequest::Resume { run_id } => self.command(run_id, Input::Resume, "resume").await.map(|()| ApiReply::Ok),
+            ApiRequest::Resume { run_id, add_tokens, add_cost } => {
+                self.command(run_id, Input::Resume { add_tokens, add_cost }, "resume").await.map(|()| ApiReply::Ok)
+            }
             ApiRequest::Signal { run_id, name, data } => {
                 self.command(run_id, Input::Signal { name, data }, "signal").await.map(|()| ApiReply::Ok)
             }
@@ -180,6 +182,7 @@ impl Api {
             parent: None,
             limits,
             tools: Vec::new(),
+            prices: crate::config::Prices::new(),
         };
         self.admission.submit(request).await.map_err(api_error)
     }
@@ -331,10 +334,12 @@ fn refuse_what_would_not_apply(record: &RunRecord, input: &Input) -> Result<(), 
     let conflict = |message: String| Err(ApiError::new(ApiErrorCode::Conflict, message));
     match input {
         Input::Pause if record.status == RunStatus::Paused => conflict(format!("run {run_id} is paused already")),
-        Input::Pause | Input::Resume if record.status == RunStatus::Compensating => {
+        Input::Pause | Input::Resume { .. } if record.status == RunStatus::Compensating => {
             conflict(format!("run {run_id} is compensating: it cannot be paused or resumed until the saga ends"))
         }
-        Input::Resume if record.status != RunStatus::Paused => {
+        Input::Resume { add_tokens: None, add_cost: None }
+            if !matches!(record.status, RunStatus::Paused | RunStatus::BudgetExceeded) =>
+        {
             conflict(format!("run {run_id} is not paused (it is {})", record.status.as_str()))
         }
         Input::Signal { name, data } => check_signal(record, name, data),

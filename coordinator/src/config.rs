@@ -27,7 +27,24 @@ pub struct Config {
     pub pools: Vec<(String, u32)>,
     /// What a workflow may ask, and each run may do (see `weft_lang::limits`).
     pub limits: weft_lang::limits::Limits,
+    /// Model prices that budgets cost model calls at (default none: costs are 0, and a
+    /// workflow with a `cost` budget is refused; env `WEFT_PRICES`, a JSON file).
+    pub prices: Prices,
 }
+
+/// A model's price, per million tokens (in any one currency: budgets use the same unit).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Per million prompt tokens.
+    pub prompt: f64,
+    /// Per million completion tokens.
+    pub completion: f64,
+}
+
+/// Prices by model name, as the provider reports it in `usage`
+/// (`{"gpt-4o-mini": {"prompt": 0.15, "completion": 0.6}}`).
+pub type Prices = std::collections::BTreeMap<String, Price>;
 
 impl Default for Config {
     fn default() -> Config {
@@ -40,6 +57,7 @@ impl Default for Config {
             catalogue_ttl: Duration::from_secs(2),
             pools: Vec::new(),
             limits: weft_lang::limits::Limits::default(),
+            prices: Prices::new(),
         }
     }
 }

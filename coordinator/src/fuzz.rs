@@ -75,7 +75,7 @@ pub fn machine(definition: &str, input: Value, choices: &[u8], forged: &[Vec<u8>
             4 => match choice % 3 {
                 0 => Input::Cancel { reason: "fuzz".into(), compensate: choice % 2 == 0 },
                 1 => Input::Pause,
-                _ => Input::Resume,
+                _ => Input::resume(),
             },
             5 => {
                 Input::Signal { name: ["go", "approve", ""][usize::from(choice) % 3].into(), data: Value::from(choice) }

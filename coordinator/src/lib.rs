@@ -48,7 +48,7 @@ use ractor::Actor;
 use tokio_util::sync::CancellationToken;
 use weft_protocol::topology;
 
-pub use config::Config;
+pub use config::{Config, Price, Prices};
 
 /// A coordinator that could not run.
 #[derive(Debug, thiserror::Error)]
@@ -93,8 +93,10 @@ pub async fn run(
             Err(e) => tracing::warn!(pool = %name, error = %e, "pool not read"),
         }
     }
-    let admission =
-        Arc::new(admission::Admission::new(nats.clone(), pools.clone(), config.catalogue_ttl, config.limits));
+    let admission = Arc::new(
+        admission::Admission::new(nats.clone(), pools.clone(), config.catalogue_ttl, config.limits)
+            .with_prices(config.prices.clone()),
+    );
     let args = supervisor::SupervisorArgs {
         nats: nats.clone(),
         admission: admission.clone(),

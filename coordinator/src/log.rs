@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 use weft_lang::catalogue::ToolSpec;
+
+use crate::config::Prices;
 use weft_lang::definition::WorkflowDef;
 use weft_lang::limits::RunLimits;
 use weft_protocol::wire::{Millis, TaskResult};
@@ -51,6 +53,9 @@ pub(crate) enum Entry {
         /// The specs of the tools its `plan` steps may call, as admitted.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tools: Vec<ToolSpec>,
+        /// The prices its model calls are costed at, as admitted.
+        #[serde(default, skip_serializing_if = "Prices::is_empty")]
+        prices: Prices,
     },
     /// Anything else that happens to it.
     Input {
@@ -78,6 +83,9 @@ pub(crate) struct Creation {
     /// The tool specs its `plan` steps show their model.
     #[serde(default)]
     pub tools: Vec<ToolSpec>,
+    /// Its model prices.
+    #[serde(default)]
+    pub prices: Prices,
 }
 
 fn is_default(limits: &RunLimits) -> bool {
@@ -89,6 +97,9 @@ const CREATED_PREFIX: &[u8] = br#"{"entry":"created","#;
 
 /// A decoded log message.
 #[derive(Debug)]
+// Inputs are decoded once and applied at once: boxing each would cost an allocation per
+// result for nothing a move does not do.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Decoded {
     /// A run's creation.
     Created(Box<Creation>),
@@ -136,8 +147,8 @@ pub(crate) fn decode(subject: &str, payload: &[u8]) -> Result<Decoded, DecodeErr
     let value: Value = serde_json::from_slice(payload).map_err(error)?;
     if value.get("entry").is_some() {
         return Ok(match serde_json::from_value::<Entry>(value).map_err(error)? {
-            Entry::Created { definition, input, trace, parent, limits, tools } => {
-                Decoded::Created(Box::new(Creation { definition, input, trace, parent, limits, tools }))
+            Entry::Created { definition, input, trace, parent, limits, tools, prices } => {
+                Decoded::Created(Box::new(Creation { definition, input, trace, parent, limits, tools, prices }))
             }
             Entry::Input { input } => Decoded::Input(input),
         });
@@ -354,6 +365,7 @@ mod tests {
             parent: None,
             limits: RunLimits::default(),
             tools: Vec::new(),
+            prices: Prices::new(),
         };
         let written = serde_json::to_vec(&entry).expect("json");
         assert!(written.starts_with(CREATED_PREFIX), "{}", String::from_utf8_lossy(&written));

@@ -41,6 +41,7 @@
 //! | compensating | `Start`, `Pause`, `Resume`, `Signal`, `Child`, `PlanChecked` | ignored |
 //! | ended (any terminal status) | anything | ignored: the run has ended |
 
+mod budget;
 mod child;
 mod constructs;
 mod frame;
@@ -106,8 +107,15 @@ pub(crate) enum Input {
     },
     /// Dispatch nothing new until resumed.
     Pause,
-    /// Carry on.
-    Resume,
+    /// Carry on (after a pause, or out of budget), with more budget if given.
+    Resume {
+        /// Tokens added to the budget.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        add_tokens: Option<u64>,
+        /// Cost added to the budget.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        add_cost: Option<f64>,
+    },
     /// Data for `signal` steps waiting for `name`.
     Signal {
         /// The signal.
@@ -142,6 +150,11 @@ pub(crate) enum Input {
 }
 
 impl Input {
+    /// A plain resume, with no more budget.
+    pub(crate) fn resume() -> Input {
+        Input::Resume { add_tokens: None, add_cost: None }
+    }
+
     /// How the input reads in a log line.
     pub(crate) fn describe(&self) -> String {
         match self {
@@ -152,7 +165,7 @@ impl Input {
             }
             Input::Cancel { .. } => "cancel".to_owned(),
             Input::Pause => "pause".to_owned(),
-            Input::Resume => "resume".to_owned(),
+            Input::Resume { .. } => "resume".to_owned(),
             Input::Signal { name, .. } => format!("signal `{name}`"),
             Input::Child { result } => {
                 format!("end of child run {} of `{}` attempt {}", result.child_id, result.step, result.attempt)
@@ -402,6 +415,10 @@ pub(crate) struct Run {
     /// The specs of the tools its `plan` steps may call, as the catalogue had them at
     /// admission (logged with its creation, so a replay asks the model the same).
     tools: Arc<BTreeMap<String, ToolSpec>>,
+    /// Model prices its spending is costed at (logged with its creation).
+    prices: Arc<budget::Prices>,
+    /// What it spent on models and holds for calls in flight.
+    ledger: budget::Ledger,
 }
 
 impl Run {
@@ -433,6 +450,8 @@ impl Run {
             parent: None,
             limits: RunLimits::default(),
             tools: Arc::default(),
+            prices: Arc::default(),
+            ledger: budget::Ledger::default(),
         };
         run.open_frame(
             None,
@@ -472,6 +491,12 @@ impl Run {
         self
     }
 
+    /// Costs its model calls at `prices`.
+    pub(crate) fn with_prices(mut self, prices: budget::Prices) -> Run {
+        self.prices = Arc::new(prices);
+        self
+    }
+
     /// What the run may do.
     pub(crate) fn limits(&self) -> RunLimits {
         self.limits
@@ -501,7 +526,9 @@ impl Run {
     /// resume): no task on a worker, no timer armed. Such a run needs no actor until its
     /// next input arrives.
     pub(crate) fn can_park(&self) -> bool {
-        matches!(self.status, RunStatus::Running | RunStatus::Paused) && !self.running.any() && self.timers.is_empty()
+        matches!(self.status, RunStatus::Running | RunStatus::Paused | RunStatus::BudgetExceeded)
+            && !self.running.any()
+            && self.timers.is_empty()
     }
 
     /// Rebuilds a run from its log: `Start` at `started` (when its creation was stored),
@@ -529,7 +556,9 @@ impl Run {
     pub(crate) fn apply(&mut self, input: Input, now: Millis) -> Vec<Effect> {
         let mut out = Vec::new();
         match self.status {
-            RunStatus::Running | RunStatus::Paused => self.apply_running(input, now, &mut out),
+            RunStatus::Running | RunStatus::Paused | RunStatus::BudgetExceeded => {
+                self.apply_running(input, now, &mut out)
+            }
             RunStatus::Compensating => self.apply_compensating(input, now, &mut out),
             _ => out.push(Effect::Ignored(Ignored::stale(input.describe(), "the run has ended"))),
         }
@@ -596,8 +625,9 @@ impl Run {
                     self.emit(out, now, EventKind::RunPaused);
                 }
             }
-            Input::Resume => {
-                if self.status == RunStatus::Paused {
+            Input::Resume { add_tokens, add_cost } => {
+                self.add_budget(add_tokens, add_cost);
+                if matches!(self.status, RunStatus::Paused | RunStatus::BudgetExceeded) {
                     self.status = RunStatus::Running;
                     self.dirty.extend(self.frame_ids());
                     self.emit(out, now, EventKind::RunResumed);
@@ -657,7 +687,11 @@ impl Run {
                 self.finish(RunStatus::Cancelled, now, out);
                 return;
             }
-            Input::Pause | Input::Resume | Input::Signal { .. } | Input::Child { .. } | Input::PlanChecked { .. } => {}
+            Input::Pause
+            | Input::Resume { .. }
+            | Input::Signal { .. }
+            | Input::Child { .. }
+            | Input::PlanChecked { .. } => {}
             // The saga dispatches nothing that needs units: return them.
             Input::Granted { step, attempt, pool } => {
                 out.push(Effect::Release(PoolClaim { step, attempt, pool, units: 0, priority: 0 }));
@@ -836,6 +870,8 @@ impl Run {
             finished_ms: self.finished_ms,
             abridged: None,
             signals: self.signal_records(),
+            spent: self.spend(),
+            budget: self.budget(),
         }
     }
 }
@@ -880,6 +916,8 @@ fn error_value(error: &ToolError) -> Value {
     json!({"error": {"message": error.message, "code": error.code}})
 }
 
+#[cfg(test)]
+mod budget_tests;
 #[cfg(test)]
 mod construct_tests;
 #[cfg(test)]

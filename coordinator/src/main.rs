@@ -27,11 +27,28 @@ struct Args {
     /// Resource pools to create at start if missing, as `gpu=2,api=4`.
     #[arg(long, env = "WEFT_POOLS", value_parser = parse_pools, default_value = "")]
     pools: Pools,
+    /// Model prices for budgets: a JSON file of {"<model>": {"prompt": <per 1M tokens>, "completion": <per 1M>}}.
+    #[arg(long, env = "WEFT_PRICES")]
+    prices: Option<std::path::PathBuf>,
     /// Log as JSON lines.
     #[arg(long, env = "WEFT_LOG_JSON")]
     log_json: bool,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+/// The price table in `file`, if one is given.
+fn read_prices(file: Option<&std::path::Path>) -> anyhow::Result<weft_coordinator::Prices> {
+    let Some(file) = file else { return Ok(weft_coordinator::Prices::new()) };
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read the price table {}", file.display()))?;
+    let prices: weft_coordinator::Prices = serde_json::from_str(&text).with_context(|| {
+        format!("{} is not a price table ({{\"<model>\": {{\"prompt\": 0.15, \"completion\": 0.6}}}})", file.display())
+    })?;
+    if let Some((model, _)) = prices.iter().find(|(_, p)| !(p.prompt >= 0.0 && p.completion >= 0.0)) {
+        anyhow::bail!("{}: the prices of `{model}` must be numbers, 0 or more", file.display());
+    }
+    Ok(prices)
 }
 
 /// What a workflow may ask, and each run may do; each exceeded limit is `LIMIT_EXCEEDED`.
@@ -91,6 +108,7 @@ impl LimitArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let prices = read_prices(args.prices.as_deref())?;
     let instance = format!("{}-{}", hostname(), std::process::id());
     let telemetry = weft_service::telemetry::init_instance("weft-coordinator", args.log_json, &instance);
     let connection = weft_service::connect::connect(
@@ -110,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         retention: weft_protocol::topology::Retention { runs: args.retention, ..Default::default() },
         pools: args.pools.0,
         limits: args.limits.limits(),
+        prices,
         ..Config::default()
     };
     let result = weft_coordinator::run(config, client, shutdown).await.context("coordinator stopped");

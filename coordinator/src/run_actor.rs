@@ -315,6 +315,7 @@ async fn start_child(state: &mut RunState, start: ChildStart) -> Option<Input> {
             status,
             output,
             error,
+            spent: None,
         },
     };
     let refused = |message: String| {
@@ -324,7 +325,11 @@ async fn start_child(state: &mut RunState, start: ChildStart) -> Option<Input> {
     match state.nats.stored(child_id).await {
         Ok(Some(record)) if record.status.is_terminal() => {
             let (output, error) = child_outcome(&record);
-            return Some(ended(record.status, output, error));
+            let mut input = ended(record.status, output, error);
+            if let Input::Child { result } = &mut input {
+                result.spent = record.spent;
+            }
+            return Some(input);
         }
         Err(e @ crate::nats::StoreError::Corrupt { .. }) => return Some(refused(e.to_string())),
         // Not there, still running, or not readable for now: starting it again is harmless
@@ -354,6 +359,7 @@ async fn start_child(state: &mut RunState, start: ChildStart) -> Option<Input> {
         parent: Some(start.parent.clone()),
         limits: state.run.limits(),
         tools: Vec::new(),
+        prices: crate::config::Prices::new(),
     };
     match state.admission.child(request).await {
         Ok(()) => None,
@@ -404,6 +410,7 @@ async fn tell_parent(state: &RunState) {
         status: record.status,
         output,
         error,
+        spent: record.spent,
     };
     let id = format!("child:{}", record.run_id);
     append_reliably(&state.nats, parent.reply_to.clone(), Entry::Input { input: Input::Child { result } }, id).await;

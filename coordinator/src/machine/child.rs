@@ -11,8 +11,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
+use weft_lang::definition::Budget;
 use weft_lang::plan::Kind;
-use weft_protocol::wire::{Millis, RunStatus, StepStatus, ToolError};
+use weft_protocol::wire::{Millis, RunStatus, Spend, StepStatus, ToolError};
 
 use weft_lang::definition::WorkflowDef;
 
@@ -21,7 +22,7 @@ use super::planning::Phase;
 use super::{Effect, Ignored, Input, Run, Timer};
 
 /// Where a child run reports its end.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ParentLink {
     /// The parent run.
     pub run_id: Uuid,
@@ -37,6 +38,9 @@ pub(crate) struct ParentLink {
     /// How deep below the root it is (1 for a child of the root).
     #[serde(default)]
     pub depth: u32,
+    /// What it may spend on models: what its parent had left, held for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
 }
 
 /// A child run to start.
@@ -74,6 +78,9 @@ pub(crate) struct ChildResult {
     /// Why it did not complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ToolError>,
+    /// What it spent on models, its own children included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent: Option<Spend>,
 }
 
 impl Run {
@@ -118,6 +125,7 @@ impl Run {
                 reply_to: self.reply_to.clone(),
                 root: Some(self.parent.as_ref().and_then(|p| p.root).unwrap_or(self.id)),
                 depth: self.parent.as_ref().map_or(0, |p| p.depth) + 1,
+                budget: self.child_grant(i),
             },
         })
     }
@@ -125,6 +133,7 @@ impl Run {
     pub(super) fn start_child(&mut self, i: InstId, now: Millis, out: &mut Vec<Effect>) {
         let mut started = Vec::new();
         self.begin_attempt(i, now, &mut started);
+        self.grant_for_child(i);
         if let Some(start) = self.child_start(i) {
             out.push(Effect::StartChild(start));
         }
@@ -150,6 +159,7 @@ impl Run {
             return out.push(Effect::Ignored(ignored));
         }
         self.fired(&Timer::StepTimeout { step: r.step.clone(), attempt: r.attempt });
+        self.settle_child(i, r.attempt, r.spent.as_ref());
         let worker = format!("run {}", r.child_id);
         if r.status == RunStatus::Completed {
             self.insts[i].state.end_attempt(Some(worker.clone()), None, now, Ok(()));

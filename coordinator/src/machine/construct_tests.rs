@@ -307,6 +307,7 @@ fn a_sub_workflow_is_a_child_run_retried_with_a_new_child() {
         status: RunStatus::Failed,
         output: None,
         error: Some(ToolError::new("carrier down")),
+        spent: None,
     };
     r.apply(Input::Child { result: failed.clone() }, 1);
     let effects = r.apply(Input::Timer { timer: Timer::Retry { step: "ship".into(), attempt: 1 } }, 1000);
@@ -323,6 +324,7 @@ fn a_sub_workflow_is_a_child_run_retried_with_a_new_child() {
         output: Some(json!({"tracking": "T1"})),
         error: None,
         step: "ship".into(),
+        spent: None,
     };
     assert!(r.apply(Input::Child { result: done }, 1002).contains(&Effect::Finished));
     assert_eq!(r.record().output, Some(json!({"ship": {"tracking": "T1"}})));

@@ -165,6 +165,7 @@ impl Run {
             let attempt = self.insts[i].state.attempt;
             match &self.def(i).kind {
                 _ if self.is_task(i) => {
+                    self.settle_call(i, attempt, None);
                     out.push(Effect::Cancel(weft_protocol::wire::CancelTask {
                         run_id: self.id,
                         step_id: Some(self.insts[i].path.clone()),

@@ -52,6 +52,7 @@ fn child_ended(start: &ChildStart, output: Value) -> Input {
             status: RunStatus::Completed,
             output: Some(output),
             error: None,
+            spent: None,
         },
     }
 }

@@ -447,7 +447,7 @@ impl Driver {
             }
             Action::Cancel { compensate } => (Input::Cancel { reason: "test".into(), compensate }, now),
             Action::Pause => (Input::Pause, now),
-            Action::Resume => (Input::Resume, now),
+            Action::Resume => (Input::resume(), now),
             Action::ChildEnd { child, completed } => {
                 let started: Vec<&ChildStart> = self.children.values().collect();
                 if started.is_empty() {
@@ -462,6 +462,7 @@ impl Driver {
                     status,
                     output: completed.then(|| json!({"child": true})),
                     error: (!completed).then(|| ToolError::new("child failed")),
+                    spent: None,
                 };
                 (Input::Child { result }, now)
             }
@@ -511,6 +512,7 @@ impl Driver {
                     status: RunStatus::Completed,
                     output: Some(json!({"forged": true})),
                     error: None,
+                    spent: None,
                 };
                 (Input::Child { result }, now)
             }

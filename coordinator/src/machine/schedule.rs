@@ -139,6 +139,8 @@ impl Run {
                         self.blocked.insert(f);
                         continue;
                     }
+                    // A model call that does not fit the budget waits for room, or stops the run.
+                    Start::Task if !self.hold_for_call(i, now, out) => continue,
                     // Waiting for units of its pools: a grant makes the frame move again.
                     Start::Task if !self.units_ready(i, out) => continue,
                     Start::Task => self.dispatch(i, now, out),
@@ -333,7 +335,9 @@ impl Run {
         self.running.release();
         self.return_units(i, out);
         self.fired(&Timer::StepTimeout { step: r.step_id.clone(), attempt: r.attempt });
+        let cost = self.settle_call(i, r.attempt, r.usage.as_ref());
         if let Some(a) = self.insts[i].state.attempts.last_mut() {
+            a.cost = cost.filter(|_| r.usage.is_some());
             a.usage = r.usage;
         }
         match r.outcome {
@@ -363,6 +367,7 @@ impl Run {
         let error = ToolError::new(format!("attempt {attempt} timed out after {limit:?}")).with_code(codes::TIMEOUT);
         match self.def(i).kind {
             _ if self.is_task(i) => {
+                self.settle_call(i, attempt, None);
                 out.push(Effect::Cancel(CancelTask {
                     run_id: self.id,
                     step_id: Some(path.to_owned()),
@@ -437,7 +442,8 @@ impl Run {
         self.insts[i].state.complete(output.clone(), self.completions);
         self.frames[f].ctx.set(id, output);
         self.dirty.insert(f);
-        self.emit(out, now, EventKind::StepCompleted { step_id: path, worker });
+        let (tokens, cost) = self.insts[i].state.spent();
+        self.emit(out, now, EventKind::StepCompleted { step_id: path, worker, tokens, cost });
     }
 
     /// Instance `i` will not run.

@@ -89,6 +89,15 @@ impl Run {
         if let Some(started) = a.started_ms {
             attributes.push(("weft.queue_ms", started.saturating_sub(a.dispatched_ms).to_string()));
         }
+        // OpenTelemetry's GenAI conventions, so trace UIs that know them show the tokens.
+        if let Some(usage) = &a.usage {
+            attributes.push(("gen_ai.response.model", usage.model.clone()));
+            attributes.push(("gen_ai.usage.input_tokens", usage.prompt_tokens.to_string()));
+            attributes.push(("gen_ai.usage.output_tokens", usage.completion_tokens.to_string()));
+        }
+        if let Some(cost) = a.cost {
+            attributes.push(("weft.cost", cost.to_string()));
+        }
         let name = match step.tool() {
             Some(_) => format!("step {path}"),
             None => format!("{} {path}", step.kind.keyword()),

@@ -123,6 +123,7 @@ pub(super) fn new_attempt(attempt: u32, now: Millis) -> Attempt {
         error: None,
         ok: false,
         usage: None,
+        cost: None,
     }
 }
 
@@ -175,6 +176,17 @@ impl StepState {
         outcome: Result<(), ToolError>,
     ) {
         end_reported(&mut self.attempts, worker, times, now, outcome);
+    }
+
+    /// Tokens and cost its attempts spent on models, if any did.
+    pub(crate) fn spent(&self) -> (Option<u64>, Option<f64>) {
+        let used: Vec<&Attempt> = self.attempts.iter().filter(|a| a.usage.is_some()).collect();
+        if used.is_empty() {
+            return (None, None);
+        }
+        let tokens = used.iter().filter_map(|a| a.usage.as_ref()).map(|u| u.total()).sum();
+        let costs: Vec<f64> = used.iter().filter_map(|a| a.cost).collect();
+        (Some(tokens), (!costs.is_empty()).then(|| costs.iter().sum()))
     }
 
     /// The step produced `output`, as the `order`-th completion of the run.

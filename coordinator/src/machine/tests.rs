@@ -328,7 +328,7 @@ fn events_are_numbered_in_order() {
         [
             EventKind::RunStarted { workflow: "e".into() },
             EventKind::StepStarted { step_id: "a".into(), attempt: 1 },
-            EventKind::StepCompleted { step_id: "a".into(), worker: "w1".into() },
+            EventKind::StepCompleted { step_id: "a".into(), worker: "w1".into(), tokens: None, cost: None },
             EventKind::RunFinished { status: RunStatus::Completed },
         ]
     );
@@ -510,7 +510,7 @@ fn pause_lets_running_steps_finish_and_starts_nothing_until_resumed() {
     let effects = r.apply(ok(&t[0], json!(1)), 2);
     assert!(dispatched(&effects).is_empty());
     assert_eq!(r.record().steps["a"].status, StepStatus::Completed);
-    let effects = r.apply(Input::Resume, 3);
+    let effects = r.apply(Input::resume(), 3);
     assert_eq!(ids(&dispatched(&effects)), ["b"]);
     assert_eq!(r.status(), RunStatus::Running);
 }
@@ -584,7 +584,7 @@ fn a_run_can_park_only_while_it_waits_for_outside_input() {
     assert!(r.can_park(), "only a signal can move it");
     r.apply(Input::Pause, 2);
     assert!(r.can_park(), "paused and waiting");
-    r.apply(Input::Resume, 3);
+    r.apply(Input::resume(), 3);
     r.apply(Input::Signal { name: "approve".into(), data: json!({}) }, 4);
     assert!(!r.can_park(), "the next signal has a timeout armed");
     let t = dispatched(&r.apply(Input::Signal { name: "late".into(), data: json!({}) }, 5));

@@ -88,6 +88,7 @@ pub(crate) fn new_run(plans: &Mutex<Plans>, partition: u32, run_id: Uuid, creati
             .with_reply_to(log::subject(partition, run_id))
             .with_parent(creation.parent.clone())
             .with_limits(creation.limits)
-            .with_tools(creation.tools.clone()),
+            .with_tools(creation.tools.clone())
+            .with_prices(creation.prices.clone()),
     )
 }

@@ -194,10 +194,16 @@ enum Command {
         /// Run id.
         id: String,
     },
-    /// Resume a paused run.
+    /// Resume a paused run, or one out of budget (adding to its budget).
     Resume {
         /// Run id.
         id: String,
+        /// Tokens added to the run's budget.
+        #[arg(long)]
+        add_tokens: Option<u64>,
+        /// Cost added to the run's budget.
+        #[arg(long)]
+        add_cost: Option<f64>,
     },
     /// Send data to a run's `signal` step waiting for NAME (e.g. a human approval).
     Signal {
@@ -348,7 +354,7 @@ async fn run_command(url: &str, timeout: std::time::Duration, command: Command) 
         Command::Watch { id, json } => online::watch(&client, &id, json).await,
         Command::Cancel { id, reason, compensate } => online::cancel(&client, &id, reason, compensate).await,
         Command::Pause { id } => online::pause(&client, &id).await,
-        Command::Resume { id } => online::resume(&client, &id).await,
+        Command::Resume { id, add_tokens, add_cost } => online::resume(&client, &id, add_tokens, add_cost).await,
         Command::Signal { id, name, data } => online::signal(&client, &id, &name, data.as_deref()).await,
         Command::List { limit, json } => online::list(&client, usize::from(limit), json).await,
         Command::Tools { json, functions } => online::tools(&client, json, functions).await,

@@ -87,7 +87,11 @@ fn describe(event: &Event) -> String {
         EventKind::RunStarted { workflow } => format!("run started ({workflow})"),
         EventKind::StepStarted { step_id, attempt } if *attempt > 1 => format!("{step_id}: started, attempt {attempt}"),
         EventKind::StepStarted { step_id, .. } => format!("{step_id}: started"),
-        EventKind::StepCompleted { step_id, worker } => format!("{step_id}: completed on {worker}"),
+        EventKind::StepCompleted { step_id, worker, tokens: Some(tokens), cost } => {
+            let cost = cost.filter(|c| *c > 0.0).map(|c| format!(", cost {c:.4}")).unwrap_or_default();
+            format!("{step_id}: completed on {worker} ({tokens} tokens{cost})")
+        }
+        EventKind::StepCompleted { step_id, worker, .. } => format!("{step_id}: completed on {worker}"),
         EventKind::StepRetrying { step_id, attempt, delay_ms, error } => {
             format!("{step_id}: attempt {attempt} failed ({error}); retrying in {delay_ms}ms")
         }
@@ -105,6 +109,11 @@ fn describe(event: &Event) -> String {
         EventKind::CompensationFailed { step_id, error, .. } => format!("{step_id}: compensation failed: {error}"),
         EventKind::RunPaused => "run paused".to_owned(),
         EventKind::RunResumed => "run resumed".to_owned(),
+        EventKind::BudgetExceeded { step_id, tokens, cost } => format!(
+            "{step_id}: out of budget ({tokens} tokens, cost {cost:.4} spent and held); \
+             resume with `weft resume {} --add-tokens N`",
+            event.run_id
+        ),
         EventKind::SignalReceived { name } => format!("signal `{name}` received"),
         EventKind::RunFinished { status } => format!("run finished: {}", status.as_str()),
     }
@@ -117,6 +126,9 @@ fn print_record(record: &RunRecord, gantt: bool) {
     }
     if let Some(note) = &record.abridged {
         outln!("  abridged: {note}");
+    }
+    if let Some(spent) = &record.spent {
+        outln!("  spent: {}", timeline::spend_text(spent, record.budget.as_ref()));
     }
     if let Some(output) = &record.output {
         outln!("output: {}", serde_json::to_string_pretty(output).unwrap_or_default());
@@ -248,8 +260,13 @@ pub(crate) async fn pause(client: &WeftClient, id: &str) -> anyhow::Result<ExitC
 }
 
 /// `weft resume`.
-pub(crate) async fn resume(client: &WeftClient, id: &str) -> anyhow::Result<ExitCode> {
-    client.resume(parse_id(id)?).await?;
+pub(crate) async fn resume(
+    client: &WeftClient,
+    id: &str,
+    tokens: Option<u64>,
+    cost: Option<f64>,
+) -> anyhow::Result<ExitCode> {
+    client.resume_with(parse_id(id)?, tokens, cost).await?;
     outln!("resuming {id}");
     Ok(ExitCode::SUCCESS)
 }

@@ -320,7 +320,12 @@ impl WeftClient {
 
     /// Resumes a paused run.
     pub async fn resume(&self, run_id: Uuid) -> Result<(), ClientError> {
-        self.command("resume", ApiRequest::Resume { run_id }).await
+        self.resume_with(run_id, None, None).await
+    }
+
+    /// Resumes a run paused or out of budget, adding `tokens` and `cost` to its budget.
+    pub async fn resume_with(&self, run_id: Uuid, tokens: Option<u64>, cost: Option<f64>) -> Result<(), ClientError> {
+        self.command("resume", ApiRequest::Resume { run_id, add_tokens: tokens, add_cost: cost }).await
     }
 
     /// Sends `data` to the run's `signal` steps waiting for `name` (kept until one waits).

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use weft_protocol::wire::{Attempt, Millis, RunRecord, StepStatus};
+use weft_lang::definition::Budget;
+use weft_protocol::wire::{Attempt, Millis, RunRecord, Spend, StepStatus};
 
 /// One attempt of one step, relative to the run's start.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,9 +78,28 @@ fn attempt_rows(step: &str, tool: &str, status: &str, attempts: &[Attempt], t0: 
             worker: a.worker.clone().unwrap_or_default(),
             start: Some(rel(a.started_ms.unwrap_or(a.dispatched_ms))),
             end: a.finished_ms.map(rel),
-            note: a.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+            note: attempt_note(a),
         })
         .collect()
+}
+
+/// An attempt's error, and what it spent on a model.
+fn attempt_note(a: &Attempt) -> String {
+    let spent = a.usage.as_ref().map(|u| {
+        let cost = a.cost.filter(|c| *c > 0.0).map(|c| format!(", cost {c:.4}")).unwrap_or_default();
+        format!("{} tokens ({}{cost})", u.total(), u.model)
+    });
+    let error = a.error.as_ref().map(|e| e.to_string());
+    [spent, error].into_iter().flatten().collect::<Vec<_>>().join("; ")
+}
+
+/// What a run spent on models, against its budget: `1200 tokens of 5000, cost 0.0120 of 1.0000`.
+pub fn spend_text(spent: &Spend, budget: Option<&Budget>) -> String {
+    let of = |limit: Option<String>| limit.map(|l| format!(" of {l}")).unwrap_or_default();
+    let tokens = of(budget.and_then(|b| b.tokens).map(|t| t.to_string()));
+    let cost = of(budget.and_then(|b| b.cost).map(|c| format!("{c:.4}")));
+    let held = if spent.reserved_tokens > 0 { format!(" ({} held)", spent.reserved_tokens) } else { String::new() };
+    format!("{} tokens{tokens}{held}, cost {:.4}{cost}", spent.tokens, spent.cost)
 }
 
 fn ms(v: Option<Millis>) -> String {
@@ -307,6 +327,7 @@ mod tests {
             error: (!ok).then(|| ToolError::new("boom")),
             ok,
             usage: None,
+            cost: None,
         };
         let mut steps = BTreeMap::new();
         steps.insert(
@@ -349,6 +370,8 @@ mod tests {
             finished_ms: Some(1400),
             abridged: None,
             signals: BTreeMap::new(),
+            spent: None,
+            budget: None,
         }
     }
 
@@ -403,6 +426,7 @@ mod tests {
             error: None,
             ok,
             usage: None,
+            cost: None,
         };
         let step = |status, tool: Option<&str>, attempts, within: Option<&str>| StepRecord {
             status,

@@ -70,6 +70,22 @@ pub struct WorkflowDef {
     /// Defaults for every step that does not set its own.
     #[serde(default, skip_serializing_if = "StepDefaults::is_empty")]
     pub defaults: StepDefaults,
+    /// What the run may spend on models, its children and plans included; a run that
+    /// would spend more pauses as `budget_exceeded` until resumed with more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+/// A spending limit on model calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Prompt and completion tokens, in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// Cost, in the unit of the coordinator's price table (`WEFT_PRICES`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
 }
 
 fn default_version() -> u32 {

@@ -45,6 +45,8 @@ pub struct Plan {
     pub on_failure: FailurePolicy,
     /// The definition this plan was compiled from (what is stored and sent).
     pub source: WorkflowDef,
+    /// What the run may spend on models.
+    pub budget: Option<crate::definition::Budget>,
 }
 
 /// A validated step.

@@ -102,6 +102,17 @@ impl<'a> Compiler<'a> {
         if def.steps.is_empty() {
             self.sink.push("steps", None, Code::MissingPart, "a workflow needs at least one step");
         }
+        if let Some(budget) = &def.budget {
+            if budget.tokens == Some(0) {
+                self.sink.push("budget.tokens", None, Code::InvalidValue, "must be at least 1");
+            }
+            if budget.cost.is_some_and(|c| !c.is_finite() || c <= 0.0) {
+                self.sink.push("budget.cost", None, Code::InvalidValue, "must be a number above 0");
+            }
+            if budget.tokens.is_none() && budget.cost.is_none() {
+                self.sink.push("budget", None, Code::MissingPart, "a budget needs `tokens`, `cost` or both");
+            }
+        }
         if def.max_parallel == Some(0) {
             self.sink.push("max_parallel", None, Code::InvalidValue, "must be at least 1");
         }
@@ -141,6 +152,7 @@ impl<'a> Compiler<'a> {
             max_parallel: def.max_parallel,
             on_failure: def.on_failure,
             source: def.clone(),
+            budget: def.budget,
         }
     }
 

@@ -55,10 +55,16 @@ pub enum ApiRequest {
         /// Which run.
         run_id: Uuid,
     },
-    /// Carry on after a pause.
+    /// Carry on after a pause, or after running out of budget (with more).
     Resume {
         /// Which run.
         run_id: Uuid,
+        /// Tokens added to its budget.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        add_tokens: Option<u64>,
+        /// Cost added to its budget.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        add_cost: Option<f64>,
     },
     /// Send data to the run's `signal` steps waiting for `name`.
     Signal {

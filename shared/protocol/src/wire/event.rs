@@ -41,6 +41,12 @@ pub enum EventKind {
         step_id: String,
         /// Which worker.
         worker: String,
+        /// Tokens its attempts spent on a model, if it called one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokens: Option<u64>,
+        /// Their cost, by the coordinator's price table.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost: Option<f64>,
     },
     /// An attempt failed and another will follow.
     StepRetrying {
@@ -105,6 +111,15 @@ pub enum EventKind {
     RunPaused,
     /// The run was resumed.
     RunResumed,
+    /// A model call would spend more than the run's budget: the run waits for more.
+    BudgetExceeded {
+        /// The step that would have overspent.
+        step_id: String,
+        /// Tokens spent and held when it stopped.
+        tokens: u64,
+        /// Cost spent and held when it stopped.
+        cost: f64,
+    },
     /// Data arrived for the run's `signal` steps.
     SignalReceived {
         /// The signal's name.

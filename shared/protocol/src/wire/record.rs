@@ -31,6 +31,9 @@ pub enum RunStatus {
     CompensationFailed,
     /// Paused: running steps finish, nothing new starts until resumed.
     Paused,
+    /// Out of budget: a model call would spend more than the run may; running steps
+    /// finish, nothing new starts until resumed with more (`weft resume ID --add-tokens N`).
+    BudgetExceeded,
 }
 
 impl RunStatus {
@@ -46,12 +49,13 @@ impl RunStatus {
             RunStatus::Compensated => "compensated",
             RunStatus::CompensationFailed => "compensation_failed",
             RunStatus::Paused => "paused",
+            RunStatus::BudgetExceeded => "budget_exceeded",
         }
     }
 
     /// Whether the run is over.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, RunStatus::Running | RunStatus::Compensating | RunStatus::Paused)
+        !matches!(self, RunStatus::Running | RunStatus::Compensating | RunStatus::Paused | RunStatus::BudgetExceeded)
     }
 }
 
@@ -107,6 +111,9 @@ pub struct Attempt {
     /// Tokens it spent on a model, if it called one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<super::Usage>,
+    /// What those tokens cost, by the coordinator's price table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
 }
 
 /// A step in a run record.
@@ -198,6 +205,29 @@ pub struct RunRecord {
     /// The signals the workflow's `signal` steps wait for, by name: what a sender must know.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub signals: BTreeMap<String, SignalRecord>,
+    /// What it spent on models (its children's and plans' included), once it spent any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent: Option<Spend>,
+    /// What it may spend, if it has a budget (its own, within its parent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<weft_lang::definition::Budget>,
+}
+
+/// Tokens and cost spent on models.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spend {
+    /// Prompt and completion tokens.
+    pub tokens: u64,
+    /// Their cost, by the coordinator's price table (0 without one).
+    #[serde(default)]
+    pub cost: f64,
+    /// Held for model calls and child runs in flight, not spent yet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reserved_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A signal a workflow's `signal` steps wait for.
@@ -341,6 +371,7 @@ mod tests {
                     error: None,
                     ok: attempt == 2,
                     usage: None,
+                    cost: None,
                 })
                 .collect(),
             compensation: None,
@@ -366,6 +397,8 @@ mod tests {
             finished_ms: Some(9),
             abridged: None,
             signals: BTreeMap::new(),
+            spent: None,
+            budget: None,
         }
     }
 
