@@ -169,3 +169,45 @@ async fn a_budget_stops_a_run_before_it_overspends_and_a_resume_adds_to_it() {
     }
     assert!(exceeded, "the stop is an event");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_parallel_calls_keep_a_shared_token_rate_limit_and_none_fails() {
+    let model = ScriptedModel::start(|_, _| Reply::text("ok", 100, 50));
+    // The limit counts over 2 s here instead of a minute, so the test waits seconds.
+    let (window_ms, limit) = (2000, 1000);
+    let env = [
+        ("WEFT_LLM_BASE_URL", model.base_url.as_str()),
+        ("WEFT_LLM_MODEL", "m"),
+        ("WEFT_LLM_TPM", "1000"),
+        ("WEFT_LLM_RATE_WINDOW", "2s"),
+    ];
+    // Two workers share the limit through the bucket; three runs share the workers.
+    let cluster = Cluster::start_with(1, 2, &env).await;
+    let client = cluster.client().await;
+    let def = inline(json!({"name": "limited", "steps": [
+        {"id": "calls", "for_each": {"items": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "concurrency": 10, "do": [
+            {"id": "call", "tool": "llm", "params": {"prompt": "call {item}", "max_tokens": 180}}]}}
+    ]}));
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(client.submit(&def, Value::Null).await.expect("submitted"));
+    }
+    for run in runs {
+        let record = client.wait(run).await.expect("the run ends");
+        assert_eq!(record.status, RunStatus::Completed, "{record:#?}\n{}", cluster.logs());
+        for (path, step) in record.steps.iter().filter(|(p, _)| p.ends_with(".call")) {
+            assert_eq!(step.attempts.len(), 1, "{path} failed an attempt: {step:#?}");
+        }
+    }
+    let received = model.received();
+    assert_eq!(received.len(), 30);
+    // In no window of 2 s did the provider see more than 1,000 tokens (150 per call).
+    let mut times: Vec<u64> = received.iter().map(|r| r.at_ms).collect();
+    times.sort_unstable();
+    for (i, start) in times.iter().enumerate() {
+        let within = times[i..].iter().take_while(|t| **t < start + window_ms).count() as u64;
+        assert!(within * 150 <= limit, "{within} calls within {window_ms} ms from {start}: {times:?}");
+    }
+    let span = times[29] - times[0];
+    assert!(span >= 4 * window_ms, "30 calls of 150 tokens under 1,000 per window span at least 4 windows: {span} ms");
+}

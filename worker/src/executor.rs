@@ -58,6 +58,12 @@ pub(crate) async fn serve(
 ) {
     let js = jetstream::new(nats.clone());
     let Some(infra) = set_up(&js, &config, &shutdown).await else { return };
+    let connected = crate::tool::Connected { client: nats.clone(), infra: infra.clone() };
+    for name in registry.names() {
+        if let Some(tool) = registry.get(name) {
+            tool.connected(&connected).await;
+        }
+    }
     let shared = Arc::new(Shared {
         nats,
         js,

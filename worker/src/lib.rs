@@ -50,7 +50,7 @@ pub use config::Config;
 pub use error::WorkerError;
 pub use registry::Registry;
 use tokio_util::sync::CancellationToken;
-pub use tool::{Tool, ToolContext, UsageMeter};
+pub use tool::{Connected, Tool, ToolContext, UsageMeter};
 
 /// Runs a worker with the built-in tools (and the demo tools if `config.demo_tools`)
 /// until `shutdown` fires and running tools have finished or the grace period is over.

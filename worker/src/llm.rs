@@ -25,6 +25,7 @@
 //! every message a provider sends back, and its `Debug` shows `***`.
 
 pub mod provider;
+mod rate;
 pub mod structured;
 
 use async_trait::async_trait;
@@ -48,13 +49,27 @@ const DEFAULT_REPAIRS: u32 = 2;
 #[derive(Debug)]
 pub struct Llm {
     provider: Provider,
+    limiter: rate::Limiter,
 }
 
 impl Llm {
     /// The tool, calling the provider `config` describes.
     pub fn new(config: LlmConfig) -> Llm {
-        Llm { provider: Provider::new(config) }
+        let key = config.api_key.as_ref().map(ApiKey::expose);
+        let limits = (config.tokens_per_minute, config.requests_per_minute);
+        let limiter = rate::Limiter::new(&config.base_url, key, limits, config.rate_window);
+        Llm { provider: Provider::new(config), limiter }
     }
+}
+
+/// Completion tokens a rate limit counts for a call that sets no `max_tokens`.
+const UNCAPPED_COMPLETION: u64 = 1024;
+
+/// What a request may use: its completion cap and its prompt (a quarter of its bytes).
+fn estimate(body: &Map<String, Value>) -> u64 {
+    let prompt = ["messages", "tools"].iter().filter_map(|k| body.get(*k)).map(|v| v.to_string().len()).sum::<usize>();
+    let completion = body.get("max_tokens").and_then(Value::as_u64).unwrap_or(UNCAPPED_COMPLETION);
+    u64::try_from(prompt.div_ceil(4)).unwrap_or(u64::MAX).saturating_add(completion)
 }
 
 fn no_repairs() -> u32 {
@@ -130,6 +145,10 @@ impl Tool for Llm {
         64
     }
 
+    async fn connected(&self, nats: &crate::tool::Connected) {
+        self.limiter.connect(nats.infra.rates.clone());
+    }
+
     async fn call(&self, params: Value, ctx: ToolContext) -> Result<Value, ToolError> {
         let params: Params = parse_params(NAME, params)?;
         tokio::select! {
@@ -165,7 +184,12 @@ impl Llm {
         let mut repairs = 0;
         loop {
             body.insert("messages".into(), Value::Array(messages.clone()));
-            let completion = self.provider.complete(&body).await?;
+            // Waits for room under the provider key's limits rather than meeting a 429.
+            let lease = self.limiter.acquire(estimate(&body), &ctx.cancel).await?;
+            let answered = self.provider.complete(&body).await;
+            let used = answered.as_ref().ok().map(|c| c.usage.total());
+            self.limiter.settle(lease, used).await;
+            let completion = answered?;
             ctx.usage.add(&completion.usage);
             let Some(check) = &schema else { return Ok(plain_output(completion)) };
             match check.check(completion.content.as_deref()) {

@@ -43,6 +43,15 @@ struct Args {
     /// Model of `llm` steps that name none.
     #[arg(long, env = "WEFT_LLM_MODEL")]
     llm_model: Option<String>,
+    /// Tokens per minute the provider key may use, shared by every worker using it.
+    #[arg(long, env = "WEFT_LLM_TPM")]
+    llm_tpm: Option<u64>,
+    /// Requests per minute the provider key may make, shared by every worker using it.
+    #[arg(long, env = "WEFT_LLM_RPM")]
+    llm_rpm: Option<u64>,
+    /// The window the rate limits count over (a minute; shorter only to test them quickly).
+    #[arg(long, env = "WEFT_LLM_RATE_WINDOW", default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
+    llm_rate_window: Duration,
     /// Log as JSON lines.
     #[arg(long, env = "WEFT_LOG_JSON")]
     log_json: bool,
@@ -62,7 +71,12 @@ async fn main() -> anyhow::Result<()> {
         ack_wait: args.ack_wait,
         grace: args.grace,
         concurrency: args.concurrency,
-        llm: llm_config(args.llm_base_url, args.llm_api_key, args.llm_model),
+        llm: llm_config(args.llm_base_url, args.llm_api_key, args.llm_model).map(|l| LlmConfig {
+            tokens_per_minute: args.llm_tpm,
+            requests_per_minute: args.llm_rpm,
+            rate_window: args.llm_rate_window,
+            ..l
+        }),
         ..defaults
     };
     let shutdown = CancellationToken::new();

@@ -33,6 +33,19 @@ pub trait Tool: Send + Sync {
 
     /// Runs the tool. `params` already fit [`Tool::spec`]'s schema.
     async fn call(&self, params: Value, ctx: ToolContext) -> Result<Value, ToolError>;
+
+    /// Called once the worker is connected, before any call: a tool that uses NATS itself
+    /// (a rate limit shared with other workers, a stream of deltas) keeps what it needs.
+    async fn connected(&self, _nats: &Connected) {}
+}
+
+/// The worker's NATS connection and buckets, for tools that use them.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    /// The connection (core NATS publishes).
+    pub client: async_nats::Client,
+    /// The buckets.
+    pub infra: weft_protocol::topology::Infra,
 }
 
 /// What a call knows about where it comes from.

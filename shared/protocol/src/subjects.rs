@@ -30,6 +30,16 @@ pub const DEAD_STREAM: &str = "WEFT_DEAD";
 pub const TOOLS_BUCKET: &str = "weft_tools";
 /// Bucket of run records.
 pub const RUNS_BUCKET: &str = "weft_runs";
+/// Bucket of model rate limits, key `llm.<provider key id>`: the requests of the last
+/// minute, shared by every worker calling that provider with that key.
+pub const RATES_BUCKET: &str = "weft_rates";
+
+/// Core NATS subject of a run's token deltas (`llm` steps with `stream: true`): not
+/// durable; the step's result is.
+pub fn deltas(run_id: uuid::Uuid) -> String {
+    format!("weft.stream.{run_id}")
+}
+
 /// Bucket of resource pools, key `pool.<name>`.
 pub const POOLS_BUCKET: &str = "weft_pools";
 

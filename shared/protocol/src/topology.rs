@@ -39,6 +39,8 @@ pub struct Infra {
     pub definitions: kv::Store,
     /// Resource pools.
     pub pools: kv::Store,
+    /// Model rate limits.
+    pub rates: kv::Store,
 }
 
 /// Setting up JetStream failed.
@@ -111,7 +113,8 @@ pub async fn ensure(js: &jetstream::Context, retention: &Retention) -> Result<In
     let runs = bucket(js, subjects::RUNS_BUCKET, retention.runs).await?;
     let definitions = bucket(js, subjects::DEFINITIONS_BUCKET, Duration::ZERO).await?;
     let pools = bucket(js, subjects::POOLS_BUCKET, Duration::ZERO).await?;
-    Ok(Infra { tools, runs, definitions, pools })
+    let rates = bucket(js, subjects::RATES_BUCKET, Duration::ZERO).await?;
+    Ok(Infra { tools, runs, definitions, pools, rates })
 }
 
 /// Makes the retention of run records and events what `retention` says (the coordinator

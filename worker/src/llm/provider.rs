@@ -22,6 +22,12 @@ pub struct LlmConfig {
     pub default_model: Option<String>,
     /// Longest wait for one response (default 10 min: long generations are slow).
     pub timeout: Duration,
+    /// Tokens per minute this key may use, across every worker (default: no limit).
+    pub tokens_per_minute: Option<u64>,
+    /// Requests per minute this key may make, across every worker (default: no limit).
+    pub requests_per_minute: Option<u64>,
+    /// The window those limits count over (default a minute; shorter only in tests).
+    pub rate_window: Duration,
 }
 
 impl Default for LlmConfig {
@@ -31,6 +37,9 @@ impl Default for LlmConfig {
             api_key: None,
             default_model: None,
             timeout: Duration::from_secs(600),
+            tokens_per_minute: None,
+            requests_per_minute: None,
+            rate_window: Duration::from_secs(60),
         }
     }
 }
@@ -50,6 +59,13 @@ impl ApiKey {
     /// Keeps `key`.
     pub fn new(key: impl Into<String>) -> ApiKey {
         ApiKey(key.into())
+    }
+}
+
+impl ApiKey {
+    /// The key itself, for the `Authorization` header and the rate limit's hash.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
     }
 }
 
@@ -115,8 +131,8 @@ impl Provider {
     /// Sends one request (`stream` off) and reads the first choice.
     pub(crate) async fn complete(&self, body: &Map<String, Value>) -> Result<Completion, ToolError> {
         let mut request = self.client.post(&self.endpoint).timeout(self.timeout).json(body);
-        if let Some(ApiKey(key)) = &self.api_key {
-            request = request.bearer_auth(key);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key.expose());
         }
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status();
