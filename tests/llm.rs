@@ -211,3 +211,56 @@ async fn thirty_parallel_calls_keep_a_shared_token_rate_limit_and_none_fails() {
     let span = times[29] - times[0];
     assert!(span >= 4 * window_ms, "30 calls of 150 tokens under 1,000 per window span at least 4 windows: {span} ms");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_is_published_piece_by_piece_and_watch_prints_it() {
+    let chunk = |text: &str| json!({"model": "scripted-1", "choices": [{"index": 0, "delta": {"content": text}}]});
+    let pieces = ["Weft ", "streams ", "tokens."];
+    let mut events: Vec<Value> = pieces.iter().map(|p| chunk(p)).collect();
+    events.push(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}));
+    events.push(json!({"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 3}}));
+    let model = ScriptedModel::start(move |_, _| Reply::Stream(events.clone()));
+    let env = [("WEFT_LLM_BASE_URL", model.base_url.as_str()), ("WEFT_LLM_MODEL", "m")];
+    let cluster = Cluster::start_with(1, 1, &env).await;
+    let client = cluster.client().await;
+    // A pause first, so `weft watch` is listening before the model writes.
+    let def = inline(json!({"name": "streamed", "steps": [
+        {"id": "pause", "tool": "sleep", "params": {"ms": 1500}},
+        {"id": "say", "tool": "llm", "depends_on": "pause", "params": {"prompt": "say it", "stream": true}}
+    ]}));
+    let run_id = uuid::Uuid::now_v7();
+    let mut deltas = Box::pin(client.deltas(run_id).await.expect("listening"));
+    client.submit_with_id(run_id, &def, Value::Null).await.expect("submitted");
+    let watch = std::process::Command::new(weft_tests::bin("weft"))
+        .args(["watch", &run_id.to_string(), "--nats", &cluster.nats.url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("weft watch runs");
+    let mut heard = Vec::new();
+    while let Some(delta) = deltas.next().await {
+        let done = delta.done;
+        heard.push(delta);
+        if done {
+            break;
+        }
+    }
+    let texts: Vec<&str> = heard.iter().filter(|d| !d.done).map(|d| d.text.as_str()).collect();
+    assert_eq!(texts, pieces, "{heard:?}");
+    let seqs: Vec<u64> = heard.iter().map(|d| d.seq).collect();
+    assert_eq!(seqs, [0, 1, 2, 3]);
+    assert!(heard.iter().all(|d| d.step_id == "say" && d.attempt == 1));
+    let record = client.wait(run_id).await.expect("the run ends");
+    assert_eq!(record.status, RunStatus::Completed, "{record:#?}");
+    let say = &record.steps["say"];
+    assert_eq!(say.output.as_ref().map(|o| o["content"].clone()), Some(json!("Weft streams tokens.")));
+    assert_eq!(say.attempts[0].usage.as_ref().map(|u| u.total()), Some(15));
+    let streamed = model.received()[0].body.clone();
+    assert_eq!(
+        (streamed["stream"].clone(), streamed["stream_options"]["include_usage"].clone()),
+        (json!(true), json!(true))
+    );
+    let out = watch.wait_with_output().expect("weft watch ends");
+    let printed = String::from_utf8_lossy(&out.stderr);
+    assert!(printed.contains("say writes: Weft streams tokens."), "{printed}");
+}

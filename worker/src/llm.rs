@@ -8,7 +8,9 @@
 //! optional `system`; `model`, `temperature`, `max_tokens`; `response_format` (OpenAI's
 //! `{"type": "json_schema", "json_schema": {"name", "schema"}}` or `{"type":
 //! "json_object"}`); `tools` and `tool_choice` (function tools, passed through);
-//! `max_repairs` (default 2).
+//! `max_repairs` (default 2); `stream` (publish the text as it is written on core NATS
+//! `weft.stream.<run>` as [`weft_protocol::wire::Delta`]s, which `weft watch` prints; the
+//! result stays the durable whole).
 //!
 //! Output: with a `json_schema` response format, the parsed object, checked against the
 //! schema; an answer that does not parse or match is sent back to the model with the
@@ -21,6 +23,10 @@
 //! retryable and carry the provider's `Retry-After`; `CONTEXT_LENGTH`, `UNAUTHORIZED` and
 //! `PROVIDER_REJECTED` are not; `SCHEMA_MISMATCH` when the repairs ran out.
 //!
+//! Rate limits ([`rate`]): with `WEFT_LLM_TPM` / `WEFT_LLM_RPM`, every request first takes
+//! room in the provider key's window, shared by every worker through the `weft_rates`
+//! bucket, and waits when there is none, instead of meeting a 429.
+//!
 //! The API key goes in the `Authorization` header and nowhere else: it is redacted from
 //! every message a provider sends back, and its `Debug` shows `***`.
 
@@ -32,7 +38,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use weft_lang::catalogue::ToolSpec;
-use weft_protocol::wire::ToolError;
+use weft_protocol::wire::{Delta, ToolError};
 
 pub use provider::{ApiKey, LlmConfig};
 use provider::{Completion, Provider};
@@ -50,6 +56,8 @@ const DEFAULT_REPAIRS: u32 = 2;
 pub struct Llm {
     provider: Provider,
     limiter: rate::Limiter,
+    /// Where streamed text goes, once the worker is connected.
+    nats: std::sync::OnceLock<async_nats::Client>,
 }
 
 impl Llm {
@@ -58,7 +66,7 @@ impl Llm {
         let key = config.api_key.as_ref().map(ApiKey::expose);
         let limits = (config.tokens_per_minute, config.requests_per_minute);
         let limiter = rate::Limiter::new(&config.base_url, key, limits, config.rate_window);
-        Llm { provider: Provider::new(config), limiter }
+        Llm { provider: Provider::new(config), limiter, nats: std::sync::OnceLock::new() }
     }
 }
 
@@ -99,6 +107,8 @@ struct Params {
     tool_choice: Option<Value>,
     #[serde(default = "no_repairs")]
     max_repairs: u32,
+    #[serde(default)]
+    stream: bool,
 }
 
 #[async_trait]
@@ -134,7 +144,8 @@ impl Tool for Llm {
                     }, "required": ["type"]},
                     "tools": {"type": "array", "items": {"type": "object"}},
                     "tool_choice": {},
-                    "max_repairs": {"type": "integer", "minimum": 0, "maximum": 10}
+                    "max_repairs": {"type": "integer", "minimum": 0, "maximum": 10},
+                    "stream": {"type": "boolean"}
                 },
                 "additionalProperties": false
             }),
@@ -147,6 +158,7 @@ impl Tool for Llm {
 
     async fn connected(&self, nats: &crate::tool::Connected) {
         self.limiter.connect(nats.infra.rates.clone());
+        let _ = self.nats.set(nats.client.clone());
     }
 
     async fn call(&self, params: Value, ctx: ToolContext) -> Result<Value, ToolError> {
@@ -182,11 +194,16 @@ impl Llm {
             body.insert("tools".into(), Value::Array(tools));
         }
         let mut repairs = 0;
+        let mut deltas = Deltas { seq: 0 };
         loop {
             body.insert("messages".into(), Value::Array(messages.clone()));
             // Waits for room under the provider key's limits rather than meeting a 429.
             let lease = self.limiter.acquire(estimate(&body), &ctx.cancel).await?;
-            let answered = self.provider.complete(&body).await;
+            let answered = if params.stream {
+                self.streamed(&body, ctx, &mut deltas).await
+            } else {
+                self.provider.complete(&body).await
+            };
             let used = answered.as_ref().ok().map(|c| c.usage.total());
             self.limiter.settle(lease, used).await;
             let completion = answered?;
@@ -203,6 +220,52 @@ impl Llm {
                 Err(problems) => return Err(structured::mismatch(repairs, &problems)),
             }
         }
+    }
+}
+
+/// Where a call's streamed text is numbered.
+struct Deltas {
+    seq: u64,
+}
+
+impl Llm {
+    /// A streamed request: each piece of text is published on the run's delta subject as
+    /// it arrives (best effort, core NATS), then a last delta says the answer is done.
+    async fn streamed(
+        &self,
+        body: &Map<String, Value>,
+        ctx: &ToolContext,
+        deltas: &mut Deltas,
+    ) -> Result<provider::Completion, ToolError> {
+        let subject = weft_protocol::subjects::deltas(ctx.run_id);
+        let (send, mut receive) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let publisher = self.nats.get().cloned().map(|client| {
+            let (run_id, step_id, attempt, first) = (ctx.run_id, ctx.step_id.clone(), ctx.attempt, deltas.seq);
+            tokio::spawn(async move {
+                let mut seq = first;
+                let publish = |seq: u64, text: String, done: bool| {
+                    let delta = Delta { run_id, step_id: step_id.clone(), attempt, seq, text, done };
+                    serde_json::to_vec(&delta).unwrap_or_default()
+                };
+                while let Some(text) = receive.recv().await {
+                    let _ = client.publish(subject.clone(), publish(seq, text, false).into()).await;
+                    seq += 1;
+                }
+                let _ = client.publish(subject, publish(seq, String::new(), true).into()).await;
+                seq + 1
+            })
+        });
+        let mut on_text = |text: &str| {
+            let _ = send.send(text.to_owned());
+        };
+        let answered = self.provider.stream(body, &mut on_text).await;
+        drop(send);
+        if let Some(publisher) = publisher
+            && let Ok(next) = publisher.await
+        {
+            deltas.seq = next;
+        }
+        answered
     }
 }
 

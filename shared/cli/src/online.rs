@@ -219,10 +219,40 @@ pub(crate) async fn watch(client: &WeftClient, id: &str, json: bool) -> anyhow::
     let _ = FOLLOWED.set(run_id);
     // Fail with "not found" rather than wait forever on a run that does not exist.
     client.status(run_id).await?;
+    // Model text streamed by `llm` steps (`stream: true`) is printed as it comes, on
+    // standard error, between the events.
+    let mut deltas = Box::pin(client.deltas(run_id).await?);
     let mut events = Box::pin(client.watch(run_id).await?);
     let mut last = None;
-    while let Some(event) = events.next().await {
-        let event = event?;
+    let mut writing = false;
+    loop {
+        let event = tokio::select! {
+            event = events.next() => match event {
+                Some(event) => event?,
+                None => break,
+            },
+            Some(delta) = deltas.next() => {
+                if json {
+                    outln!("{}", serde_json::to_string(&delta)?);
+                } else if delta.done {
+                    if writing {
+                        eprintln!();
+                    }
+                    writing = false;
+                } else {
+                    if !writing {
+                        eprint!("  {} writes: ", delta.step_id);
+                    }
+                    eprint!("{}", delta.text);
+                    writing = true;
+                }
+                continue;
+            }
+        };
+        if writing {
+            eprintln!();
+            writing = false;
+        }
         if json {
             outln!("{}", serde_json::to_string(&event)?);
         } else {

@@ -28,8 +28,8 @@ use uuid::Uuid;
 use weft_lang::definition::WorkflowDef;
 use weft_protocol::retry::{Policy, Stopped, retry};
 use weft_protocol::wire::{
-    Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, Event, EventKind, PoolView, RunRecord, RunSummary,
-    Submit,
+    Advertisement, ApiError, ApiErrorCode, ApiReply, ApiRequest, Delta, Event, EventKind, PoolView, RunRecord,
+    RunSummary, Submit,
 };
 use weft_protocol::{definitions, nats_url, subjects};
 
@@ -383,6 +383,18 @@ impl WeftClient {
             let finished = matches!(&event, Ok(Event { kind: EventKind::RunFinished { .. }, .. }));
             Some((event, (events, finished)))
         }))
+    }
+
+    /// The text `llm` steps with `stream: true` write for run `run_id`, live from now on
+    /// (core NATS: what was written before the call is not replayed; the step's result
+    /// holds the whole answer). Pieces that cannot be read are skipped.
+    pub async fn deltas(&self, run_id: Uuid) -> Result<impl Stream<Item = Delta> + use<>, ClientError> {
+        let subscription = self
+            .nats
+            .subscribe(subjects::deltas(run_id))
+            .await
+            .map_err(|e| ClientError::Request { subject: subjects::deltas(run_id), message: e.to_string() })?;
+        Ok(subscription.filter_map(|m| async move { serde_json::from_slice::<Delta>(&m.payload).ok() }))
     }
 
     /// Submits a run, waits for it to end, and returns its final record.

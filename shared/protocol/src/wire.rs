@@ -21,7 +21,7 @@ pub use record::{
     Attempt, CompensationRecord, IndexEntry, PlanRound, RunRecord, RunStatus, RunSummary, SignalRecord, Spend,
     StepRecord, StepStatus,
 };
-pub use task::{CancelTask, Outcome, Task, TaskResult, ToolError, Usage};
+pub use task::{CancelTask, Delta, Outcome, Task, TaskResult, ToolError, Usage};
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;

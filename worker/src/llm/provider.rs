@@ -164,6 +164,52 @@ impl Provider {
         })
     }
 
+    /// Sends one request with `stream` on, handing each piece of text to `on_text` as it
+    /// arrives (server-sent events), and assembles the whole answer.
+    pub(crate) async fn stream(
+        &self,
+        body: &Map<String, Value>,
+        on_text: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Completion, ToolError> {
+        let mut body = body.clone();
+        body.insert("stream".into(), Value::Bool(true));
+        // Providers send usage in a last chunk only when asked.
+        body.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
+        let mut request = self.client.post(&self.endpoint).timeout(self.timeout).json(&body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key.expose());
+        }
+        let mut response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = retry_after(response.headers());
+            let text = response.text().await.map_err(|e| self.unreachable(&e))?;
+            return Err(self.refused(status.as_u16(), &text, retry_after));
+        }
+        let mut assembled = Assembled::default();
+        let mut pending = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line);
+                let Some(data) = line.trim().strip_prefix("data:").map(str::trim) else { continue };
+                if data == "[DONE]" {
+                    return Ok(assembled.into_completion());
+                }
+                let event: Value = serde_json::from_str(data).map_err(|e| {
+                    ToolError::new(format!("llm: {} streamed something that is not a chunk: {e}", self.shown))
+                        .with_code(codes::PROVIDER_UNAVAILABLE)
+                })?;
+                if let Some(text) = assembled.add(&event) {
+                    on_text(&text);
+                }
+            }
+        }
+        // Some servers close the stream without `[DONE]`.
+        Ok(assembled.into_completion())
+    }
+
     /// The request did not get an answer.
     fn unreachable(&self, e: &reqwest::Error) -> ToolError {
         // reqwest's message names the URL, which is the endpoint: no key in it.
@@ -265,6 +311,63 @@ fn is_context_length(body: &str) -> bool {
         || lower.contains("exceeds the context")
 }
 
+/// A streamed answer, chunk by chunk.
+#[derive(Debug, Default)]
+struct Assembled {
+    content: String,
+    calls: Vec<ToolCall>,
+    finish_reason: Option<String>,
+    usage: Usage,
+}
+
+impl Assembled {
+    /// Takes one chunk in; returns the text it added.
+    fn add(&mut self, event: &Value) -> Option<String> {
+        if let Some(model) = event.get("model").and_then(Value::as_str) {
+            self.usage.model = model.to_owned();
+        }
+        if let Some(usage) = event.get("usage").filter(|u| u.is_object()) {
+            let count = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
+            self.usage.prompt_tokens = count("prompt_tokens");
+            self.usage.completion_tokens = count("completion_tokens");
+        }
+        let choice = event.get("choices").and_then(|c| c.get(0))?;
+        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish_reason = Some(reason.to_owned());
+        }
+        let delta = choice.get("delta")?;
+        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+            let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+            while self.calls.len() <= index {
+                self.calls.push(ToolCall { id: String::new(), name: String::new(), arguments: String::new() });
+            }
+            let slot = &mut self.calls[index];
+            if let Some(id) = call.get("id").and_then(Value::as_str) {
+                slot.id = id.to_owned();
+            }
+            let function = call.get("function");
+            if let Some(name) = function.and_then(|f| f.get("name")).and_then(Value::as_str) {
+                slot.name.push_str(name);
+            }
+            if let Some(args) = function.and_then(|f| f.get("arguments")).and_then(Value::as_str) {
+                slot.arguments.push_str(args);
+            }
+        }
+        let text = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty())?;
+        self.content.push_str(text);
+        Some(text.to_owned())
+    }
+
+    fn into_completion(self) -> Completion {
+        Completion {
+            content: (!self.content.is_empty()).then_some(self.content),
+            tool_calls: self.calls,
+            finish_reason: self.finish_reason,
+            usage: self.usage,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Answer {
     #[serde(default)]
@@ -350,6 +453,27 @@ mod tests {
         let e = p.refused(400, &format!("bad request for {key}"), None);
         assert!(!e.message.contains(key) && e.message.contains("***"), "{e}");
         assert!(!p.shown.contains("pw") && p.shown.ends_with("127.0.0.1:9/v1"), "{}", p.shown);
+    }
+
+    #[test]
+    fn a_stream_is_assembled_chunk_by_chunk() {
+        let mut a = Assembled::default();
+        let mut chunk = |v: Value| a.add(&v);
+        let mut texts = Vec::new();
+        texts.extend(chunk(serde_json::json!({"model": "m1", "choices": [{"delta": {"role": "assistant"}}]})));
+        texts.extend(chunk(serde_json::json!({"choices": [{"delta": {"content": "Hel"}}]})));
+        texts.extend(chunk(serde_json::json!({"choices": [{"delta": {"content": "lo"}, "finish_reason": "stop"}]})));
+        let calls = serde_json::json!({"choices": [{"delta": {"tool_calls": [
+            {"index": 0, "id": "c", "function": {"name": "get_user", "arguments": "{\"id\""}}]}}]});
+        texts.extend(chunk(calls));
+        texts.extend(chunk(serde_json::json!({"choices": [{"delta": {"tool_calls": [
+            {"index": 0, "function": {"arguments": ": 7}"}}]}}]})));
+        texts.extend(chunk(serde_json::json!({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}})));
+        assert_eq!(texts, ["Hel", "lo"]);
+        let c = a.into_completion();
+        assert_eq!(c.content.as_deref(), Some("Hello"));
+        assert_eq!((c.tool_calls[0].name.as_str(), c.tool_calls[0].arguments.as_str()), ("get_user", "{\"id\": 7}"));
+        assert_eq!((c.usage.model.as_str(), c.usage.total(), c.finish_reason.as_deref()), ("m1", 7, Some("stop")));
     }
 
     #[test]

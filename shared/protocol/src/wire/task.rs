@@ -172,3 +172,23 @@ pub struct CancelTask {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
 }
+
+/// Part of a model's answer as it is written, on core NATS `weft.stream.<run_id>` (not
+/// durable: whoever listens sees it live; the step's result holds the whole answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    /// The run.
+    pub run_id: Uuid,
+    /// The step.
+    pub step_id: String,
+    /// Its attempt.
+    pub attempt: u32,
+    /// 0, 1, 2...: a listener can tell what it missed.
+    pub seq: u64,
+    /// The text added.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+    /// The answer is complete (no text).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub done: bool,
+}
