@@ -23,7 +23,7 @@
 //! retryable and carry the provider's `Retry-After`; `CONTEXT_LENGTH`, `UNAUTHORIZED` and
 //! `PROVIDER_REJECTED` are not; `SCHEMA_MISMATCH` when the repairs ran out.
 //!
-//! Rate limits ([`rate`]): with `WEFT_LLM_TPM` / `WEFT_LLM_RPM`, every request first takes
+//! Rate limits (`rate`): with `WEFT_LLM_TPM` / `WEFT_LLM_RPM`, every request first takes
 //! room in the provider key's window, shared by every worker through the `weft_rates`
 //! bucket, and waits when there is none, instead of meeting a 429.
 //!
