@@ -264,3 +264,31 @@ async fn a_streamed_answer_is_published_piece_by_piece_and_watch_prints_it() {
     let printed = String::from_utf8_lossy(&out.stderr);
     assert!(printed.contains("say writes: Weft streams tokens."), "{printed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_triage_example_classifies_routes_and_replies_within_its_budget() {
+    let model = ScriptedModel::start(|request: &Received, _| {
+        if request.body["stream"] == json!(true) {
+            let piece = |t: &str| json!({"choices": [{"index": 0, "delta": {"content": t}}]});
+            return Reply::Stream(vec![
+                piece("Sorry about the double charge; "),
+                piece("a refund is on its way."),
+                json!({"choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 12}}),
+            ]);
+        }
+        Reply::json(&json!({"category": "billing", "urgent": true}), 60, 9)
+    });
+    let env = [("WEFT_LLM_BASE_URL", model.base_url.as_str()), ("WEFT_LLM_MODEL", "m")];
+    let cluster = Cluster::start_with(1, 1, &env).await;
+    let client = cluster.client().await;
+    let def = WorkflowDef::load(&weft_tests::repo_root().join("examples/llm/triage.json")).expect("parses");
+    let record = client.run(&def, json!({"message": "I was charged twice"})).await.expect("the run ends");
+    assert_eq!(record.status, RunStatus::Completed, "{record:#?}");
+    assert_eq!(
+        record.output,
+        Some(json!({"category": "billing", "urgent": true,
+                    "reply": "Sorry about the double charge; a refund is on its way."}))
+    );
+    assert_eq!(record.steps["page_on_call"].status, StepStatus::Completed);
+    assert_eq!(record.spent.map(|s| s.tokens), Some(121));
+}

@@ -11,6 +11,11 @@ use weft_tests::cluster::Cluster;
 use weft_tests::model::{Received, Reply, ScriptedModel};
 use weft_tests::{bin, repo_root};
 
+/// A workflow of `examples/llm/`.
+fn example(file: &str) -> WorkflowDef {
+    WorkflowDef::load(&repo_root().join("examples/llm").join(file)).expect("the example parses")
+}
+
 fn inline(def: Value) -> WorkflowDef {
     WorkflowDef::from_json(&def.to_string()).expect("workflow parses")
 }
@@ -62,14 +67,12 @@ async fn the_seeds_dynamic_workflows_are_planned_checked_repaired_and_run() {
     let client = cluster.client().await;
 
     // "Get the user's orders, calculate the total, and email them a summary."
-    let def = inline(json!({"name": "orders_goal", "steps": [{"id": "p", "plan": {
-        "goal": "Get user's orders, calculate total, and email them a summary",
-        "tools": ["get_user_contact", "get_orders", "calculate_total", "send_email"],
-        "input": {"user_id": "{input.user_id}"}}}], "output": "{p}"}));
+    let def = example("planned_orders.json");
     let record = client.run(&def, json!({"user_id": "42"})).await.expect("the run ends");
     assert_eq!(record.status, RunStatus::Completed, "{record:#?}\n{}", cluster.logs());
     assert_eq!(record.output, Some(json!({"sent_to": "alice@example.com", "total": 100.0})));
-    let step = &record.steps["p"];
+    assert!(record.spent.is_some_and(|s| s.tokens == 2040), "its budget counted both calls: {:?}", record.spent);
+    let step = &record.steps["plan"];
     assert_eq!(step.plans.len(), 2, "{step:#?}");
     let first = step.plans[0].problems.join("\n");
     assert!(first.contains("tool `get_user` is not allowed"), "{first}");
@@ -90,24 +93,21 @@ async fn the_seeds_dynamic_workflows_are_planned_checked_repaired_and_run() {
     assert!(asks[0].body["messages"][1]["content"].as_str().is_some_and(|t| t.contains("\"name\":\"get_orders\"")));
 
     // "Get weather for London, and if it's raining, send me an email alert", approved first.
-    let def = inline(json!({"name": "weather_goal", "steps": [{"id": "p", "plan": {
-        "goal": "Get weather for London, and if it's raining, send me an email alert",
-        "tools": ["get_current_weather", "send_email"], "approve": true,
-        "input": {"email": "{input.email}"}}}], "output": "{p}"}));
+    let def = example("planned_weather_alert.json");
     let run_id = client.submit(&def, json!({"email": "me@example.com"})).await.expect("submitted");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let record = client.status(run_id).await.expect("status");
-        if record.steps.get("p").is_some_and(|s| s.plans.first().is_some_and(|p| p.checked)) {
-            assert!(record.signals.contains_key("p.approve"), "{record:#?}");
+        if record.steps.get("plan").is_some_and(|s| s.plans.first().is_some_and(|p| p.checked)) {
+            assert!(record.signals.contains_key("plan.approve"), "{record:#?}");
             break;
         }
         assert!(Instant::now() < deadline, "the plan was never checked: {record:#?}\n{}", cluster.logs());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Nothing of the plan ran before its approval.
-    assert!(client.status(run_id).await.expect("status").steps["p"].attempts.len() == 1);
-    client.signal(run_id, "p.approve", json!(true)).await.expect("approved");
+    assert!(client.status(run_id).await.expect("status").steps["plan"].attempts.len() == 1);
+    client.signal(run_id, "plan.approve", json!(true)).await.expect("approved");
     let record = client.wait(run_id).await.expect("the run ends");
     assert_eq!(record.status, RunStatus::Completed, "{record:#?}\n{}", cluster.logs());
     assert_eq!(record.output, Some(json!({"alerted": "me@example.com", "condition": "rainy"})));

@@ -303,6 +303,18 @@ fn plain_output(completion: Completion) -> Value {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_spec_is_the_one_examples_are_checked_against() {
+        let spec = Llm::new(LlmConfig::default()).spec();
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tools/llm.json");
+        let text = format!("{}\n", serde_json::to_string_pretty(&[&spec]).expect("a spec is JSON"));
+        if std::env::var_os("WEFT_WRITE_CATALOGUE").is_some() {
+            std::fs::write(file, &text).expect("written");
+        }
+        let committed = std::fs::read_to_string(file).unwrap_or_default();
+        assert_eq!(committed, text, "examples/tools/llm.json is out of date: run with WEFT_WRITE_CATALOGUE=1");
+    }
+
     fn params(value: Value) -> Params {
         serde_json::from_value(value).expect("params")
     }

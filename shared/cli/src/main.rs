@@ -83,9 +83,10 @@ enum Command {
         /// Workflow files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Tool catalogue (JSON list of {name, params: JSON Schema}) to check tools and params against.
-        #[arg(long, env = "WEFT_TOOLS")]
-        tools: Option<PathBuf>,
+        /// Tool catalogues (JSON lists of {name, params: JSON Schema}) to check tools and params
+        /// against; several (repeated, or comma-separated) are merged.
+        #[arg(long, env = "WEFT_TOOLS", value_delimiter = ',')]
+        tools: Vec<PathBuf>,
         /// Print a JSON report instead of text.
         #[arg(long)]
         json: bool,
@@ -278,7 +279,7 @@ fn write_out(args: std::fmt::Arguments<'_>) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Validate { files, tools, json } => offline::validate(&files, tools.as_deref(), json),
+        Command::Validate { files, tools, json } => offline::validate(&files, &tools, json),
         Command::Graph { file, format } => offline::graph(
             &file,
             match format {

@@ -49,8 +49,16 @@ fn report(file: &Path, failure: &Failure) {
 }
 
 /// `weft validate`.
-pub(crate) fn validate(files: &[std::path::PathBuf], tools: Option<&Path>, as_json: bool) -> anyhow::Result<ExitCode> {
-    let catalogue = tools.map(Catalogue::load).transpose()?;
+pub(crate) fn validate(
+    files: &[std::path::PathBuf],
+    tools: &[std::path::PathBuf],
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut specs = Vec::new();
+    for file in tools {
+        specs.extend(Catalogue::load(file)?.iter().cloned());
+    }
+    let catalogue = (!tools.is_empty()).then(|| Catalogue::new(specs));
     // The worst failure decides the exit code: an unreadable file, then an invalid one.
     let mut code = exit::OK;
     let mut reports = Vec::new();

@@ -27,7 +27,7 @@ fn the_committed_schema_is_the_generated_one() {
 fn every_example_fits_the_schema_and_a_typo_does_not() {
     let validator = jsonschema::validator_for(&workflow_schema()).expect("the schema compiles");
     let mut checked = 0;
-    for dir in ["examples", "examples/patterns"] {
+    for dir in ["examples", "examples/patterns", "examples/llm"] {
         for entry in std::fs::read_dir(root().join(dir)).expect("examples") {
             let path = entry.expect("entry").path();
             if path.extension().is_none_or(|e| e != "json") {
