@@ -85,6 +85,14 @@ async fn the_seeds_dynamic_workflows_are_planned_checked_repaired_and_run() {
     let child_id = child.strip_prefix("run ").and_then(|id| id.parse().ok()).expect("the child run");
     let child = client.status(child_id).await.expect("the child's record");
     assert_eq!((child.workflow.as_str(), child.status), ("orders_summary", RunStatus::Completed));
+    // `weft status` lists the plans and their problems.
+    let out = Command::new(bin("weft"))
+        .args(["status", &record.run_id.to_string(), "--nats", &cluster.nats.url])
+        .output()
+        .expect("weft runs");
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("plan: plan 1 (by the model): 2 problem(s)"), "{status}");
+    assert!(status.contains("plan: plan 2 (by the model): valid"), "{status}");
     // The repair request carried the problems; every request the workflow format's schema.
     let asks = model.received();
     assert_eq!(asks.len(), 2);

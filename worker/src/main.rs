@@ -44,11 +44,11 @@ struct Args {
     #[arg(long, env = "WEFT_LLM_MODEL")]
     llm_model: Option<String>,
     /// Tokens per minute the provider key may use, shared by every worker using it.
-    #[arg(long, env = "WEFT_LLM_TPM")]
-    llm_tpm: Option<u64>,
+    #[arg(long, env = "WEFT_LLM_TPM", value_parser = per_minute)]
+    llm_tpm: Option<PerMinute>,
     /// Requests per minute the provider key may make, shared by every worker using it.
-    #[arg(long, env = "WEFT_LLM_RPM")]
-    llm_rpm: Option<u64>,
+    #[arg(long, env = "WEFT_LLM_RPM", value_parser = per_minute)]
+    llm_rpm: Option<PerMinute>,
     /// The window the rate limits count over (a minute; shorter only to test them quickly).
     #[arg(long, env = "WEFT_LLM_RATE_WINDOW", default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
     llm_rate_window: Duration,
@@ -72,8 +72,8 @@ async fn main() -> anyhow::Result<()> {
         grace: args.grace,
         concurrency: args.concurrency,
         llm: llm_config(args.llm_base_url, args.llm_api_key, args.llm_model).map(|l| LlmConfig {
-            tokens_per_minute: args.llm_tpm,
-            requests_per_minute: args.llm_rpm,
+            tokens_per_minute: args.llm_tpm.and_then(|l| l.0),
+            requests_per_minute: args.llm_rpm.and_then(|l| l.0),
             rate_window: args.llm_rate_window,
             ..l
         }),
@@ -90,7 +90,8 @@ async fn main() -> anyhow::Result<()> {
 
 /// The `llm` tool's provider, if a base URL or a key is given.
 fn llm_config(base_url: Option<String>, key: Option<String>, model: Option<String>) -> Option<LlmConfig> {
-    let key = key.filter(|k| !k.is_empty());
+    // Compose passes unset variables as empty ones.
+    let (base_url, key, model) = (non_empty(base_url), non_empty(key), non_empty(model));
     if base_url.is_none() && key.is_none() {
         return None;
     }
@@ -101,4 +102,22 @@ fn llm_config(base_url: Option<String>, key: Option<String>, model: Option<Strin
         default_model: model,
         ..defaults
     })
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// A rate limit; empty (as compose passes an unset variable) is none.
+#[derive(Debug, Clone, Copy)]
+struct PerMinute(Option<u64>);
+
+fn per_minute(text: &str) -> Result<PerMinute, String> {
+    if text.trim().is_empty() {
+        return Ok(PerMinute(None));
+    }
+    match text.trim().parse::<u64>() {
+        Ok(0) | Err(_) => Err(format!("{text:?} is not a number of 1 or more")),
+        Ok(n) => Ok(PerMinute(Some(n))),
+    }
 }

@@ -130,6 +130,17 @@ fn print_record(record: &RunRecord, gantt: bool) {
     if let Some(spent) = &record.spent {
         outln!("  spent: {}", timeline::spend_text(spent, record.budget.as_ref()));
     }
+    for (path, step) in record.steps.iter().filter(|(_, s)| !s.plans.is_empty()) {
+        for (n, round) in step.plans.iter().enumerate() {
+            let by = if round.attempt == 0 { "an approver" } else { "the model" };
+            let verdict = match (round.checked, round.problems.len()) {
+                (false, _) => "not checked yet".to_owned(),
+                (true, 0) => "valid".to_owned(),
+                (true, k) => format!("{k} problem(s): {}", round.problems.join("; ")),
+            };
+            outln!("  {path}: plan {} (by {by}): {verdict}", n + 1);
+        }
+    }
     if let Some(output) = &record.output {
         outln!("output: {}", serde_json::to_string_pretty(output).unwrap_or_default());
     }
