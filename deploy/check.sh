@@ -192,6 +192,9 @@ if WEFT_TLS=1 "$deploy/local.sh" up 2>"$logs/up.log"; then
   worker_env="$(tr '\0' '\n' <"/proc/$(cat "$WEFT_HOME/local/worker-1.pid")/environ")"
   while IFS=$'\t' read -r key value; do
     [[ "$key" == OTEL_EXPORTER_OTLP_ENDPOINT ]] && continue
+    # Empty in compose: passed through from the host if set there (WEFT_LLM_*), as the
+    # launcher's workers inherit them.
+    [[ -z "$value" ]] && continue
     local_value="$(grep -m1 "^$key=" <<<"$worker_env" | cut -d= -f2- || true)"
     [[ -n "$local_value" ]] || { fail "the launcher's worker has no $key (compose sets it)"; continue; }
     case "$key" in

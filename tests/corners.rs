@@ -231,7 +231,11 @@ async fn the_command_line_says_what_happened_once_with_an_exit_code_per_meaning(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_pools_hold_across_runs_and_a_coordinator_crash() {
-    let mut cluster = Cluster::start_with(1, 2, weft_tests::cluster::FAST).await;
+    // Every pool update is logged, for the failure message should this ever fail again
+    // (issue 13: once in ~15 runs under the full suite's load, three steps overlapped).
+    let env: Vec<(&str, &str)> =
+        weft_tests::cluster::FAST.iter().copied().chain([("RUST_LOG", "info,weft_coordinator::pools=debug")]).collect();
+    let mut cluster = Cluster::start_with(1, 2, &env).await;
     let client = cluster.client().await;
     let def = inline(json!({"name": "gpu_pair", "steps": [
         {"id": "a", "tool": "sleep", "params": {"ms": 1200}, "resources": {"gpu": 1}},
@@ -257,7 +261,7 @@ async fn resource_pools_hold_across_runs_and_a_coordinator_crash() {
         if pools.iter().any(|p| p.pool.held() == 2) { Ok(()) } else { Err("not yet".to_owned()) }
     })
     .await;
-    cluster.crash_coordinator(weft_tests::cluster::FAST);
+    cluster.crash_coordinator(&env);
     let mut spans = Vec::new();
     for run in runs {
         let record = client.wait(run).await.unwrap_or_else(|e| panic!("{run} did not end: {e}\n{}", cluster.logs()));

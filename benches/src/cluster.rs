@@ -98,6 +98,8 @@ pub struct Settings {
     pub rust_log: String,
     /// More environment for the coordinator (limits raised for a scenario).
     pub coordinator_env: Vec<(&'static str, String)>,
+    /// More environment for the workers (a model provider for a scenario).
+    pub worker_env: Vec<(&'static str, String)>,
 }
 
 /// NATS, a coordinator and workers.
@@ -135,6 +137,7 @@ impl Cluster {
             if let Some(c) = settings.worker_concurrency {
                 env.push(("WEFT_CONCURRENCY", c.to_string()));
             }
+            env.extend(settings.worker_env.iter().cloned());
             let args = ["--nats", &nats.url, "--id", &id];
             workers.push(start(&id, &bins.path("weft-worker"), &args, &env, dir.path())?);
         }

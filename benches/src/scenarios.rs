@@ -4,6 +4,7 @@ pub mod busy;
 pub mod fan_out;
 pub mod floor;
 pub mod latency;
+pub mod models;
 pub mod parallel;
 pub mod parked;
 pub mod recovery;
@@ -36,11 +37,13 @@ pub enum Scenario {
     Parallel,
     /// A canary, a status and a cancel while a 100,000-item `for_each` runs.
     Busy,
+    /// A `plan` step's overhead beyond its model, and the rate limiter's decisions per second.
+    Models,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Floor,
         Scenario::StepOverhead,
         Scenario::Latency,
@@ -50,6 +53,7 @@ impl Scenario {
         Scenario::Recovery,
         Scenario::Parallel,
         Scenario::Busy,
+        Scenario::Models,
     ];
 
     /// Its `--only` name.
@@ -64,6 +68,7 @@ impl Scenario {
             Scenario::Recovery => "recovery",
             Scenario::Parallel => "parallel",
             Scenario::Busy => "busy",
+            Scenario::Models => "models",
         }
     }
 
@@ -79,6 +84,7 @@ impl Scenario {
             Scenario::Recovery => "recovery",
             Scenario::Parallel => "parallel vs sequential",
             Scenario::Busy => "a busy coordinator",
+            Scenario::Models => "models: plans and rate limits",
         }
     }
 }
@@ -106,6 +112,8 @@ pub struct Scale {
     pub parallel: usize,
     /// Items of the busy run, canaries, repeats.
     pub busy: (usize, usize, usize),
+    /// Planned runs, rate-limited calls.
+    pub models: (usize, usize),
 }
 
 impl Scale {
@@ -123,6 +131,7 @@ impl Scale {
                 recovery: (200, 1),
                 parallel: 1,
                 busy: (5_000, 3, 1),
+                models: (5, 50),
             }
         } else {
             Scale {
@@ -136,6 +145,7 @@ impl Scale {
                 recovery: (10_000, 2),
                 parallel: 5,
                 busy: (100_000, 10, 2),
+                models: (50, 1000),
             }
         }
     }
@@ -189,6 +199,7 @@ impl Ctx {
             pin_timeout_s: DEFAULT_PIN_TIMEOUT_S,
             rust_log: self.rust_log.clone(),
             coordinator_env: Vec::new(),
+            worker_env: Vec::new(),
         }
     }
 

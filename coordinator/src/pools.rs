@@ -84,6 +84,13 @@ impl Pools {
                 None => (Pool::default(), None),
             };
             let out = change(&mut pool);
+            tracing::debug!(
+                pool = name,
+                ?revision,
+                holders = ?pool.holders.iter().map(|h| format!("{}:{}#{}", h.run_id, h.step, h.attempt)).collect::<Vec<_>>(),
+                waiters = pool.waiters.len(),
+                "pool update"
+            );
             let bytes = serde_json::to_vec(&pool).expect("a pool is plain data and serialises");
             let written = match revision {
                 Some(revision) => {
@@ -102,6 +109,7 @@ impl Pools {
 
     /// Puts a step attempt in the pool's queue (once), and grants what is free.
     pub(crate) async fn acquire(&self, run: Uuid, log: &str, claim: &PoolClaim) {
+        tracing::debug!(%run, step = %claim.step, attempt = claim.attempt, pool = %claim.pool, "acquire");
         let now = now_ms();
         let asked = Claim {
             run_id: run,
@@ -134,6 +142,7 @@ impl Pools {
     /// This coordinator holds a claim: it renews its lease from now on. After a takeover the
     /// claim may have expired: it is held again (even past the capacity: its step runs).
     pub(crate) async fn hold(&self, run: Uuid, log: &str, claim: &PoolClaim) {
+        tracing::debug!(%run, step = %claim.step, attempt = claim.attempt, pool = %claim.pool, "hold");
         self.held().insert(key(run, claim));
         let now = now_ms();
         let updated = self
@@ -163,6 +172,7 @@ impl Pools {
     /// A step attempt's units (or its place in the queue) go back, and what they free is
     /// granted.
     pub(crate) async fn release(&self, run: Uuid, claim: &PoolClaim) {
+        tracing::debug!(%run, step = %claim.step, attempt = claim.attempt, pool = %claim.pool, "release");
         self.held().remove(&key(run, claim));
         let now = now_ms();
         let updated = self

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use weft_protocol::wire::{RunStatus, StepStatus, ToolError};
 
-use super::tests::{dispatched, err, events, ok, run, take};
+use super::tests::{dispatched, err, events, ok, only_ignored, run, take};
 use super::*;
 
 #[test]
@@ -197,6 +197,13 @@ fn a_step_with_resources_waits_for_its_units_and_returns_them() {
     let go = r.apply(Input::Granted { step: "a".into(), attempt: 1, pool: "mem".into() }, 3);
     let t = dispatched(&go);
     assert_eq!(super::tests::ids(&t), ["a"], "every pool granted: dispatched");
+    // A grant told again (a takeover re-telling it) is not a stray: the running attempt
+    // keeps its units. Returning them let a third step into a pool of two.
+    for pool in ["gpu", "mem"] {
+        let repeat = r.apply(Input::Granted { step: "a".into(), attempt: 1, pool: pool.into() }, 3);
+        assert!(!repeat.iter().any(|e| matches!(e, Effect::Release(_))), "{pool}: {repeat:?}");
+        assert!(only_ignored(&repeat), "{repeat:?}");
+    }
     // It fails: both pools come back, and the retry asks again.
     let failed = r.apply(err(&t[0], ToolError::new("flaky")), 4);
     let released: Vec<String> =

@@ -83,6 +83,12 @@ impl Run {
             _ => None,
         });
         let Some((i, granted, claim)) = asked else {
+            if self.holds(step, attempt, pool) {
+                // A repeat of a grant the attempt holds already (a grant told again after a
+                // takeover): its units are in use, and stay held.
+                let what = Input::Granted { step: step.to_owned(), attempt, pool: pool.to_owned() }.describe();
+                return out.push(Effect::Ignored(Ignored::stale(what, "the step attempt holds that pool already")));
+            }
             // Nobody waits for it: return it at once.
             let what = Input::Granted { step: step.to_owned(), attempt, pool: pool.to_owned() }.describe();
             out.push(Effect::Ignored(Ignored::stale(
@@ -109,6 +115,17 @@ impl Run {
                 out.push(Effect::Acquire(next));
             }
         }
+    }
+
+    /// Whether `step`'s attempt `attempt` holds units of `pool` now.
+    fn holds(&self, step: &str, attempt: u32, pool: &str) -> bool {
+        let Some(i) = self.index(step) else { return false };
+        let held = match self.insts[i].state.units {
+            Units::Held { attempt: a } if a == attempt => self.def(i).resources.len(),
+            Units::Asking { attempt: a, granted } if a == attempt => granted,
+            _ => return false,
+        };
+        self.pools_of(i).iter().take(held).any(|(p, _)| p == pool)
     }
 
     /// Instance `i`'s attempt ended (or will not start): every unit it held or asked for
