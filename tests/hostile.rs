@@ -25,6 +25,7 @@ fn forged(run: uuid::Uuid, step: &str, attempt: u32, started_ms: u64) -> Vec<u8>
         finished_ms: 0,
         outcome: Outcome::Ok(json!({"forged": true})),
         usage: None,
+        token: String::new(),
     };
     serde_json::to_vec(&result).expect("json")
 }
@@ -49,10 +50,14 @@ async fn results_nobody_asked_for_end_no_step() {
     // Results for a signal step, a wait, a construct, an attempt never dispatched and a
     // path the run does not have: each ignored, and logged with its log sequence.
     let log = subjects::input(subjects::partition_of(run, 8), run);
-    for (step, attempt) in [("approval", 1), ("pause", 1), ("each", 1), ("each[0].nap", 7), ("nowhere", 1)] {
+    // The last is the attempt in flight itself, without its task's token.
+    let forgeries =
+        [("approval", 1), ("pause", 1), ("each", 1), ("each[0].nap", 7), ("nowhere", 1), ("each[0].nap", 1)];
+    for (step, attempt) in forgeries {
         js.publish(log.clone(), forged(run, step, attempt, 0).into()).await.expect("published").await.expect("stored");
     }
-    let warned = wait::log_lines(&cluster.coordinator, &["unexpected input ignored", "mallory", "seq="], 5).await;
+    let warned = wait::log_lines(&cluster.coordinator, &["unexpected input ignored", "mallory", "seq="], 6).await;
+    assert!(warned.iter().any(|l| l.contains("does not carry its task's token")), "{warned:#?}");
     assert!(warned.iter().any(|l| l.contains("not a tool call")), "{warned:#?}");
     assert!(warned.iter().any(|l| l.contains("never dispatched")), "{warned:#?}");
     assert!(warned.iter().any(|l| l.contains("no step instance")), "{warned:#?}");
@@ -65,8 +70,15 @@ async fn results_nobody_asked_for_end_no_step() {
     assert_eq!(record.steps["each"].status, StepStatus::Running, "{record:#?}");
     assert_eq!(record.steps["each[0].nap"].status, StepStatus::Running, "{record:#?}");
 
-    // A worker's start time of u64::MAX is kept within the run: the Gantt chart draws.
-    js.publish(log.clone(), forged(run, "each[0].nap", 1, u64::MAX).into())
+    // A worker's start time of u64::MAX is kept within the run: the Gantt chart draws. The
+    // answer is a worker's that took the task: it carries the task's token, read here from
+    // the task still in the work queue.
+    let tasks = js.get_stream(subjects::TASKS_STREAM).await.expect("the task stream");
+    let raw = tasks.get_last_raw_message_by_subject(&subjects::task("sleep")).await.expect("the nap's task");
+    let task: weft_protocol::wire::Task = serde_json::from_slice(&raw.payload).expect("a task");
+    let mut answer: TaskResult = serde_json::from_slice(&forged(run, "each[0].nap", 1, u64::MAX)).expect("result");
+    answer.token = task.token;
+    js.publish(log.clone(), serde_json::to_vec(&answer).expect("json").into())
         .await
         .expect("published")
         .await

@@ -561,6 +561,8 @@ fn creation(request: Request) -> Entry {
         limits: request.limits,
         tools: request.tools,
         prices: request.prices,
+        // Fresh for each creation: a worker cannot read the log, so cannot derive a token.
+        secret: Uuid::new_v4(),
     }
 }
 

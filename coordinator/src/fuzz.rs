@@ -61,6 +61,7 @@ pub fn machine(definition: &str, input: Value, choices: &[u8], forged: &[Vec<u8>
                         finished_ms: now,
                         outcome,
                         usage: None,
+                        token: task.token,
                     },
                 }
             }

@@ -56,6 +56,9 @@ pub(crate) enum Entry {
         /// The prices its model calls are costed at, as admitted.
         #[serde(default, skip_serializing_if = "Prices::is_empty")]
         prices: Prices,
+        /// What its tasks' tokens derive from (random at admission).
+        #[serde(default, skip_serializing_if = "Uuid::is_nil")]
+        secret: Uuid,
     },
     /// Anything else that happens to it.
     Input {
@@ -86,6 +89,9 @@ pub(crate) struct Creation {
     /// Its model prices.
     #[serde(default)]
     pub prices: Prices,
+    /// What its tasks' tokens derive from.
+    #[serde(default)]
+    pub secret: Uuid,
 }
 
 fn is_default(limits: &RunLimits) -> bool {
@@ -147,8 +153,8 @@ pub(crate) fn decode(subject: &str, payload: &[u8]) -> Result<Decoded, DecodeErr
     let value: Value = serde_json::from_slice(payload).map_err(error)?;
     if value.get("entry").is_some() {
         return Ok(match serde_json::from_value::<Entry>(value).map_err(error)? {
-            Entry::Created { definition, input, trace, parent, limits, tools, prices } => {
-                Decoded::Created(Box::new(Creation { definition, input, trace, parent, limits, tools, prices }))
+            Entry::Created { definition, input, trace, parent, limits, tools, prices, secret } => {
+                Decoded::Created(Box::new(Creation { definition, input, trace, parent, limits, tools, prices, secret }))
             }
             Entry::Input { input } => Decoded::Input(input),
         });
@@ -366,6 +372,7 @@ mod tests {
             limits: RunLimits::default(),
             tools: Vec::new(),
             prices: Prices::new(),
+            secret: Uuid::nil(),
         };
         let written = serde_json::to_vec(&entry).expect("json");
         assert!(written.starts_with(CREATED_PREFIX), "{}", String::from_utf8_lossy(&written));

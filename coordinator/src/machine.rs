@@ -417,6 +417,9 @@ pub(crate) struct Run {
     tools: Arc<BTreeMap<String, ToolSpec>>,
     /// Model prices its spending is costed at (logged with its creation).
     prices: Arc<budget::Prices>,
+    /// Its tasks' tokens derive from it (logged with its creation, which workers cannot
+    /// read): only a worker that took a task knows what its result must carry.
+    secret: Uuid,
     /// What it spent on models and holds for calls in flight.
     ledger: budget::Ledger,
 }
@@ -451,6 +454,7 @@ impl Run {
             limits: RunLimits::default(),
             tools: Arc::default(),
             prices: Arc::default(),
+            secret: Uuid::nil(),
             ledger: budget::Ledger::default(),
         };
         run.open_frame(
@@ -489,6 +493,23 @@ impl Run {
     pub(crate) fn with_tools(mut self, tools: Vec<ToolSpec>) -> Run {
         self.tools = Arc::new(tools.into_iter().map(|t| (t.name.clone(), t)).collect());
         self
+    }
+
+    /// Derives its tasks' tokens from `secret`.
+    pub(crate) fn with_secret(mut self, secret: Uuid) -> Run {
+        self.secret = secret;
+        self
+    }
+
+    /// The token of `path`'s attempt `attempt` (of its compensation if `compensation`).
+    pub(super) fn token(&self, path: &str, attempt: u32, compensation: bool) -> String {
+        let kind = if compensation { "comp" } else { "task" };
+        Uuid::new_v5(&self.secret, format!("{kind}:{path}#{attempt}").as_bytes()).simple().to_string()
+    }
+
+    /// Whether a result carries the token of the task it answers.
+    pub(super) fn carries_token(&self, r: &TaskResult) -> bool {
+        r.token == self.token(&r.step_id, r.attempt, r.compensation)
     }
 
     /// Costs its model calls at `prices`.

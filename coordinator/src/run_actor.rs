@@ -464,6 +464,7 @@ async fn carry_out(
                             finished_ms: now,
                             outcome: Outcome::Err(error),
                             usage: None,
+                            token: task.token.clone(),
                         },
                     });
                 }

@@ -111,6 +111,7 @@ pub async fn run(ctx: &Ctx, report: &mut ScenarioReport) -> anyhow::Result<Floor
             timeout_ms: None,
             compensation: false,
             reply_to: format!("floor.result.0.{run_id}"),
+            token: String::new(),
         }
     };
     for repeat in 0..repeats {
@@ -245,6 +246,7 @@ async fn answer(js: &jetstream::Context, message: jetstream::Message) -> anyhow:
         finished_ms: now_ms(),
         outcome: Outcome::Ok(task.params.clone()),
         usage: None,
+        token: String::new(),
     };
     let publish = PublishMessage::build().payload(serde_json::to_vec(&result)?.into()).message_id(result.message_id());
     js.send_publish(task.reply_to.clone(), publish).await?.await?;

@@ -408,6 +408,7 @@ impl Driver {
             finished_ms: 0,
             outcome,
             usage: None,
+            token: task.token.clone(),
         };
         let now = self.now;
         Some(match action {
@@ -481,6 +482,7 @@ impl Driver {
                     finished_ms: u64::MAX,
                     outcome,
                     usage: None,
+                    token: String::new(),
                 };
                 (Input::Result { result: forged }, now)
             }
@@ -785,6 +787,7 @@ fn forged_inputs_end_no_step() {
                 finished_ms: 0,
                 outcome: Outcome::Ok(json!({"forged": true})),
                 usage: None,
+                token: String::new(),
             };
             let effects = d.run.apply(Input::Result { result: forged }, 1);
             assert!(

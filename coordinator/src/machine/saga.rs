@@ -179,6 +179,7 @@ impl Run {
             timeout_ms: spec.timeout.map(millis),
             compensation: true,
             reply_to: self.results_to(),
+            token: self.token(&inst.path, c.attempt, true),
         })
     }
 
@@ -238,6 +239,10 @@ impl Run {
         };
         if r.attempt == 0 || r.attempt > c.attempt {
             let reason = format!("that attempt was never dispatched (the last one is {})", c.attempt);
+            return out.push(Effect::Ignored(Ignored::unexpected(what(), reason)));
+        }
+        if !self.carries_token(&r) {
+            let reason = "it does not carry its task's token: no worker that took the task sent it";
             return out.push(Effect::Ignored(Ignored::unexpected(what(), reason)));
         }
         if !c.is_running(r.attempt) {

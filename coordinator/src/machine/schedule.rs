@@ -92,6 +92,10 @@ impl Run {
             let reason = format!("that attempt was never dispatched (the last one is {})", state.attempt);
             return Err(Ignored::unexpected(what(), reason));
         }
+        if !self.carries_token(r) {
+            let reason = "it does not carry its task's token: no worker that took the task sent it";
+            return Err(Ignored::unexpected(what(), reason));
+        }
         if !state.is_running(r.attempt) {
             let reason = format!("that attempt is no longer in flight (the step is {:?})", state.status);
             return Err(Ignored::stale(what(), reason.to_lowercase()));
@@ -253,6 +257,7 @@ impl Run {
             timeout_ms: step.timeout.map(millis),
             compensation: false,
             reply_to: self.results_to(),
+            token: self.token(&inst.path, inst.state.attempt, false),
         })
     }
 

@@ -37,6 +37,7 @@ pub(super) fn answer(task: &Task, outcome: Outcome) -> Input {
             finished_ms: 2,
             outcome,
             usage: None,
+            token: task.token.clone(),
         },
     }
 }
@@ -657,4 +658,20 @@ fn a_retry_waits_as_long_as_the_failure_asks_and_usage_is_recorded() {
         timer: Timer::Retry { step: "ask".into(), attempt: 2 },
         after: Duration::from_secs(900)
     }));
+}
+
+#[test]
+fn a_result_without_its_task_s_token_is_ignored() {
+    let mut r =
+        run(json!({"name": "t", "steps": [{"id": "a", "tool": "t"}]}), Value::Null).with_secret(Uuid::from_u128(7));
+    let t = dispatched(&r.apply(Input::Start, 0));
+    assert_eq!(t[0].token.len(), 32, "each task carries its attempt's token");
+    let mut forged = ok(&t[0], json!({"forged": true}));
+    if let Input::Result { result } = &mut forged {
+        result.token = Uuid::new_v5(&Uuid::nil(), b"task:a#1").simple().to_string();
+    }
+    let effects = r.apply(forged, 1);
+    assert!(only_ignored(&effects), "{effects:?}");
+    assert!(matches!(&effects[0], Effect::Ignored(i) if i.unexpected && i.reason.contains("token")));
+    assert!(r.apply(ok(&t[0], json!("real")), 2).contains(&Effect::Finished), "the worker's own result applies");
 }

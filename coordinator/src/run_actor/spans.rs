@@ -159,13 +159,23 @@ impl RunSpans {
                 let failed = !matches!(event.kind, EventKind::RunFinished { status: RunStatus::Completed });
                 (format!("run {} {status}", run.workflow()), failed.then(|| run.record().errors.join("; ")))
             }
+            EventKind::BudgetExceeded { step_id, .. } => (format!("out of budget at {step_id}"), None),
             _ => return,
         };
         let span = tracing::info_span!("event",
             otel.name = name,
             weft.run_id = %event.run_id,
             weft.workflow = %run.workflow(),
-            weft.event_seq = event.seq);
+            weft.event_seq = event.seq,
+            weft.tokens = tracing::field::Empty,
+            weft.cost = tracing::field::Empty);
+        // What the run spent, on its end and when it ran out of budget.
+        if matches!(event.kind, EventKind::RunFinished { .. } | EventKind::BudgetExceeded { .. })
+            && let Some(spent) = run.spend()
+        {
+            span.record("weft.tokens", spent.tokens);
+            span.record("weft.cost", spent.cost);
+        }
         let _ = span.set_parent(self.parent.clone());
         if let Some(message) = error {
             trace::fail(&span, message);

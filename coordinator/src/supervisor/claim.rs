@@ -89,6 +89,7 @@ pub(crate) fn new_run(plans: &Mutex<Plans>, partition: u32, run_id: Uuid, creati
             .with_parent(creation.parent.clone())
             .with_limits(creation.limits)
             .with_tools(creation.tools.clone())
-            .with_prices(creation.prices.clone()),
+            .with_prices(creation.prices.clone())
+            .with_secret(creation.secret),
     )
 }

@@ -56,6 +56,7 @@ mod tests {
             finished_ms: 2,
             outcome,
             usage: None,
+            token: String::new(),
         }
     }
 

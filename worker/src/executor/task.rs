@@ -117,6 +117,7 @@ async fn run(shared: Arc<Shared>, task: Task, message: jetstream::Message, deliv
         finished_ms: now_ms(),
         outcome,
         usage: meter.take(),
+        token: task.token.clone(),
     };
     let id = result.message_id();
     let (payload, replaced) = result::encode(result, shared.nats.server_info().max_payload);

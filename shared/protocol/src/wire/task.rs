@@ -29,6 +29,10 @@ pub struct Task {
     pub compensation: bool,
     /// Subject (on JetStream) to publish the [`TaskResult`] to: the run's log.
     pub reply_to: String,
+    /// This attempt's secret: its result must carry it, so only a worker that took the
+    /// task can answer it (the coordinator ignores a result without it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -66,6 +70,9 @@ pub struct TaskResult {
     /// What the call spent on a model, for tools that call one (`llm`): budgets settle on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// The task's `token`, echoed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
 }
 
 /// Tokens a model call used, as the provider reported them.
