@@ -74,6 +74,8 @@ fn a_plan_is_asked_for_checked_repaired_and_run_as_a_child() {
     // The first plan has problems: the model is asked again with them.
     let effects = r.apply(ok(&t[0], proposal(1)), 1);
     assert!(dispatched(&effects).is_empty(), "nothing runs before the check");
+    let proposed = EventKind::PlanProposed { step_id: "p".into(), attempt: 1, round: 1 };
+    assert!(super::tests::events(&effects).contains(&proposed), "{effects:?}");
     let check = checks(&effects).pop().expect("a check");
     assert_eq!((check.step.as_str(), check.round, check.tools.clone()), ("p", 1, vec!["get_user".to_owned()]));
     assert_eq!(check.input, json!({"user_id": "7"}));

@@ -138,11 +138,14 @@ impl Run {
     }
 
     /// A model's answer to instance `i`'s attempt: a plan to check.
-    pub(super) fn on_proposal(&mut self, i: InstId, plan: Value, out: &mut Vec<Effect>) {
+    pub(super) fn on_proposal(&mut self, i: InstId, plan: Value, now: Millis, out: &mut Vec<Effect>) {
         let attempt = self.insts[i].state.attempt;
         let planning = self.insts[i].state.planning.get_or_insert_with(Default::default);
         planning.rounds.push(PlanRound { attempt, plan, problems: Vec::new(), checked: false });
         planning.phase = Phase::Checking;
+        let round = u32::try_from(planning.rounds.len()).unwrap_or(u32::MAX);
+        let step_id = self.insts[i].path.clone();
+        self.emit(out, now, EventKind::PlanProposed { step_id, attempt, round });
         if let Some(check) = self.plan_check(i) {
             out.push(Effect::CheckPlan(check));
         }

@@ -351,7 +351,7 @@ impl Run {
                 self.insts[i].state.end_reported(r.worker.clone(), times, now, Ok(()));
                 if self.plan_spec(i).is_some() {
                     // A model's plan: checked before anything runs.
-                    return self.on_proposal(i, output, out);
+                    return self.on_proposal(i, output, now, out);
                 }
                 self.complete_inst(i, output, r.worker, now, out);
             }

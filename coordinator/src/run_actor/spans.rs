@@ -136,7 +136,9 @@ impl RunSpans {
     /// their items; retries, skips, failures, the run's end.
     pub(crate) fn event(&self, run: &Run, event: &Event) {
         match &event.kind {
-            EventKind::StepRetrying { step_id, attempt, .. } => self.ended(run, step_id, *attempt, event.at_ms),
+            EventKind::StepRetrying { step_id, attempt, .. } | EventKind::PlanProposed { step_id, attempt, .. } => {
+                self.ended(run, step_id, *attempt, event.at_ms);
+            }
             EventKind::StepCompleted { step_id, .. }
             | EventKind::StepFailed { step_id, .. }
             | EventKind::StepCancelled { step_id, .. } => {

@@ -109,6 +109,9 @@ fn describe(event: &Event) -> String {
         EventKind::CompensationFailed { step_id, error, .. } => format!("{step_id}: compensation failed: {error}"),
         EventKind::RunPaused => "run paused".to_owned(),
         EventKind::RunResumed => "run resumed".to_owned(),
+        EventKind::PlanProposed { step_id, attempt, round } => {
+            format!("{step_id}: the model proposed plan {round} (attempt {attempt}); checking it")
+        }
         EventKind::BudgetExceeded { step_id, tokens, cost } => format!(
             "{step_id}: out of budget ({tokens} tokens, cost {cost:.4} spent and held); \
              resume with `weft resume {} --add-tokens N`",

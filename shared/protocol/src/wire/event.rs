@@ -59,6 +59,15 @@ pub enum EventKind {
         /// Why it failed.
         error: String,
     },
+    /// A `plan` step's model proposed a plan (its attempt ended); the coordinator checks it.
+    PlanProposed {
+        /// The step.
+        step_id: String,
+        /// The attempt whose model call wrote it.
+        attempt: u32,
+        /// Which of the step's plans it is (1-based).
+        round: u32,
+    },
     /// A step failed for good.
     StepFailed {
         /// The step.
