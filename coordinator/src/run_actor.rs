@@ -58,18 +58,36 @@ pub(crate) enum Question {
 /// the actor handles, it answers every question asked meanwhile. Asked through the
 /// mailbox, a status waited behind every result queued before it (100,000 of them for a
 /// wide `for_each`), and timed out.
+///
+/// The lane also says when a cancel of the run is stored in its log but still queued
+/// behind other inputs (`ending`): the run will end when it is applied, so the tasks the
+/// inputs before it make ready are not published (a replay would publish them again if the
+/// coordinator died first, then apply the cancel). A cancel no longer waits for a
+/// for_each's every queued result to publish its successor.
 #[derive(Debug, Default)]
-pub(crate) struct Questions(std::sync::Mutex<Vec<Question>>);
+pub(crate) struct Questions {
+    asked: std::sync::Mutex<Vec<Question>>,
+    ending: std::sync::atomic::AtomicBool,
+}
 
 impl Questions {
     /// Asks `question` of the run of `actor`; the answer comes on the question's sender.
     pub(crate) fn ask(&self, actor: &ActorRef<RunMsg>, question: Question) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(question);
+        self.asked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(question);
         let _ = actor.cast(RunMsg::Asked);
     }
 
+    /// A cancel (without compensation) of the run is stored in its log, not applied yet.
+    pub(crate) fn ending(&self) {
+        self.ending.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_ending(&self) -> bool {
+        self.ending.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn answer(&self, run: &Run) {
-        let asked = std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let asked = std::mem::take(&mut *self.asked.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         for question in asked {
             match question {
                 Question::Record(reply) => {
@@ -448,6 +466,10 @@ async fn carry_out(
         effects.into_iter().partition(|e| matches!(e, Effect::Dispatch(_)));
     for effect in dispatches.into_iter().chain(others) {
         match effect {
+            Effect::Dispatch(task) if !task.compensation && state.questions.is_ending() => {
+                tracing::debug!(run_id = %task.run_id, step_id = %task.step_id, "not dispatched: a cancel of the run is queued");
+            }
+            Effect::Acquire(_) if state.questions.is_ending() => {}
             Effect::Dispatch(task) => {
                 tracing::debug!(run_id = %task.run_id, step_id = %task.step_id, attempt = task.attempt, tool = %task.tool, "dispatch");
                 let headers = state.spans.dispatch(&state.run, &task);

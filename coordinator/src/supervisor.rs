@@ -534,6 +534,9 @@ async fn route(
             match state.runs.get_mut(&run_id) {
                 Some(Slot { state: SlotState::Active { live, routed }, .. }) => {
                     *routed += 1;
+                    if matches!(input, crate::machine::Input::Cancel { compensate: false, .. }) {
+                        live.questions.ending();
+                    }
                     let _ = live.actor.cast(RunMsg::Apply { input, at, message: Some(Box::new(message)) });
                 }
                 _ => {
