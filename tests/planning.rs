@@ -171,3 +171,35 @@ async fn a_plan_that_stays_invalid_fails_with_every_problem_and_runs_nothing() {
     let e = client.submit(&bad, Value::Null).await.expect_err("refused");
     assert!(e.to_string().contains("steps[0].plan.tools[0]") && e.to_string().contains("no_such_tool"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_killed_while_a_plan_awaits_approval_asks_the_model_nothing_again() {
+    let model = ScriptedModel::start(planner);
+    let env: Vec<(&str, &str)> = weft_tests::cluster::FAST
+        .iter()
+        .copied()
+        .chain([("WEFT_LLM_BASE_URL", model.base_url.as_str()), ("WEFT_LLM_MODEL", "planner-1")])
+        .collect();
+    let mut cluster = Cluster::start_with(1, 1, &env).await;
+    let client = cluster.client().await;
+    let run_id = client
+        .submit(&example("planned_weather_alert.json"), json!({"email": "me@example.com"}))
+        .await
+        .expect("submitted");
+    weft_tests::wait::record(&client, run_id, "the plan checked", |r| {
+        r.steps.get("plan").is_some_and(|s| s.plans.first().is_some_and(|p| p.checked))
+    })
+    .await;
+    // The run's owner dies with the plan proposed, checked and waiting for its approval.
+    cluster.crash_coordinator(&env);
+    let replayed = weft_tests::wait::record(&client, run_id, "the run owned again", |r| {
+        r.steps.get("plan").is_some_and(|s| s.plans.len() == 1 && s.plans[0].checked)
+    })
+    .await;
+    assert_eq!(replayed.status, RunStatus::Running, "{replayed:#?}");
+    client.signal(run_id, "plan.approve", json!(true)).await.expect("approved");
+    let record = client.wait(run_id).await.expect("the run ends");
+    assert_eq!(record.status, RunStatus::Completed, "{record:#?}\n{}", cluster.logs());
+    assert_eq!(record.output, Some(json!({"alerted": "me@example.com", "condition": "rainy"})));
+    assert_eq!(model.received().len(), 1, "the model was asked once: the replay read its answer from the log");
+}

@@ -76,7 +76,7 @@ impl Run {
         let limit = match (own, granted) {
             (None, None) => return None,
             (Some(b), None) | (None, Some(b)) => b,
-            (Some(a), Some(b)) => Budget { tokens: min(a.tokens, b.tokens), cost: min_f(a.cost, b.cost) },
+            (Some(a), Some(b)) => Budget { tokens: min(a.tokens, b.tokens), cost: min(a.cost, b.cost) },
         };
         let added = self.ledger.added;
         Some(Budget {
@@ -252,16 +252,10 @@ impl Run {
     }
 }
 
-fn min(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+/// The tighter of two limits; none is no limit.
+fn min<T: PartialOrd>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn min_f(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
+        (Some(a), Some(b)) => Some(if b < a { b } else { a }),
         (a, b) => a.or(b),
     }
 }
