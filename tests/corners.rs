@@ -284,3 +284,29 @@ async fn resource_pools_hold_across_runs_and_a_coordinator_crash() {
     let gpu = pools.iter().find(|p| p.name == "gpu").expect("the gpu pool");
     assert!(gpu.pool.holders.is_empty() && gpu.pool.waiters.is_empty(), "every unit came back: {gpu:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_business_key_makes_one_run_however_often_it_is_submitted() {
+    let cluster = Cluster::start(1).await;
+    let client = cluster.client().await;
+    let def = inline(json!({"name": "keyed", "steps": [{"id": "nap", "tool": "sleep", "params": {"ms": 300}}]}));
+    let (first, made) = client.submit_keyed(&def, Value::Null, "ORDER-7").await.expect("submitted");
+    assert!(made);
+    let (again, made_again) = client.submit_keyed(&def, Value::Null, "ORDER-7").await.expect("submitted again");
+    assert_eq!((again, made_again), (first, false), "the key's run, not a second one");
+    // The command line: `weft submit --key` prints the same id; `weft run --key` follows it.
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), def.to_json_pretty()).expect("written");
+    let path = file.path().display().to_string();
+    let out = weft_at(&cluster.nats.url, &["submit", &path, "--key", "ORDER-7"], None);
+    assert_eq!(text(&out).0.trim(), first.to_string(), "{:?}", text(&out));
+    let out = weft_at(&cluster.nats.url, &["run", &path, "--key", "ORDER-7"], None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&format!("run {first} was submitted before with key \"ORDER-7\"")), "{stderr}");
+    let listed = client.list(Some(50)).await.expect("listed");
+    assert_eq!(listed.iter().filter(|r| r.workflow == "keyed").count(), 1, "{listed:?}");
+    // Another key is another run.
+    let (other, made) = client.submit_keyed(&def, Value::Null, "ORDER-8").await.expect("submitted");
+    assert!(made && other != first);
+}

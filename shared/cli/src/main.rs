@@ -63,6 +63,10 @@ struct WorkflowArgs {
     /// Its version (default: the latest).
     #[arg(long, requires = "name")]
     version: Option<u32>,
+    /// A business key (an order number...): the same key names the same run, so a submit
+    /// repeated with it makes no second run and follows the first.
+    #[arg(long)]
+    key: Option<String>,
 }
 
 /// The run's input.
@@ -337,13 +341,13 @@ async fn run_command(url: &str, timeout: std::time::Duration, command: Command) 
             let def =
                 online::workflow(&client, workflow.file.as_deref(), workflow.name.as_deref(), workflow.version).await?;
             let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
-            online::run(&client, &def, input, json, quiet).await
+            online::run(&client, &def, input, workflow.key.as_deref(), json, quiet).await
         }
         Command::Submit { workflow, input } => {
             let def =
                 online::workflow(&client, workflow.file.as_deref(), workflow.name.as_deref(), workflow.version).await?;
             let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
-            online::submit(&client, &def, input).await
+            online::submit(&client, &def, input, workflow.key.as_deref()).await
         }
         Command::Plan { goal, tools, model, max_repairs, run, input } => {
             let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;

@@ -166,13 +166,18 @@ pub(crate) async fn run(
     client: &WeftClient,
     def: &WorkflowDef,
     input: Value,
+    key: Option<&str>,
     json: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    let run_id = client.submit(def, input).await?;
+    let (run_id, made) = submit_once(client, def, input, key).await?;
     let _ = FOLLOWED.set(run_id);
     if !json && !quiet {
-        eprintln!("submitted run {run_id}");
+        if made {
+            eprintln!("submitted run {run_id}");
+        } else {
+            eprintln!("run {run_id} was submitted before with key {:?}: following it", key.unwrap_or_default());
+        }
     }
     let mut events = Box::pin(client.watch(run_id).await?);
     while let Some(event) = events.next().await {
@@ -205,10 +210,28 @@ pub(crate) fn interrupted() -> ExitCode {
     ExitCode::from(exit::INTERRUPTED)
 }
 
-/// `weft submit`: print the run id at once.
-pub(crate) async fn submit(client: &WeftClient, def: &WorkflowDef, input: Value) -> anyhow::Result<ExitCode> {
-    outln!("{}", client.submit(def, input).await?);
+/// `weft submit`: print the run id at once (with a key: the key's run, made once).
+pub(crate) async fn submit(
+    client: &WeftClient,
+    def: &WorkflowDef,
+    input: Value,
+    key: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    outln!("{}", submit_once(client, def, input, key).await?.0);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A submit, or with a business key the key's one run; whether this call made it.
+async fn submit_once(
+    client: &WeftClient,
+    def: &WorkflowDef,
+    input: Value,
+    key: Option<&str>,
+) -> anyhow::Result<(Uuid, bool)> {
+    Ok(match key {
+        Some(key) => client.submit_keyed(def, input, key).await?,
+        None => (client.submit(def, input).await?, true),
+    })
 }
 
 /// `weft status`.

@@ -96,6 +96,9 @@ pub enum ClientError {
     },
 }
 
+/// The UUID v5 namespace of runs named by a business key (see [`WeftClient::keyed_id`]).
+const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x5765_6674_2d6b_6579_2d72_756e_7321_0001);
+
 /// A connection to a Weft deployment.
 #[derive(Debug, Clone)]
 pub struct WeftClient {
@@ -238,6 +241,33 @@ impl WeftClient {
         input: Value,
     ) -> Result<Uuid, ClientError> {
         self.submit_request(run_id, definition, input).instrument(run_span(run_id, definition)).await
+    }
+
+    /// The id of `workflow`'s run for business key `key` (an order number, a message id):
+    /// the same key names the same run, whoever submits it.
+    pub fn keyed_id(workflow: &str, key: &str) -> Uuid {
+        Uuid::new_v5(&KEY_NAMESPACE, format!("{workflow}\n{key}").as_bytes())
+    }
+
+    /// Submits `definition`'s run for business key `key` once: a second submit with the same
+    /// key (a retry after a lost answer, a message delivered twice) makes no second run and
+    /// returns the first one's id. Returns the id and whether this call created the run.
+    pub async fn submit_keyed(
+        &self,
+        definition: &WorkflowDef,
+        input: Value,
+        key: &str,
+    ) -> Result<(Uuid, bool), ClientError> {
+        let run_id = WeftClient::keyed_id(&definition.name, key);
+        match self.submit_with_id(run_id, definition, input).await {
+            Ok(run_id) => Ok((run_id, true)),
+            Err(ClientError::Api(e)) if e.code == ApiErrorCode::Conflict => {
+                // The key's run exists: made by an earlier submit of the same key.
+                self.status(run_id).await?;
+                Ok((run_id, false))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn submit_request(&self, run_id: Uuid, definition: &WorkflowDef, input: Value) -> Result<Uuid, ClientError> {
