@@ -161,13 +161,13 @@ impl Admission {
         }
     }
 
-    /// The limits of a submitted run.
     /// Costs model calls at `prices`.
     pub(crate) fn with_prices(mut self, prices: Prices) -> Admission {
         self.prices = prices;
         self
     }
 
+    /// The limits of a submitted run.
     pub(crate) fn run_limits(&self) -> RunLimits {
         self.limits.run
     }

@@ -16,12 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 use weft_lang::catalogue::ToolSpec;
-
-use crate::config::Prices;
 use weft_lang::definition::WorkflowDef;
 use weft_lang::limits::RunLimits;
 use weft_protocol::wire::{Millis, TaskResult};
 
+use crate::config::Prices;
 use crate::machine::{Input, Logged, ParentLink};
 use crate::nats::NatsError;
 

@@ -925,14 +925,14 @@ fn describe_result(r: &TaskResult) -> String {
     format!("{kind} of `{}` attempt {} from {}", r.step_id, r.attempt, r.worker)
 }
 
-/// The output a failed step hands on under `continue_on_error` (and a failed `for_each`
-/// item within its `max_failures`).
 /// The failure of a step that reached one of the run's limits: never retried (the next
 /// attempt would reach it again). `message` is `weft_lang::limits::exceeded`'s.
 pub(crate) fn limit_error(message: String) -> ToolError {
     ToolError::new(message).with_code(weft_lang::limits::LIMIT_EXCEEDED).permanent()
 }
 
+/// The output a failed step hands on under `continue_on_error` (and a failed `for_each`
+/// item within its `max_failures`).
 fn error_value(error: &ToolError) -> Value {
     json!({"error": {"message": error.message, "code": error.code}})
 }

@@ -86,11 +86,6 @@ impl UsageMeter {
     pub fn take(&self) -> Option<Usage> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
-
-    /// What was spent so far.
-    pub fn get(&self) -> Option<Usage> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
 }
 
 impl Default for ToolContext {

@@ -108,20 +108,10 @@ impl Run {
     /// run then waits for room, or stops as `budget_exceeded`). Anything but a model call
     /// fits.
     pub(super) fn hold_for_call(&mut self, i: InstId, now: Millis, out: &mut Vec<Effect>) -> bool {
-        if !self.calls_model(i) {
-            return true;
-        }
-        let params = match self.task(i) {
-            Some(task) => task.params,
-            None => return true,
-        };
-        let hold = self.estimate(&params);
-        self.hold(i, hold, now, out)
-    }
-
-    /// Holds `hold` for instance `i`'s next attempt, if it fits.
-    fn hold(&mut self, i: InstId, hold: Hold, now: Millis, out: &mut Vec<Effect>) -> bool {
-        let Some(limit) = self.budget() else { return true };
+        // Without a budget nothing is estimated: a `plan` step's request is large to build.
+        let Some(limit) = self.budget().filter(|_| self.calls_model(i)) else { return true };
+        let Some(task) = self.task(i) else { return true };
+        let hold = self.estimate(&task.params);
         match self.fits(limit, hold) {
             Fits::Yes => {
                 let key = (self.insts[i].path.clone(), self.insts[i].state.attempt + 1);

@@ -11,11 +11,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
-use weft_lang::definition::Budget;
+use weft_lang::definition::{Budget, WorkflowDef};
 use weft_lang::plan::Kind;
 use weft_protocol::wire::{Millis, RunStatus, Spend, StepStatus, ToolError};
-
-use weft_lang::definition::WorkflowDef;
 
 use super::ids::InstId;
 use super::planning::Phase;

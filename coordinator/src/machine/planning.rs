@@ -87,7 +87,7 @@ pub(crate) struct PlanCheck {
 }
 
 /// The signal that approves instance `path`'s plan.
-pub(crate) fn approval_signal(path: &str) -> String {
+fn approval_signal(path: &str) -> String {
     format!("{path}.approve")
 }
 
@@ -201,11 +201,9 @@ impl Run {
             return self.run_plan(i, &spec, now, out);
         }
         if !from_approver && asked <= spec.max_repairs {
-            // Asked again, with the problems: the frame starts the next attempt.
+            // Asked again, with the problems.
             self.set_phase(i, Phase::Asking);
-            self.insts[i].state.status = StepStatus::Pending;
-            self.dirty.insert(self.insts[i].frame);
-            return;
+            return self.next_attempt(i);
         }
         let message = if from_approver {
             format!("the plan the approver sent is invalid: {summary}")
@@ -226,7 +224,12 @@ impl Run {
             let worker = "coordinator".to_owned();
             return self.complete_inst(i, plan, worker, now, out);
         }
-        // Pending in the running phase: the frame starts its child as the next attempt.
+        // In the running phase, its next attempt is the child run.
+        self.next_attempt(i);
+    }
+
+    /// Instance `i` is pending again: its frame starts its next attempt, as its phase says.
+    fn next_attempt(&mut self, i: InstId) {
         self.insts[i].state.status = StepStatus::Pending;
         self.dirty.insert(self.insts[i].frame);
     }

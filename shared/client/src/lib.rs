@@ -261,11 +261,8 @@ impl WeftClient {
         let run_id = WeftClient::keyed_id(&definition.name, key);
         match self.submit_with_id(run_id, definition, input).await {
             Ok(run_id) => Ok((run_id, true)),
-            Err(ClientError::Api(e)) if e.code == ApiErrorCode::Conflict => {
-                // The key's run exists: made by an earlier submit of the same key.
-                self.status(run_id).await?;
-                Ok((run_id, false))
-            }
+            // A submit's only conflict: the id names a run already, the key's, made before.
+            Err(ClientError::Api(e)) if e.code == ApiErrorCode::Conflict => Ok((run_id, false)),
             Err(e) => Err(e),
         }
     }
