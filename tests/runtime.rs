@@ -539,3 +539,39 @@ const EXPECTED_OUTPUTS: &[(&str, &str, &str)] = &[
     ("patterns/state_machine.json", "/state", r#""done""#),
     ("patterns/dynamic_workflow.json", "/type", r#""simple""#),
 ];
+
+/// Deduplication rests on `Nats-Msg-Id`: a result published twice (a worker that died
+/// after publishing, before acking) and an event published again are stored once only if
+/// the stored messages carry their ids, trace headers or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_and_events_are_stored_with_their_message_ids() {
+    let cluster = Cluster::start(1).await;
+    let client = cluster.client().await;
+    let def = inline(json!({"name": "ids", "steps": [
+        {"id": "a", "tool": "echo", "params": {"x": 1}},
+        {"id": "nap", "tool": "sleep", "params": {"ms": 60000}, "depends_on": ["a"]}
+    ]}));
+    let run = client.submit(&def, Value::Null).await.expect("submitted");
+    weft_tests::wait::record(&client, run, "napping", |r| {
+        r.steps.get("nap").is_some_and(|s| s.status == StepStatus::Running)
+    })
+    .await;
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let id_of =
+        |m: &async_nats::jetstream::message::StreamMessage| m.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_owned());
+    // The run log lives while the run does.
+    let inputs = js.get_stream("WEFT_INPUTS").await.expect("inputs stream");
+    let partition = weft_protocol::subjects::partition_of(run, 8);
+    let result = inputs
+        .get_last_raw_message_by_subject(&weft_protocol::subjects::results(partition, run))
+        .await
+        .expect("a's result in the run log");
+    assert_eq!(id_of(&result).as_deref(), Some(format!("result:task:{run}:a:1").as_str()), "{:?}", result.headers);
+    let events = js.get_stream("WEFT_EVENTS").await.expect("events stream");
+    let started = events
+        .get_first_raw_message_by_subject(weft_protocol::subjects::events(run), 1)
+        .await
+        .expect("the run's first event");
+    assert_eq!(id_of(&started).as_deref(), Some(format!("event:{run}:1").as_str()), "{:?}", started.headers);
+    client.cancel(run, None).await.expect("cancelled");
+}

@@ -114,7 +114,8 @@ impl Nats {
         headers: async_nats::HeaderMap,
     ) {
         let js = self.js.clone();
-        let build = move || Publish::build().payload(payload.clone()).message_id(&id).headers(headers.clone());
+        // Headers first: `headers` replaces the map, so a message id set before it was lost.
+        let build = move || Publish::build().payload(payload.clone()).headers(headers.clone()).message_id(&id);
         // The send is awaited here, so publishes keep their order; the ack in the background.
         let first = js.send_publish(subject.clone(), build()).await;
         let shutdown = self.shutdown.clone();

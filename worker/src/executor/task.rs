@@ -238,7 +238,8 @@ async fn publish(shared: &Shared, task: &Task, id: &str, payload: bytes::Bytes, 
             // The result carries the tool span's context back to the coordinator.
             let mut headers = async_nats::HeaderMap::new();
             weft_protocol::trace::inject(&tracing::Span::current(), &mut headers);
-            let publish = PublishMessage::build().payload(payload.clone()).message_id(id).headers(headers);
+            // Headers first: `headers` replaces the map, message id included.
+            let publish = PublishMessage::build().payload(payload.clone()).headers(headers).message_id(id);
             shared.js.send_publish(subject.clone(), publish).await?.await
         };
         match sent.await {
