@@ -14,8 +14,11 @@ use crate::tool::{Tool, bad_params};
 /// A tool that cannot be registered.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// The name cannot be a NATS subject token.
-    #[error("tool name {name:?} is not a valid subject token (use letters, digits, `_` and `-`)")]
+    /// The name cannot be part of a NATS subject.
+    #[error(
+        "tool name {name:?} is not valid: use tokens of letters, digits, `_` and `-`, separated by `.`, at most {max} bytes",
+        max = subjects::MAX_TOOL_NAME
+    )]
     BadName {
         /// The name.
         name: String,
@@ -78,7 +81,7 @@ impl Registry {
     pub fn register(&mut self, tool: Arc<dyn Tool>) -> Result<(), RegistryError> {
         let spec = tool.spec();
         let name = spec.name.clone();
-        if !subjects::is_token(&name) {
+        if !subjects::is_tool_name(&name) {
             return Err(RegistryError::BadName { name });
         }
         if self.tools.contains_key(&name) {
@@ -109,6 +112,11 @@ impl Registry {
     /// Every tool name, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tools.keys().map(String::as_str)
+    }
+
+    /// Every tool, by name.
+    pub fn tools(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
+        self.tools.values().map(|e| &e.tool)
     }
 
     /// Every spec, by name.
@@ -171,7 +179,9 @@ mod tests {
     fn names_must_be_tokens_and_unique() {
         let mut r = Registry::new();
         let any = json!({"type": "object"});
-        assert!(matches!(r.register(Arc::new(Named("a.b", any.clone()))), Err(RegistryError::BadName { .. })));
+        assert!(matches!(r.register(Arc::new(Named("a..b", any.clone()))), Err(RegistryError::BadName { .. })));
+        assert!(matches!(r.register(Arc::new(Named("a b", any.clone()))), Err(RegistryError::BadName { .. })));
+        r.register(Arc::new(Named("server.tool", any.clone()))).expect("a dotted name");
         assert!(matches!(r.register(Arc::new(Named("", any.clone()))), Err(RegistryError::BadName { .. })));
         r.register(Arc::new(Named("ok_tool-1", any.clone()))).expect("valid name");
         assert!(matches!(r.register(Arc::new(Named("ok_tool-1", any))), Err(RegistryError::Duplicate { .. })));

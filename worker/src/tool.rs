@@ -22,7 +22,8 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 /// A function a worker exposes to workflows.
 #[async_trait]
 pub trait Tool: Send + Sync {
-    /// Name (a subject token: letters, digits, `_`, `-`), version, description, params schema.
+    /// Name (tokens of letters, digits, `_` and `-`, separated by `.`), version, description,
+    /// params schema.
     /// Read once, when the tool is registered.
     fn spec(&self) -> ToolSpec;
 

@@ -2,7 +2,7 @@
 //!
 //! | what | subject | carried by |
 //! |---|---|---|
-//! | tasks for tool `T` | `weft.task.T` | stream `WEFT_TASKS` (work queue), durable consumer `tool-T` shared by T's workers |
+//! | tasks for tool `T` | `weft.task.T` | stream `WEFT_TASKS` (work queue), durable consumer [`tool_consumer`] `tool-T` shared by T's workers |
 //! | everything that happens to run `R` (creation, timers, commands; its results on `weft.in.<partition>.R.result`) | `weft.in.<partition>.R` | stream `WEFT_INPUTS` (the run log), pinned consumer `part-<partition>` of the owning coordinator |
 //! | lifecycle events of run `R` | `weft.events.R` | stream `WEFT_EVENTS` (kept for a day) |
 //! | cancel tools of run `R` | `weft.cancel.R` | core NATS (best effort; the coordinator ignores late results) |
@@ -66,9 +66,21 @@ pub fn task(tool: &str) -> String {
 /// Every task subject.
 pub const TASKS_ALL: &str = "weft.task.>";
 
-/// Durable consumer shared by the workers of `tool`.
+/// Durable consumer shared by the workers of `tool`: `tool-<tool>`, or for a dotted name
+/// (`memory.create_entities`), the dots made `_` and the name's FNV-1a hash added, since a
+/// consumer's name cannot hold a `.` and `a.b_c` and `a_b.c` must stay apart
+/// (docs/protocol.md, Tool names).
 pub fn tool_consumer(tool: &str) -> String {
-    format!("tool-{tool}")
+    if tool.contains('.') {
+        format!("tool-{}-{:016x}", tool.replace('.', "_"), fnv1a64(tool.as_bytes()))
+    } else {
+        format!("tool-{tool}")
+    }
+}
+
+/// 64-bit FNV-1a: simple enough for every worker's language to compute the same.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Subject of a run's inputs: its log (creation, timers, commands, signals, grants,
@@ -163,6 +175,15 @@ pub fn is_token(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// Longest tool name: it is part of subjects, KV keys and a consumer's name.
+pub const MAX_TOOL_NAME: usize = 128;
+
+/// Whether `name` can name a tool: tokens separated by `.` (`echo`, `memory.read_graph`),
+/// at most [`MAX_TOOL_NAME`] bytes.
+pub fn is_tool_name(name: &str) -> bool {
+    name.len() <= MAX_TOOL_NAME && name.split('.').all(is_token)
+}
+
 /// Where a coordinator's replies arrive (its JetStream and request inboxes): each role has
 /// its own prefix, which the deployment lets only that role subscribe to, so no worker reads
 /// a client's API replies and no client reads a worker's pulled tasks.
@@ -173,3 +194,34 @@ pub const INBOX_WORKER: &str = "_INBOX_worker";
 
 /// Where a client's replies arrive (`weft`, `WeftClient`; see [`INBOX_COORDINATOR`]).
 pub const INBOX_CLIENT: &str = "_INBOX_client";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_names_are_dotted_tokens() {
+        for good in ["echo", "get_weather", "memory.read_graph", "everything.get-sum", "a.b.c"] {
+            assert!(is_tool_name(good), "{good}");
+        }
+        for bad in ["", "a..b", ".a", "a.", "a b", "a/b", "a*", "a>", &"x".repeat(MAX_TOOL_NAME + 1)] {
+            assert!(!is_tool_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn consumers_of_dotted_names_stay_apart_and_plain_names_keep_theirs() {
+        assert_eq!(tool_consumer("get_weather"), "tool-get_weather");
+        let a = tool_consumer("a.b_c");
+        let b = tool_consumer("a_b.c");
+        assert_ne!(a, b);
+        assert!(a.starts_with("tool-a_b_c-") && !a.contains('.'), "{a}");
+        // The documented hash (docs/protocol.md): FNV-1a 64 of the name's bytes.
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(
+            tool_consumer("memory.create_entities"),
+            format!("tool-memory_create_entities-{:016x}", fnv1a64(b"memory.create_entities"))
+        );
+    }
+}
