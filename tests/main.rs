@@ -5,6 +5,7 @@
 //! - [`deploy`]: deploy/nats/'s users, permissions and cluster on a real nats-server.
 //! - [`durability`]: SIGKILLed coordinators and workers, a restarted NATS: nothing lost.
 //! - [`llm`]: `llm` steps against the scripted OpenAI-compatible server.
+//! - [`mcp`]: MCP servers' tools served by a worker: real servers, and one that misbehaves.
 //! - [`planning`]: `plan` steps: model-written workflows checked, repaired, approved and run.
 //! - [`in_process`]: the actor layer, with a coordinator and a worker as tasks of the test.
 //! - [`hostile`]: forged and malformed entries on the live services: ignored, named, harmless.
@@ -18,6 +19,7 @@ mod durability;
 mod hostile;
 mod in_process;
 mod llm;
+mod mcp;
 mod planning;
 mod runtime;
 mod tracing;

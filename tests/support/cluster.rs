@@ -100,14 +100,15 @@ impl Cluster {
 
     /// Starts one more worker.
     pub fn add_worker(&mut self, id: &str, env: &[(&str, &str)]) {
+        self.add_worker_with(id, &["--demo-tools"], env);
+    }
+
+    /// Starts one more worker with these arguments besides its NATS URL and id.
+    pub fn add_worker_with(&mut self, id: &str, args: &[&str], env: &[(&str, &str)]) {
         let url = self.nats.url.clone();
-        self.workers.push(spawn(
-            id,
-            "weft-worker",
-            &["--nats", &url, "--demo-tools", "--id", id],
-            env,
-            self.dir.path(),
-        ));
+        let mut all = vec!["--nats", &url, "--id", id];
+        all.extend_from_slice(args);
+        self.workers.push(spawn(id, "weft-worker", &all, env, self.dir.path()));
     }
 
     /// Every process's log, for failure messages.

@@ -22,6 +22,15 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repository root")
 }
 
+/// Path of a program the project's setup installs from npm (`.weft/npm`, or under
+/// `WEFT_HOME`); panics with the fix if it is missing.
+pub fn npm_bin(name: &str) -> PathBuf {
+    let home = std::env::var_os("WEFT_HOME").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".weft"));
+    let path = home.join("npm/node_modules/.bin").join(name);
+    assert!(path.exists(), "{} is missing: run deploy/setup.sh (it installs the MCP servers from npm)", path.display());
+    path
+}
+
 /// Path of a workspace binary; panics with the fix if it was not built.
 pub fn bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("WEFT_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {

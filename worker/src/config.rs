@@ -40,6 +40,8 @@ pub struct Config {
     pub retention: Retention,
     /// Serve the `llm` tool against this provider (default none: no `llm` tool).
     pub llm: Option<crate::llm::LlmConfig>,
+    /// Serve the tools of these MCP servers, as `<server>.<tool>` (default none).
+    pub mcp: Vec<crate::mcp::McpServer>,
 }
 
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             max_deliveries: 5,
             retention: Retention::default(),
             llm: None,
+            mcp: Vec::new(),
         }
     }
 }
@@ -85,6 +88,7 @@ impl Config {
         if self.max_deliveries == 0 {
             return invalid("max deliveries must be at least 1".into());
         }
+        crate::mcp::config::check_names(&self.mcp).map_err(|e| WorkerError::Config(e.to_string()))?;
         Ok(())
     }
 }

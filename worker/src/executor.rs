@@ -1,7 +1,9 @@
 //! The executor: takes tasks from JetStream, runs tools, publishes results.
 //!
 //! One pull loop per tool shares the tool's durable consumer with every other worker of
-//! the tool, and never asks for more tasks than it has free slots. Each task runs in a
+//! the tool, and never asks for more tasks than it has free slots. The tools served can
+//! change while the worker runs (an MCP server lists new ones): loops start and stop
+//! with them, and the advertisements follow. Each task runs in a
 //! handler of its own ([`task`]); a cancel listener stops running calls of cancelled
 //! runs; an advertiser keeps the tools listed in KV. Nothing here returns an error: NATS
 //! outages are logged and retried with backoff until shutdown.
@@ -17,6 +19,7 @@ mod result;
 mod running;
 mod task;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +39,8 @@ use running::Running;
 struct Shared {
     nats: async_nats::Client,
     js: jetstream::Context,
-    registry: Registry,
+    /// The tools served now.
+    tools: watch::Receiver<Arc<Registry>>,
     config: Config,
     running: Running,
     /// Handlers of tasks, waited for at shutdown.
@@ -47,11 +51,18 @@ struct Shared {
     connections: watch::Receiver<u64>,
 }
 
-/// Serves `registry` until `shutdown` fires and running tools have finished (or the grace
-/// period has passed).
+impl Shared {
+    /// The tools served now.
+    fn registry(&self) -> Arc<Registry> {
+        self.tools.borrow().clone()
+    }
+}
+
+/// Serves `tools` (as they change) until `shutdown` fires and running tools have finished
+/// (or the grace period has passed).
 pub(crate) async fn serve(
     config: Config,
-    registry: Registry,
+    mut tools: watch::Receiver<Arc<Registry>>,
     nats: async_nats::Client,
     connections: watch::Receiver<u64>,
     shutdown: CancellationToken,
@@ -59,15 +70,11 @@ pub(crate) async fn serve(
     let js = jetstream::new(nats.clone());
     let Some(infra) = set_up(&js, &config, &shutdown).await else { return };
     let connected = crate::tool::Connected { client: nats.clone(), infra: infra.clone() };
-    for name in registry.names() {
-        if let Some(tool) = registry.get(name) {
-            tool.connected(&connected).await;
-        }
-    }
+    let registry = tools.borrow_and_update().clone();
     let shared = Arc::new(Shared {
         nats,
         js,
-        registry,
+        tools: tools.clone(),
         config,
         running: Running::default(),
         handlers: TaskTracker::new(),
@@ -76,24 +83,33 @@ pub(crate) async fn serve(
     });
     tracing::info!(
         worker = %shared.config.worker_id,
-        tools = shared.registry.len(),
+        tools = registry.len(),
         "serving tools: {}",
-        shared.registry.names().collect::<Vec<_>>().join(", ")
+        registry.names().collect::<Vec<_>>().join(", ")
     );
 
     let stop_listening = CancellationToken::new();
     let mut background = JoinSet::new();
     background.spawn(cancel::listen(shared.clone(), stop_listening.clone()));
     background.spawn(advertise::run(shared.clone(), infra.tools, shutdown.clone()));
-    let mut pulls = JoinSet::new();
-    for name in shared.registry.names() {
-        let limit = shared.config.concurrency.or(shared.registry.concurrency(name)).unwrap_or(1);
-        pulls.spawn(pull::run(shared.clone(), name.to_owned(), limit, shutdown.clone()));
+    let mut pulls = Pulls::default();
+    pulls.follow(&shared, &registry, &connected, &shutdown).await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            changed = tools.changed() => {
+                if changed.is_err() {
+                    // The set is final.
+                    shutdown.cancelled().await;
+                    break;
+                }
+                let registry = tools.borrow_and_update().clone();
+                pulls.follow(&shared, &registry, &connected, &shutdown).await;
+            }
+        }
     }
-
-    shutdown.cancelled().await;
     // Pull loops first, so no handler starts after the tracker is closed.
-    while pulls.join_next().await.is_some() {}
+    while pulls.loops.join_next().await.is_some() {}
     shared.handlers.close();
     if !shared.handlers.is_empty() {
         tracing::info!(running = shared.handlers.len(), grace = ?shared.config.grace, "waiting for running tools");
@@ -110,6 +126,52 @@ pub(crate) async fn serve(
         tracing::warn!(error = %e, "could not flush the NATS connection");
     }
     tracing::info!("worker stopped");
+}
+
+/// The pull loops, one per tool served.
+#[derive(Default)]
+struct Pulls {
+    loops: JoinSet<()>,
+    /// Each tool's concurrency limit and the token that stops its loop.
+    running: BTreeMap<String, (usize, CancellationToken)>,
+}
+
+impl Pulls {
+    /// Starts loops of tools that are new (or whose limit changed) and stops those of tools
+    /// no longer served (their buffered tasks go back to other workers).
+    async fn follow(
+        &mut self,
+        shared: &Arc<Shared>,
+        registry: &Registry,
+        connected: &crate::tool::Connected,
+        shutdown: &CancellationToken,
+    ) {
+        self.running.retain(|name, (_, stop)| {
+            let kept = registry.get(name).is_some();
+            if !kept {
+                tracing::info!(tool = %name, "no longer served");
+                stop.cancel();
+            }
+            kept
+        });
+        for name in registry.names() {
+            let limit = shared.config.concurrency.or(registry.concurrency(name)).unwrap_or(1);
+            match self.running.get(name) {
+                Some((running, _)) if *running == limit => continue,
+                Some((_, stop)) => stop.cancel(),
+                None => {
+                    if let Some(tool) = registry.get(name) {
+                        tool.connected(connected).await;
+                    }
+                }
+            }
+            let stop = shutdown.child_token();
+            self.loops.spawn(pull::run(shared.clone(), name.to_owned(), limit, stop.clone()));
+            self.running.insert(name.to_owned(), (limit, stop));
+        }
+        // Reap loops that stopped, so a worker whose tools churn does not keep them.
+        while self.loops.try_join_next().is_some() {}
+    }
 }
 
 /// Creates streams and buckets, retrying until NATS answers; `None` if shut down first.

@@ -34,6 +34,8 @@
 //! - [`builtin`]: the built-in tools, one file each.
 //! - [`demo`]: the demo tools, defined by `examples/tools/demo.json` plus a few functions.
 //! - [`llm`]: the `llm` tool, a model call over the Chat Completions protocol.
+//! - [`mcp`]: MCP servers' tools as Weft tools (`<server>.<tool>`).
+//! - [`tls`]: the process's TLS provider for HTTP clients.
 //! - `connect`: the NATS connection (waits for the server, reconnects forever).
 //! - `executor`: pull loops, task handling, results, cancellation, advertisements.
 
@@ -43,8 +45,14 @@ pub mod demo;
 pub mod error;
 mod executor;
 pub mod llm;
+pub mod mcp;
 pub mod registry;
+pub mod tls;
 pub mod tool;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
 
 pub use config::Config;
 pub use error::WorkerError;
@@ -52,20 +60,35 @@ pub use registry::Registry;
 use tokio_util::sync::CancellationToken;
 pub use tool::{Connected, Tool, ToolContext, UsageMeter};
 
-/// Runs a worker with the built-in tools (and the demo tools if `config.demo_tools`)
-/// until `shutdown` fires and running tools have finished or the grace period is over.
+/// Runs a worker with the built-in tools (and the demo tools if `config.demo_tools`, the
+/// `llm` tool if `config.llm`, the tools of `config.mcp`'s servers) until `shutdown` fires
+/// and running tools have finished or the grace period is over.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), WorkerError> {
     let mut registry = Registry::with_builtins();
     if config.demo_tools {
         demo::register(&mut registry)?;
     }
     if let Some(llm) = &config.llm {
-        registry.register(std::sync::Arc::new(llm::Llm::new(llm.clone())))?;
+        registry.register(Arc::new(llm::Llm::new(llm.clone())))?;
     }
-    run_with_registry(config, registry, shutdown).await
+    if config.mcp.is_empty() {
+        return run_with_registry(config, registry, shutdown).await;
+    }
+    config.validate()?;
+    let own: Vec<Arc<dyn Tool>> = registry.tools().cloned().collect();
+    let (tools, served) = watch::channel(Arc::new(registry));
+    // The servers outlive the executor, so tools still running at shutdown can finish.
+    let stop_servers = CancellationToken::new();
+    let servers = tokio::spawn(mcp::serve(config.mcp.clone(), own, tools, stop_servers.clone()));
+    let result = run_with_tools(config, served, shutdown).await;
+    stop_servers.cancel();
+    if let Err(e) = servers.await {
+        tracing::warn!(error = %e, "the MCP sessions did not stop cleanly");
+    }
+    result
 }
 
-/// Runs a worker serving `registry` (ignores `config.demo_tools`).
+/// Runs a worker serving `registry` (ignores `config.demo_tools`, `llm` and `mcp`).
 ///
 /// Returns an error only if it cannot start (bad config, no tools, unusable NATS URL); a
 /// NATS server that is not up yet is waited for, and outages are ridden out.
@@ -74,10 +97,22 @@ pub async fn run_with_registry(
     registry: Registry,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    config.validate()?;
     if registry.is_empty() {
         return Err(WorkerError::NoTools);
     }
+    // The sender stays here, so the set never changes.
+    let (_fixed, tools) = watch::channel(Arc::new(registry));
+    run_with_tools(config, tools, shutdown).await
+}
+
+/// Runs a worker serving the tools `tools` holds, as they change: loops and
+/// advertisements start and stop with them (how MCP servers' tools are served).
+pub async fn run_with_tools(
+    config: Config,
+    tools: watch::Receiver<Arc<Registry>>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    config.validate()?;
     let name = format!("weft-worker {}", config.worker_id);
     let weft_service::connect::Connection { client: nats, connections } = weft_service::connect::connect(
         name,
@@ -86,6 +121,6 @@ pub async fn run_with_registry(
         weft_protocol::subjects::INBOX_WORKER,
     )
     .await?;
-    executor::serve(config, registry, nats, connections, shutdown).await;
+    executor::serve(config, tools, nats, connections, shutdown).await;
     Ok(())
 }

@@ -52,6 +52,15 @@ struct Args {
     /// The window the rate limits count over (a minute; shorter only to test them quickly).
     #[arg(long, env = "WEFT_LLM_RATE_WINDOW", default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
     llm_rate_window: Duration,
+    /// Serve an MCP server's tools as `NAME.<tool>`: `NAME=COMMAND [ARGS...]` (stdio; split
+    /// on spaces) or `NAME=URL` (Streamable HTTP). Repeatable.
+    #[arg(long = "mcp", value_name = "NAME=COMMAND|URL")]
+    mcp: Vec<String>,
+    /// Serve the MCP servers of this file: `{"mcpServers": {...}}`, as Claude Desktop,
+    /// Cursor and VS Code write it (`command`/`args`/`env`, or `url`/`headers`; `${VAR}`
+    /// from the environment).
+    #[arg(long, env = "WEFT_MCP_CONFIG")]
+    mcp_config: Option<PathBuf>,
     /// Log as JSON lines.
     #[arg(long, env = "WEFT_LOG_JSON")]
     log_json: bool,
@@ -63,6 +72,13 @@ async fn main() -> anyhow::Result<()> {
     let defaults = Config::default();
     let worker_id = args.id.unwrap_or(defaults.worker_id.clone());
     let telemetry = weft_service::telemetry::init_instance("weft-worker", args.log_json, &worker_id);
+    let mut mcp = Vec::new();
+    if let Some(path) = non_empty(args.mcp_config.map(|p| p.display().to_string())) {
+        mcp = weft_worker::mcp::config::read_file(path.as_ref(), &|var| std::env::var(var).ok())?;
+    }
+    for flag in &args.mcp {
+        mcp.push(weft_worker::mcp::config::parse_flag(flag)?);
+    }
     let config = Config {
         nats_url: args.nats,
         credentials: args.creds,
@@ -77,11 +93,12 @@ async fn main() -> anyhow::Result<()> {
             rate_window: args.llm_rate_window,
             ..l
         }),
+        mcp,
         ..defaults
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(weft_service::signals::stop_on_signals(shutdown.clone()));
-    tracing::info!(worker = %config.worker_id, nats = %weft_protocol::nats_url::redact(&config.nats_url), demo_tools = config.demo_tools, llm = config.llm.as_ref().map(LlmConfig::shown_url), "starting");
+    tracing::info!(worker = %config.worker_id, nats = %weft_protocol::nats_url::redact(&config.nats_url), demo_tools = config.demo_tools, llm = config.llm.as_ref().map(LlmConfig::shown_url), mcp = ?config.mcp.iter().map(|s| format!("{}: {}", s.name, s.transport)).collect::<Vec<_>>(), "starting");
     let result = weft_worker::run(config, shutdown).await;
     telemetry.shutdown().await;
     result?;

@@ -369,7 +369,12 @@ impl Run {
             return;
         }
         let limit = self.def(i).timeout.unwrap_or_default();
-        let error = ToolError::new(format!("attempt {attempt} timed out after {limit:?}")).with_code(codes::TIMEOUT);
+        // The tool is named: a hung tool is most often a server behind it (an MCP server).
+        let what = match &self.def(i).kind {
+            Kind::Task { tool, .. } => format!("attempt {attempt} of tool `{tool}`"),
+            _ => format!("attempt {attempt}"),
+        };
+        let error = ToolError::new(format!("{what} timed out after {limit:?}")).with_code(codes::TIMEOUT);
         match self.def(i).kind {
             _ if self.is_task(i) => {
                 self.settle_call(i, attempt, None);

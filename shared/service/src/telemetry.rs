@@ -34,18 +34,22 @@ fn tracing_enabled() -> bool {
     !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
+/// What a service logs and traces unless `RUST_LOG` says otherwise: ractor wraps each
+/// actor's life in an info span (a root trace of its own); async-nats logs every
+/// connection; rmcp every MCP session's handshake and notification (the worker logs what
+/// matters of them itself).
+const SERVICE_FILTER: &str = "info,ractor=warn,async_nats=warn,rmcp=warn";
+
 /// Sets up logs (and traces if configured) for a service whose name defaults to
 /// `service`. Must run inside a multi-thread tokio runtime (the exporter needs it).
 pub fn init(service: &str, json: bool) -> Telemetry {
-    // ractor wraps each actor's life in an info span (a root trace of its own); async-nats
-    // logs every connection.
-    setup(service, "info,ractor=warn,async_nats=warn", json, true, None)
+    setup(service, SERVICE_FILTER, json, true, None)
 }
 
 /// The same for a service that names its instance (`service.instance.id` in traces: a
 /// worker's id).
 pub fn init_instance(service: &str, json: bool, instance: &str) -> Telemetry {
-    setup(service, "info,ractor=warn,async_nats=warn", json, true, Some(instance))
+    setup(service, SERVICE_FILTER, json, true, Some(instance))
 }
 
 /// For a command line: warnings only unless `RUST_LOG` says more, and traces only if
@@ -68,7 +72,7 @@ fn setup(service: &str, default_filter: &str, json: bool, traced: bool, instance
             .with_tracked_inactivity(false)
             .with_threads(false)
             .with_location(false)
-            .with_filter(EnvFilter::new("info,ractor=warn,async_nats=warn"))
+            .with_filter(EnvFilter::new(SERVICE_FILTER))
     });
     // Colours only for a person at a terminal: a log file or a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();

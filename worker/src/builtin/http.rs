@@ -41,7 +41,7 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 /// One client for every call: its connection pool is shared.
-static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(reqwest::Client::new);
+static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(crate::tls::http_client);
 
 /// Sends an HTTP request.
 #[derive(Debug, Clone, Copy)]

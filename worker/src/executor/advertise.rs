@@ -1,7 +1,9 @@
 //! Advertises this worker's tools in the KV bucket `weft_tools`, under `<tool>.<worker>`,
-//! every [`crate::Config::advertise_every`]; entries expire unless refreshed, so a dead
-//! worker drops out by itself. On shutdown the entries are deleted at once.
+//! every [`crate::Config::advertise_every`] and whenever the tools served change; entries
+//! expire unless refreshed, so a dead worker drops out by itself. A tool no longer served
+//! and, on shutdown, every tool is deleted at once.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use weft_protocol::topology;
 use weft_protocol::wire::{Advertisement, now_ms};
 
 use super::Shared;
+use crate::registry::Registry;
 
 /// The KV key of `tool` on `worker`.
 pub(super) fn key(tool: &str, worker: &str) -> String {
@@ -23,12 +26,19 @@ pub(super) async fn run(shared: Arc<Shared>, mut store: kv::Store, shutdown: Can
     let worker = shared.config.worker_id.clone();
     let mut ticker = tokio::time::interval(shared.config.advertise_every);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut tools = shared.tools.clone();
+    let mut advertised = BTreeSet::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            Ok(()) = tools.changed() => {}
             () = shutdown.cancelled() => break,
         }
-        if let Err(e) = advertise(&shared, &store, &worker).await {
+        let registry = tools.borrow_and_update().clone();
+        let now: BTreeSet<String> = registry.names().map(str::to_owned).collect();
+        withdraw(&store, &worker, advertised.difference(&now)).await;
+        advertised = now;
+        if let Err(e) = advertise(&shared, &registry, &store, &worker).await {
             tracing::warn!(error = %e, "cannot advertise tools; retrying at the next tick");
             // The server may have lost the bucket.
             if let Ok(infra) = topology::ensure(&shared.js, &shared.config.retention).await {
@@ -36,20 +46,30 @@ pub(super) async fn run(shared: Arc<Shared>, mut store: kv::Store, shutdown: Can
             }
         }
     }
-    for name in shared.registry.names() {
-        let deleted = tokio::time::timeout(Duration::from_secs(2), store.delete(key(name, &worker))).await;
+    withdraw(&store, &worker, advertised.iter()).await;
+}
+
+/// Deletes the advertisements of `names`; one that stays expires.
+async fn withdraw(store: &kv::Store, worker: &str, names: impl Iterator<Item = &String>) {
+    for name in names {
+        let deleted = tokio::time::timeout(Duration::from_secs(2), store.delete(key(name, worker))).await;
         if !matches!(deleted, Ok(Ok(()))) {
-            tracing::debug!(tool = name, "advertisement not withdrawn; it will expire");
+            tracing::debug!(tool = %name, "advertisement not withdrawn; it will expire");
         }
     }
 }
 
 /// Every tool at once: stored one after another, a worker of 88 tools was half-advertised
 /// for tens of milliseconds, long enough for a submit to find half its tools.
-async fn advertise(shared: &Shared, store: &kv::Store, worker: &str) -> Result<(), async_nats::Error> {
+async fn advertise(
+    shared: &Shared,
+    registry: &Registry,
+    store: &kv::Store,
+    worker: &str,
+) -> Result<(), async_nats::Error> {
     let mut puts = Vec::new();
-    for spec in shared.registry.specs() {
-        let concurrency = shared.config.concurrency.or(shared.registry.concurrency(&spec.name)).unwrap_or(1);
+    for spec in registry.specs() {
+        let concurrency = shared.config.concurrency.or(registry.concurrency(&spec.name)).unwrap_or(1);
         let ad = Advertisement { spec: spec.clone(), worker: worker.to_owned(), concurrency, at_ms: now_ms() };
         let bytes = serde_json::to_vec(&ad)?;
         puts.push(store.put(key(&spec.name, worker), bytes.into()));

@@ -146,7 +146,8 @@ async fn execute(
     progress_every: Duration,
     meter: UsageMeter,
 ) -> Option<Outcome> {
-    let Some(tool) = shared.registry.get(&task.tool).cloned() else {
+    let registry = shared.registry();
+    let Some(tool) = registry.get(&task.tool).cloned() else {
         let error = ToolError::new(format!("worker `{}` has no tool `{}`", shared.config.worker_id, task.tool));
         return Some(Outcome::Err(error.with_code(codes::UNKNOWN_TOOL).permanent()));
     };
@@ -155,7 +156,7 @@ async fn execute(
         serde_json::Value::Null => serde_json::Value::Object(serde_json::Map::new()),
         other => other.clone(),
     };
-    if let Err(e) = shared.registry.check_params(&task.tool, &params) {
+    if let Err(e) = registry.check_params(&task.tool, &params) {
         return Some(Outcome::Err(e));
     }
     let cancel = CancellationToken::new();

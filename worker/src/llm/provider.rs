@@ -120,7 +120,7 @@ impl Provider {
             api_key: config.api_key,
             default_model: config.default_model,
             timeout: config.timeout,
-            client: reqwest::Client::new(),
+            client: crate::tls::http_client(),
         }
     }
 

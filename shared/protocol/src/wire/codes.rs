@@ -43,3 +43,12 @@ pub const CONTEXT_LENGTH: &str = "CONTEXT_LENGTH";
 pub const SCHEMA_MISMATCH: &str = "SCHEMA_MISMATCH";
 /// A model-written plan was still invalid after its repairs.
 pub const PLAN_INVALID: &str = "PLAN_INVALID";
+/// An MCP tool answered with `isError: true`: the tool ran and failed (not retried; the
+/// message is the tool's text).
+pub const MCP_TOOL_ERROR: &str = "MCP_TOOL_ERROR";
+/// An MCP server refused the call (a JSON-RPC error: unknown tool, invalid arguments) or
+/// answered with something that is not a tool result.
+pub const MCP_ERROR: &str = "MCP_ERROR";
+/// An MCP server cannot be reached for now (its process died and is being restarted, its
+/// URL does not answer): retried.
+pub const MCP_UNAVAILABLE: &str = "MCP_UNAVAILABLE";

@@ -1,0 +1,157 @@
+//! MCP servers as Weft tools: a worker process serving real MCP servers (the npm
+//! `server-everything` over stdio and over Streamable HTTP, and a fixture server whose
+//! tools misbehave on purpose), with a real nats-server and coordinator.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weft_client::WeftClient;
+use weft_lang::definition::WorkflowDef;
+use weft_protocol::wire::{RunRecord, RunStatus, StepStatus, ToolError};
+use weft_tests::cluster::Cluster;
+use weft_tests::process::Proc;
+
+fn inline(def: Value) -> WorkflowDef {
+    WorkflowDef::from_json(&def.to_string()).expect("workflow parses")
+}
+
+/// The error of the step's last attempt.
+fn last_error(record: &RunRecord, step: &str) -> ToolError {
+    let attempts = &record.steps[step].attempts;
+    attempts.last().and_then(|a| a.error.clone()).unwrap_or_else(|| panic!("`{step}` has no error: {record:#?}"))
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
+/// Waits until every tool of `names` is advertised, or none of `gone`.
+async fn until_tools(client: &WeftClient, cluster: &Cluster, names: &[&str], gone: &[&str]) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ads = client.tools().await.unwrap_or_default();
+        let has = |n: &str| ads.iter().any(|a| a.spec.name == n);
+        if names.iter().all(|n| has(n)) && !gone.iter().any(|n| has(n)) {
+            return ads.into_iter().map(|a| serde_json::to_value(a).expect("advertisement as JSON")).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tools {names:?} never advertised (or {gone:?} never gone):\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_servers_tools_are_weft_tools_that_fail_clearly_and_come_back() {
+    let mut cluster = Cluster::start(1).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let everything = weft_tests::npm_bin("mcp-server-everything");
+    let port = free_port();
+    let port_text = port.to_string();
+    let _http_server =
+        Proc::start("everything-http", &everything, &["streamableHttp"], &[("PORT", port_text.as_str())], dir.path())
+            .expect("server-everything over HTTP starts");
+    weft_tests::wait::listening(port).expect("server-everything listens");
+    let fixture = weft_tests::repo_root().join("tests/fixtures/mcp_server.py");
+    let calls_log = dir.path().join("fixture-calls.log");
+    let stdio = format!("everything={} stdio", everything.display());
+    let http = format!("remote=http://127.0.0.1:{port}/mcp");
+    let fix = format!("fix=python3 {}", fixture.display());
+    let calls = calls_log.display().to_string();
+    cluster.add_worker_with(
+        "mcp",
+        &["--mcp", &stdio, "--mcp", &http, "--mcp", &fix],
+        &[("MCP_FIXTURE_LOG", calls.as_str())],
+    );
+    let client = cluster.client().await;
+    let ads = until_tools(&client, &cluster, &["everything.get-sum", "remote.echo", "fix.greet"], &[]).await;
+
+    // Advertised with the server's schema; a tool whose schema is not JSON Schema, or
+    // whose name cannot be a Weft tool's, is not served, and the log says which and why.
+    let sum = ads.iter().find(|a| a["spec"]["name"] == "everything.get-sum").expect("get-sum advertised");
+    assert_eq!(sum["spec"]["params"]["required"], json!(["a", "b"]), "{sum}");
+    assert!(ads.iter().all(|a| a["spec"]["name"] != "fix.bad_schema" && a["spec"]["name"] != "fix.bad name"));
+    let worker = cluster.workers.last().expect("the MCP worker");
+    weft_tests::wait::log_lines(worker, &["fix.bad_schema", "invalid params schema"], 1).await;
+    weft_tests::wait::log_lines(worker, &["fix.bad name", "cannot be a Weft tool name"], 1).await;
+
+    // Submit-time checks use the server's schema.
+    let wrong = inline(json!({"name": "mcp_wrong", "steps": [
+        {"id": "sum", "tool": "everything.get-sum", "params": {"a": "two"}}]}));
+    let refused = client.submit(&wrong, Value::Null).await.expect_err("params that do not fit are refused");
+    let message = refused.to_string();
+    assert!(message.contains("everything.get-sum") && message.contains("\"b\" is a required property"), "{message}");
+
+    // Data through stdio, HTTP, the Rust worker and the fixture.
+    let flow = inline(json!({"name": "mcp_flow", "steps": [
+        {"id": "sum", "tool": "everything.get-sum", "params": {"a": 2, "b": 40}},
+        {"id": "weather", "tool": "everything.get-structured-content", "params": {"location": "Chicago"}},
+        {"id": "say", "tool": "remote.echo", "params": {"message": "{sum.text} / {weather.temperature}"}},
+        {"id": "relay", "tool": "echo", "params": {"said": "{say.text}"}},
+        {"id": "greet", "tool": "fix.greet", "params": {"name": "{relay.said}"}}
+    ], "output": {"greeting": "{greet.text}", "weather": "{weather}"}}));
+    let record = client.run(&flow, Value::Null).await.expect("the run ends");
+    assert_eq!(record.status, RunStatus::Completed, "{record:#?}\n{}", cluster.logs());
+    let output = record.output.clone().expect("output");
+    let greeting = output["greeting"].as_str().expect("greeting text");
+    assert!(greeting.starts_with("Hello, Echo: The sum of 2 and 40 is 42. / "), "{output:#}");
+    assert!(output["weather"]["temperature"].is_number(), "structuredContent is the output: {output:#}");
+    assert_eq!(record.steps["say"].attempts[0].worker.as_deref(), Some("mcp"));
+    assert_eq!(record.steps["relay"].attempts[0].worker.as_deref(), Some("w1"));
+
+    // A tool's own failure, a hang and garbage: each names the tool (and so its server).
+    let bad = inline(json!({"name": "mcp_bad", "steps": [
+        {"id": "fail", "tool": "fix.fail", "params": {}, "retry": {"max_attempts": 3, "backoff": "10ms"},
+         "continue_on_error": true},
+        {"id": "hang", "tool": "fix.hang", "params": {}, "timeout": "1s", "continue_on_error": true},
+        {"id": "garbage", "tool": "fix.garbage", "params": {}, "timeout": "1s", "continue_on_error": true}
+    ]}));
+    let record = client.run(&bad, Value::Null).await.expect("the run ends");
+    let fail = &record.steps["fail"];
+    assert_eq!(fail.status, StepStatus::Failed, "{record:#?}");
+    assert_eq!(fail.attempts.len(), 1, "an MCP tool error is not retried: {fail:#?}");
+    let error = last_error(&record, "fail");
+    assert_eq!(error.code.as_deref(), Some("MCP_TOOL_ERROR"));
+    assert!(error.message.contains("`fix.fail` failed: the tool failed on purpose"), "{error:?}");
+    for step in ["hang", "garbage"] {
+        let error = last_error(&record, step);
+        assert_eq!(error.code.as_deref(), Some("TIMEOUT"), "{step}: {error:?}");
+        assert!(error.message.contains(&format!("tool `fix.{step}`")), "{step}: {error:?}");
+    }
+    // The timed-out call was cancelled on the server.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&calls_log).unwrap_or_default().contains("notifications/cancelled") {
+        assert!(Instant::now() < deadline, "the server never heard the cancel:\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A tool list that changes is advertised again.
+    let grow = inline(json!({"name": "mcp_grow", "steps": [{"id": "grow", "tool": "fix.grow", "params": {}}]}));
+    assert_eq!(client.run(&grow, Value::Null).await.expect("grows").status, RunStatus::Completed);
+    until_tools(&client, &cluster, &["fix.extra"], &[]).await;
+    let extra = inline(json!({"name": "mcp_extra", "steps": [{"id": "x", "tool": "fix.extra", "params": {"n": 21}}],
+        "output": "{x.n}"}));
+    let record = client.run(&extra, Value::Null).await.expect("the run ends");
+    assert_eq!(record.output, Some(json!(42)), "{record:#?}");
+
+    // A server that dies fails its call in flight retryably and is started again: the
+    // next step's retry finds it back (and, restarted, it lists no `extra` any more).
+    let crash = inline(json!({"name": "mcp_crash", "steps": [
+        {"id": "crash", "tool": "fix.crash", "params": {}, "continue_on_error": true},
+        {"id": "after", "tool": "fix.greet", "params": {"name": "again"}, "depends_on": ["crash"],
+         "retry": {"max_attempts": 20, "backoff": "100ms"}}
+    ], "output": "{after.text}"}));
+    let record = client.run(&crash, Value::Null).await.expect("the run ends");
+    assert_eq!(record.status, RunStatus::Completed, "{record:#?}\n{}", cluster.logs());
+    let error = last_error(&record, "crash");
+    assert_eq!(error.code.as_deref(), Some("MCP_UNAVAILABLE"), "{error:?}");
+    assert!(error.retryable, "{error:?}");
+    assert_eq!(record.output, Some(json!("Hello, again!")));
+    weft_tests::wait::log_lines(cluster.workers.last().expect("worker"), &["mcp_server=fix", "starting it again"], 1)
+        .await;
+    until_tools(&client, &cluster, &["fix.greet"], &["fix.extra"]).await;
+}
