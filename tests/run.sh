@@ -11,5 +11,8 @@ cargo fmt --all --check
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 "$root/deploy/check.sh"
 cargo test --workspace "$@"
+# The Python SDK: typed, and tested against the real services built above.
+"$WEFT_HOME/venv/bin/mypy" --strict --no-error-summary "$root/python/src/weft"
+(cd "$root/python" && "$WEFT_HOME/venv/bin/python" -m pytest -q -p no:cacheprovider tests)
 "$WEFT_BIN_DIR/weft-bench" --quick --out "$(mktemp -d)" # benchmark harness at small scale, no timing asserted
 "$WEFT_BIN_DIR/weft-fuzz" --seconds 20 --out "$(mktemp -d)" # a short fuzzing campaign: a panic, hang or slow input fails
