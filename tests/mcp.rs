@@ -155,3 +155,90 @@ async fn mcp_servers_tools_are_weft_tools_that_fail_clearly_and_come_back() {
         .await;
     until_tools(&client, &cluster, &["fix.greet"], &["fix.extra"]).await;
 }
+
+/// A step on an MCP server, one on a Python worker and one on the Rust worker, feeding each
+/// other (examples/three_worlds), with the Python worker SIGKILLed mid-tool: its task is
+/// redelivered to a second Python worker, and the run is one trace, Python's span in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_workflow_across_three_worlds() {
+    let otlp = weft_tests::otlp::Receiver::start().await;
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let mut cluster = Cluster::start_with(1, 0, &env).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let memory_file = dir.path().join("memory.jsonl");
+    let memory = format!("memory={}", weft_tests::npm_bin("mcp-server-memory").display());
+    let memory_env = memory_file.display().to_string();
+    let mut worker_env = env.to_vec();
+    worker_env.push(("MEMORY_FILE_PATH", memory_env.as_str()));
+    cluster.add_worker_with("rust", &["--mcp", &memory], &worker_env);
+
+    let python = weft_tests::repo_root().join(".weft/venv/bin/python");
+    let example = weft_tests::repo_root().join("examples/three_worlds");
+    let marks = dir.path().join("marks");
+    std::fs::create_dir_all(&marks).expect("marks dir");
+    let (example_dir, marks_dir) = (example.display().to_string(), marks.display().to_string());
+    let python_env = |id: &'static str| {
+        let mut e = env.to_vec();
+        e.extend([
+            ("NATS_URL", cluster.nats.url.as_str()),
+            ("WEFT_WORKER_ID", id),
+            ("PYTHONPATH", example_dir.as_str()),
+            ("MARK_DIR", marks_dir.as_str()),
+            // Short, so the killed worker's task comes back soon.
+            ("WEFT_ACK_WAIT_S", "2"),
+        ]);
+        e.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect::<Vec<_>>()
+    };
+    let start_python = |id: &'static str| {
+        let vars = python_env(id);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Proc::start(id, &python, &["-m", "weft", "worker", "describe:worker"], &vars, dir.path())
+            .expect("the Python worker starts")
+    };
+    let mut py1 = start_python("py1");
+    let client = cluster.client().await;
+    until_tools(
+        &client,
+        &cluster,
+        &["memory.create_entities", "memory.read_graph", "describe_graph", "transform"],
+        &[],
+    )
+    .await;
+
+    let def = WorkflowDef::load(&example.join("workflow.json")).expect("the example parses");
+    let run = client.submit(&def, json!({"city": "Lisbon", "fact": "has trams"})).await.expect("submitted");
+    // py1 is in the middle of the call: kill it, then start the worker that takes over.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = format!("started-{}-1", py1.pid().expect("py1 runs"));
+    while !marks.join(&first).exists() {
+        assert!(Instant::now() < deadline, "py1 never started the call:\n{}\n{}", py1.logs(), cluster.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    py1.kill();
+    let py2 = start_python("py2");
+    let record = client.wait(run).await.expect("the run ends");
+    assert_eq!(record.status, RunStatus::Completed, "{record:#?}\n{}\n{}", py2.logs(), cluster.logs());
+    let output = record.output.clone().expect("output");
+    assert_eq!(output["sentence"], "THE GRAPH KNOWS 1: LISBON (HAS TRAMS)", "{output:#}");
+    assert_eq!(output["described_by"], "py2");
+    let describe = &record.steps["describe"];
+    assert_eq!(describe.attempts.len(), 1, "redelivered, not retried: {describe:#?}");
+    assert!(describe.output.as_ref().is_some_and(|o| o["delivered"].as_u64() >= Some(2)), "{describe:#?}");
+
+    // One trace: the coordinator's spans, the Rust worker's (MCP and transform) and Python's.
+    let run_id = run.to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans = otlp.spans();
+        let of_run: Vec<_> = spans.iter().filter(|s| s.attr("weft.run_id") == Some(run_id.as_str())).collect();
+        let traces: std::collections::BTreeSet<&str> = of_run.iter().map(|s| s.trace_id.as_str()).collect();
+        let services: std::collections::BTreeSet<&str> = of_run.iter().map(|s| s.service.as_str()).collect();
+        let python_span = of_run.iter().any(|s| s.service == "weft-python-worker" && s.name == "tool describe_graph");
+        let mcp_span = of_run.iter().any(|s| s.name == "tool memory.read_graph");
+        if traces.len() == 1 && python_span && mcp_span && services.contains("weft-coordinator") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no single trace with every world: {traces:?} {services:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
