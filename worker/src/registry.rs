@@ -189,7 +189,7 @@ mod tests {
             r.register(Arc::new(Named("bad_schema", json!({"type": 12})))),
             Err(RegistryError::BadSchema { .. })
         ));
-        assert_eq!(r.names().collect::<Vec<_>>(), ["ok_tool-1"]);
+        assert_eq!(r.names().collect::<Vec<_>>(), ["ok_tool-1", "server.tool"]);
         assert_eq!(r.concurrency("ok_tool-1"), Some(crate::tool::DEFAULT_CONCURRENCY));
     }
 
