@@ -242,3 +242,122 @@ async fn one_workflow_across_three_worlds() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Runs the Python SDK's client script (tests/fixtures/mcp_client.py) with `args`; its
+/// lines by `op`.
+fn mcp_client(args: &[&str]) -> std::collections::BTreeMap<String, Value> {
+    let python = weft_tests::repo_root().join(".weft/venv/bin/python");
+    let script = weft_tests::repo_root().join("tests/fixtures/mcp_client.py");
+    let output = std::process::Command::new(python).arg(script).args(args).output().expect("the MCP client runs");
+    let (stdout, stderr) = weft_tests::text(&output);
+    assert!(output.status.success(), "the MCP client failed:\n{stdout}\n{stderr}");
+    stdout
+        .lines()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            (value["op"].as_str().expect("an op").to_owned(), value)
+        })
+        .collect()
+}
+
+/// What an MCP client sees of the registered workflows, and what became of the runs it
+/// started; the same over stdio and Streamable HTTP.
+fn check_mcp_client_view(ops: &std::collections::BTreeMap<String, Value>) {
+    let tools = ops["list"]["tools"].as_array().expect("tools");
+    let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["broken", "greet", "slow"], "{tools:#?}");
+    let greet = &tools[1];
+    assert_eq!(greet["description"], "Greets twice (v2).", "the latest version: {greet}");
+    assert_eq!(greet["input_schema"]["required"], json!(["name"]), "{greet}");
+
+    let call = &ops["call"];
+    assert_eq!(call["is_error"], false, "{call}");
+    assert_eq!(call["structured"], json!({"greeting": "hello Ada, again"}), "{call}");
+    let progress = call["progress"].as_array().expect("progress");
+    let messages: Vec<&str> = progress.iter().filter_map(|p| p["message"].as_str()).collect();
+    assert_eq!(messages, ["step `a` completed", "step `b` completed"], "{call}");
+
+    let bad = &ops["bad_input"];
+    assert_eq!(bad["is_error"], true, "{bad}");
+    assert!(bad["text"][0].as_str().is_some_and(|t| t.contains("name")), "says which input: {bad}");
+    let failed = &ops["failed"];
+    assert_eq!(failed["is_error"], true, "{failed}");
+    let text = failed["text"][0].as_str().unwrap_or_default();
+    assert!(text.contains("ended failed") && text.contains("out of coffee"), "says how and why: {failed}");
+    let unknown = ops["unknown"]["error"].as_str().unwrap_or_default();
+    assert!(unknown.contains("no registered workflow is named `no_such_workflow`"), "{unknown}");
+    let slow = ops["slow"]["error"].as_str().unwrap_or_default();
+    assert!(!slow.is_empty(), "the slow call timed out on the client: {}", ops["slow"]);
+}
+
+/// The runs of `workflow`, newest first.
+async fn runs_of(client: &WeftClient, workflow: &str) -> Vec<weft_protocol::wire::RunSummary> {
+    let runs = client.list(Some(100)).await.expect("runs listed");
+    runs.into_iter().filter(|r| r.workflow == workflow).collect()
+}
+
+/// `weft mcp`: an MCP client (the official Python SDK) lists the registered workflows as
+/// tools, runs one with progress, gets bad input, a failed run and an unknown name back as
+/// errors it can read, and cancels a slow run by abandoning the call; over stdio and over
+/// Streamable HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_are_the_tools_of_weft_mcp() {
+    let cluster = Cluster::start(1).await;
+    let client = cluster.client().await;
+    let greet = |version: u32, description: &str| {
+        inline(json!({
+            "name": "greet", "version": version, "description": description,
+            "input_schema": {"type": "object", "required": ["name"],
+                             "properties": {"name": {"type": "string"}}, "additionalProperties": false},
+            "steps": [
+                {"id": "a", "tool": "echo", "params": {"text": "hello {input.name}"}},
+                {"id": "b", "tool": "echo", "params": {"text": "{a.text}, again"}}
+            ],
+            "output": {"greeting": "{b.text}"}
+        }))
+    };
+    let broken = inline(json!({
+        "name": "broken", "version": 1,
+        "steps": [{"id": "brew", "tool": "fail", "params": {"message": "out of coffee", "code": "EMPTY"},
+                   "retry": {"max_attempts": 1}}]
+    }));
+    let slow = inline(json!({
+        "name": "slow", "version": 1, "description": "Sleeps a minute.",
+        "steps": [{"id": "nap", "tool": "sleep", "params": {"ms": 60000}}]
+    }));
+    for def in [greet(1, "Greets (v1)."), greet(2, "Greets twice (v2)."), broken, slow] {
+        weft_tests::wait::until_ok("deploy", Duration::from_secs(30), || client.deploy(&def)).await;
+    }
+
+    let weft = weft_tests::bin("weft").display().to_string();
+    let over_stdio = mcp_client(&["stdio", &weft, &cluster.nats.url]);
+    check_mcp_client_view(&over_stdio);
+
+    let port = free_port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().expect("dir");
+    let _server = Proc::start(
+        "weft-mcp",
+        &weft_tests::bin("weft"),
+        &["--nats", &cluster.nats.url, "mcp", "--http", &addr],
+        &[],
+        dir.path(),
+    )
+    .expect("weft mcp --http starts");
+    weft_tests::wait::listening(port.parse().expect("a port")).expect("weft mcp listens");
+    let over_http = mcp_client(&["http", &format!("http://{addr}/mcp")]);
+    check_mcp_client_view(&over_http);
+
+    // Each abandoned call cancelled its run.
+    let slow_runs = weft_tests::wait::until_ok("the slow runs cancelled", Duration::from_secs(30), || async {
+        let runs = runs_of(&client, "slow").await;
+        if runs.len() == 2 && runs.iter().all(|r| r.status == RunStatus::Cancelled) {
+            Ok(runs)
+        } else {
+            Err(format!("{runs:?}"))
+        }
+    })
+    .await;
+    assert_eq!(slow_runs.len(), 2);
+    assert_eq!(runs_of(&client, "greet").await.len(), 2, "bad input started no run");
+}

@@ -2,7 +2,8 @@
 //!
 //! Offline commands read workflow files (`validate`, `graph`, `analyze`); online commands
 //! talk to coordinators and workers over NATS (`run`, `submit`, `status`, `watch`,
-//! `cancel`, `pause`, `resume`, `signal`, `list`, `tools`).
+//! `cancel`, `pause`, `resume`, `signal`, `list`, `tools`); `mcp` serves the registered
+//! workflows to MCP clients.
 
 /// Prints a line to stdout; a closed pipe (`weft tools | head`) ends the program quietly.
 macro_rules! outln {
@@ -16,6 +17,7 @@ macro_rules! out {
 }
 
 mod exit;
+mod mcp;
 mod offline;
 mod online;
 mod plan;
@@ -236,6 +238,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the registered workflows as the tools of an MCP server (stdio, or Streamable
+    /// HTTP on --http): a call runs the workflow and returns its output.
+    Mcp {
+        /// Serve Streamable HTTP on this address (path /mcp) instead of stdio.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// A Host header to accept over HTTP besides the loopback names (repeatable): the
+        /// name clients reach this server by, when it is not localhost (DNS rebinding
+        /// protection refuses the others).
+        #[arg(long = "allow-host", value_name = "HOST[:PORT]", requires = "http")]
+        allow_hosts: Vec<String>,
+    },
     /// List the tools live workers offer.
     Tools {
         /// Print the advertisements as JSON.
@@ -363,6 +377,7 @@ async fn run_command(url: &str, timeout: std::time::Duration, command: Command) 
         Command::Signal { id, name, data } => online::signal(&client, &id, &name, data.as_deref()).await,
         Command::List { limit, json } => online::list(&client, usize::from(limit), json).await,
         Command::Tools { json, functions } => online::tools(&client, json, functions).await,
+        Command::Mcp { http, allow_hosts } => mcp::serve(client, http, allow_hosts).await,
         Command::Pools { action: None, json } => online::pools(&client, json).await,
         Command::Pools { action: Some(PoolsAction::Set { name, capacity }), .. } => {
             online::set_pool(&client, &name, capacity).await
