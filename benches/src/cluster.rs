@@ -100,6 +100,8 @@ pub struct Settings {
     pub coordinator_env: Vec<(&'static str, String)>,
     /// More environment for the workers (a model provider for a scenario).
     pub worker_env: Vec<(&'static str, String)>,
+    /// More arguments for the workers (MCP servers for a scenario).
+    pub worker_args: Vec<String>,
 }
 
 /// NATS, a coordinator and workers.
@@ -138,13 +140,19 @@ impl Cluster {
                 env.push(("WEFT_CONCURRENCY", c.to_string()));
             }
             env.extend(settings.worker_env.iter().cloned());
-            let args = ["--nats", &nats.url, "--id", &id];
+            let mut args = vec!["--nats", &nats.url, "--id", &id];
+            args.extend(settings.worker_args.iter().map(String::as_str));
             workers.push(start(&id, &bins.path("weft-worker"), &args, &env, dir.path())?);
         }
         let mut cluster =
             Cluster { nats, coordinator, workers, crashed: Vec::new(), bins: bins.clone(), settings, dir };
         cluster.wait_ready().await?;
         Ok(cluster)
+    }
+
+    /// Where the processes' logs are (for a scenario's own processes).
+    pub fn log_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// A new connection to the cluster.

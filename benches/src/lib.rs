@@ -107,6 +107,7 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
             Scenario::Parallel => scenarios::parallel::run(&ctx, &mut report).await,
             Scenario::Busy => scenarios::busy::run(&ctx, &mut report).await,
             Scenario::Models => scenarios::models::run(&ctx, &mut report).await,
+            Scenario::Tools => scenarios::tools::run(&ctx, &mut report).await,
         };
         report.seconds = started.elapsed().as_secs_f64();
         report.other_work_pct = other_work.stop();

@@ -10,6 +10,7 @@ pub mod parked;
 pub mod recovery;
 pub mod step_overhead;
 pub mod throughput;
+pub mod tools;
 
 use std::time::Duration;
 
@@ -39,11 +40,13 @@ pub enum Scenario {
     Busy,
     /// A `plan` step's overhead beyond its model, and the rate limiter's decisions per second.
     Models,
+    /// An MCP server's tool through Weft against a direct call; a Python worker against the Rust one.
+    Tools,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Floor,
         Scenario::StepOverhead,
         Scenario::Latency,
@@ -54,6 +57,7 @@ impl Scenario {
         Scenario::Parallel,
         Scenario::Busy,
         Scenario::Models,
+        Scenario::Tools,
     ];
 
     /// Its `--only` name.
@@ -69,6 +73,7 @@ impl Scenario {
             Scenario::Parallel => "parallel",
             Scenario::Busy => "busy",
             Scenario::Models => "models",
+            Scenario::Tools => "tools",
         }
     }
 
@@ -85,6 +90,7 @@ impl Scenario {
             Scenario::Parallel => "parallel vs sequential",
             Scenario::Busy => "a busy coordinator",
             Scenario::Models => "models: plans and rate limits",
+            Scenario::Tools => "tools from elsewhere: MCP and Python",
         }
     }
 }
@@ -114,6 +120,8 @@ pub struct Scale {
     pub busy: (usize, usize, usize),
     /// Planned runs, rate-limited calls.
     pub models: (usize, usize),
+    /// Calls of each kind one at a time, chains of each worker.
+    pub tools: (usize, usize),
 }
 
 impl Scale {
@@ -132,6 +140,7 @@ impl Scale {
                 parallel: 1,
                 busy: (5_000, 3, 1),
                 models: (5, 50),
+                tools: (30, 30),
             }
         } else {
             Scale {
@@ -146,6 +155,7 @@ impl Scale {
                 parallel: 5,
                 busy: (100_000, 10, 2),
                 models: (50, 1000),
+                tools: (300, 1000),
             }
         }
     }
@@ -200,6 +210,7 @@ impl Ctx {
             rust_log: self.rust_log.clone(),
             coordinator_env: Vec::new(),
             worker_env: Vec::new(),
+            worker_args: Vec::new(),
         }
     }
 

@@ -1,5 +1,6 @@
-//! The workflows the scenarios run, built in code. Only built-in tools (`echo`, `sleep`)
-//! and coordinator steps (`signal`), so any worker serves them.
+//! The workflows the scenarios run, built in code. Built-in tools (`echo`, `sleep`) and
+//! coordinator steps (`signal`), so any worker serves them; the `tools` scenario's chains
+//! and single steps name the tool they measure.
 
 use serde_json::{Value, json};
 use weft_lang::definition::WorkflowDef;
@@ -11,16 +12,30 @@ fn def(value: Value) -> WorkflowDef {
 
 /// `n` `echo` steps, each taking a value from the one before (a real data dependency).
 pub fn echo_chain(n: usize) -> WorkflowDef {
+    chain_of("echo", n)
+}
+
+/// `n` steps of `tool` (which returns its params, as `echo` does), each taking a value from
+/// the one before.
+pub fn chain_of(tool: &str, n: usize) -> WorkflowDef {
     let steps: Vec<Value> = (0..n)
         .map(|i| {
             if i == 0 {
-                json!({"id": "s0", "tool": "echo", "params": {"i": 0}})
+                json!({"id": "s0", "tool": tool, "params": {"i": 0}})
             } else {
-                json!({"id": format!("s{i}"), "tool": "echo", "params": {"i": i, "prev": format!("{{s{}.i}}", i - 1)}})
+                json!({"id": format!("s{i}"), "tool": tool, "params": {"i": i, "prev": format!("{{s{}.i}}", i - 1)}})
             }
         })
         .collect();
-    def(json!({"name": format!("bench_chain_{n}"), "steps": steps, "output": {"last": format!("{{s{}.i}}", n - 1)}}))
+    let name = if tool == "echo" { format!("bench_chain_{n}") } else { format!("bench_chain_{n}_{tool}") };
+    def(json!({"name": name, "steps": steps, "output": {"last": format!("{{s{}.i}}", n - 1)}}))
+}
+
+/// One step of `tool` with `params`.
+pub fn one_step(tool: &str, params: Value) -> WorkflowDef {
+    def(
+        json!({"name": format!("bench_one_{}", tool.replace('.', "_")), "steps": [{"id": "s", "tool": tool, "params": params}]}),
+    )
 }
 
 /// `n` independent `sleep` steps of `ms` each.
