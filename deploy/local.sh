@@ -91,8 +91,12 @@ up() {
     start nats "$NATS_SERVER" -c "$nats_config" -a 127.0.0.1 -p "$port" -m "$((port + 4000))"
   wait_port
   echo "starting weft-coordinator; logs in $run_dir" >&2
+  # Metrics only when asked (WEFT_METRICS_PORT): the coordinator on that port, worker i on
+  # the port + i (compose gives each container 9464).
+  local metrics_port="${WEFT_METRICS_PORT:-}"
+  metrics_addr() { [[ -n "$metrics_port" ]] && echo "127.0.0.1:$((metrics_port + $1))"; true; }
   NATS_URL="$(url coordinator "$WEFT_COORDINATOR_PASSWORD")" OTEL_SERVICE_NAME=weft-coordinator \
-    start coordinator "$WEFT_BIN_DIR/weft-coordinator"
+    WEFT_METRICS_ADDR="$(metrics_addr 0)" start coordinator "$WEFT_BIN_DIR/weft-coordinator"
   # Workers once the coordinator answers: it creates the streams they consume.
   local answered=0
   for _ in $(seq 1 300); do
@@ -103,7 +107,7 @@ up() {
   echo "starting $workers weft-worker(s)" >&2
   for i in $(seq 1 "$workers"); do
     NATS_URL="$(url worker "$WEFT_WORKER_PASSWORD")" OTEL_SERVICE_NAME=weft-worker WEFT_WORKER_ID="worker-$i" \
-      start "worker-$i" "$WEFT_BIN_DIR/weft-worker"
+      WEFT_METRICS_ADDR="$(metrics_addr "$i")" start "worker-$i" "$WEFT_BIN_DIR/weft-worker"
   done
   wait_workers
   echo "ready: $scheme://127.0.0.1:$port (as the client user: eval \"\$(deploy/local.sh env)\")" >&2

@@ -5,6 +5,7 @@
 #   Debian's 2.9 is too old for KV, TTLs and multi-filter consumers)
 # - the MCP servers the tests and examples use, from npm, under .weft/npm
 # - the Python SDK (python/) and its test tools, into the same venv
+# - Prometheus (Debian's package), which the metrics tests scrape the services with
 # - the workspace binaries: weft, weft-coordinator, weft-worker
 #
 # Prints nothing but progress; exports nothing. Other scripts source deploy/env.sh.
@@ -37,6 +38,19 @@ if [[ ! -e "$mcp_stamp" ]]; then
   mkdir -p "$WEFT_HOME/npm"
   npm install --prefix "$WEFT_HOME/npm" --no-audit --no-fund --silent "${mcp_servers[@]}"
   touch "$mcp_stamp"
+fi
+
+# A system package: apt-get as root, or through sudo.
+apt_install() {
+  local as_root=()
+  (( EUID == 0 )) || as_root=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${as_root[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 ||
+    { "${as_root[@]}" apt-get update -qq >/dev/null && "${as_root[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+}
+if ! command -v prometheus >/dev/null && [[ -z "${PROMETHEUS:-}" ]]; then
+  echo "setup: installing prometheus (Debian)" >&2
+  apt_install prometheus
 fi
 
 sdk_stamp="$WEFT_HOME/venv/.weft-sdk-$(cat "$root/python/pyproject.toml" "$root/python/constraints.txt" | sha256sum | cut -c1-16)"

@@ -5,7 +5,9 @@
 //! - [`deploy`]: deploy/nats/'s users, permissions and cluster on a real nats-server.
 //! - [`durability`]: SIGKILLed coordinators and workers, a restarted NATS: nothing lost.
 //! - [`llm`]: `llm` steps against the scripted OpenAI-compatible server.
-//! - [`mcp`]: MCP servers' tools served by a worker: real servers, and one that misbehaves.
+//! - [`mcp`]: MCP servers' tools served by a worker: real servers, and one that misbehaves;
+//!   `weft mcp` to a real MCP client.
+//! - [`metrics`]: the services' Prometheus metrics, scraped by a real Prometheus.
 //! - [`planning`]: `plan` steps: model-written workflows checked, repaired, approved and run.
 //! - [`in_process`]: the actor layer, with a coordinator and a worker as tasks of the test.
 //! - [`hostile`]: forged and malformed entries on the live services: ignored, named, harmless.
@@ -20,6 +22,7 @@ mod hostile;
 mod in_process;
 mod llm;
 mod mcp;
+mod metrics;
 mod planning;
 mod runtime;
 mod tracing;

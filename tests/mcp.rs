@@ -10,6 +10,7 @@ use weft_lang::definition::WorkflowDef;
 use weft_protocol::wire::{RunRecord, RunStatus, StepStatus, ToolError};
 use weft_tests::cluster::Cluster;
 use weft_tests::process::Proc;
+use weft_tests::wait::free_port;
 
 fn inline(def: Value) -> WorkflowDef {
     WorkflowDef::from_json(&def.to_string()).expect("workflow parses")
@@ -19,12 +20,6 @@ fn inline(def: Value) -> WorkflowDef {
 fn last_error(record: &RunRecord, step: &str) -> ToolError {
     let attempts = &record.steps[step].attempts;
     attempts.last().and_then(|a| a.error.clone()).unwrap_or_else(|| panic!("`{step}` has no error: {record:#?}"))
-}
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
 }
 
 /// Waits until every tool of `names` is advertised, or none of `gone`.

@@ -26,6 +26,7 @@
 //! - `log`: the run log on JetStream: entries, appends, replay, compaction.
 //! - `partition`: pinned consumers (ownership) and the ticks that reveal it.
 //! - `nats`: connections and the publishes the coordinator makes.
+//! - [`metrics`]: the Prometheus metrics (served by the binary's `--metrics`).
 
 mod admission;
 mod api;
@@ -34,6 +35,7 @@ mod config;
 pub mod fuzz;
 mod log;
 mod machine;
+pub mod metrics;
 mod nats;
 mod partition;
 mod planner;

@@ -543,6 +543,16 @@ impl Run {
         self.status
     }
 
+    /// When it was accepted.
+    pub(crate) fn created_ms(&self) -> Millis {
+        self.created_ms
+    }
+
+    /// Tasks dispatched to workers and not answered yet.
+    pub(crate) fn tasks_in_flight(&self) -> usize {
+        self.running.count()
+    }
+
     /// Whether the run waits only for inputs from outside (a signal, a child run's end, a
     /// resume): no task on a worker, no timer armed. Such a run needs no actor until its
     /// next input arrives.

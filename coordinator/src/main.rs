@@ -33,6 +33,9 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "WEFT_LOG_JSON")]
     log_json: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 0.0.0.0:9464; empty: none).
+    #[arg(long = "metrics", env = "WEFT_METRICS_ADDR", value_name = "ADDR")]
+    metrics: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -121,6 +124,9 @@ async fn main() -> anyhow::Result<()> {
     let client = connection.client;
     let shutdown = CancellationToken::new();
     tokio::spawn(weft_service::signals::stop_on_signals(shutdown.clone()));
+    if let Some(addr) = weft_service::metrics::parse_addr(args.metrics.as_deref())? {
+        weft_service::metrics::serve(addr, weft_coordinator::metrics::registry(), shutdown.clone()).await?;
+    }
     let config = Config {
         nats_url: args.nats_url,
         partitions: args.partitions.max(1),

@@ -81,6 +81,7 @@ impl Nats {
             .with_code(codes::PARAMS_TOO_LARGE)
             .permanent());
         }
+        crate::metrics::METRICS.payload("task", payload.len());
         let id = task.message_id();
         self.publish_reliably(subject, payload, id, headers).await;
         Ok(())
@@ -174,7 +175,9 @@ impl Nats {
     /// A record's JSON, abridged if it would not fit in one message.
     pub(crate) fn record_json(&self, record: &RunRecord) -> bytes::Bytes {
         let limit = self.client.server_info().max_payload.saturating_sub(HEADER_ROOM);
-        record.to_json_within(limit).into()
+        let json = record.to_json_within(limit);
+        crate::metrics::METRICS.payload("record", json.len());
+        json.into()
     }
 
     /// Stores a run record (retried: the record is what `weft status` shows afterwards).

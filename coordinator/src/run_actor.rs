@@ -15,6 +15,7 @@ use weft_protocol::retry::{Policy, Stopped, retry};
 use crate::admission::{Admission, AdmitError, Request};
 use crate::log::{self, Entry};
 use crate::machine::{ChildResult, ChildStart, Effect, Input, Run, Timer};
+use crate::metrics::{self, METRICS};
 use crate::nats::Nats;
 use crate::pools::Pools;
 use crate::supervisor::SupervisorMsg;
@@ -162,6 +163,8 @@ pub(crate) struct RunState {
     /// no more than these).
     applied: u64,
     questions: Arc<Questions>,
+    /// Its tasks in flight as last added to the process's gauge.
+    counted_in_flight: i64,
 }
 
 impl Actor for RunActor {
@@ -181,16 +184,20 @@ impl Actor for RunActor {
             spans: args.parked.spans,
             applied: 0,
             questions: args.questions,
+            counted_in_flight: 0,
         })
     }
 
     /// Questions asked as it stopped are answered, not left to time out.
     async fn post_stop(&self, _myself: ActorRef<RunMsg>, state: &mut RunState) -> Result<(), ActorProcessingErr> {
         state.questions.answer(&state.run);
+        METRICS.tasks_in_flight.dec_by(state.counted_in_flight);
+        METRICS.runs_active.dec();
         Ok(())
     }
 
     async fn post_start(&self, myself: ActorRef<RunMsg>, state: &mut RunState) -> Result<(), ActorProcessingErr> {
+        METRICS.runs_active.inc();
         match state.start.take() {
             Some(Start::New { at, message }) => {
                 // The record stored at submit says `running` already: the next store is
@@ -210,6 +217,7 @@ impl Actor for RunActor {
             }
             Some(Start::Woken) | None => {}
         }
+        count_in_flight(state);
         offer_to_park(state);
         Ok(())
     }
@@ -224,11 +232,20 @@ impl Actor for RunActor {
         match msg {
             RunMsg::Asked => {}
             RunMsg::Apply { input, at, message } => {
-                if let (Input::Result { result }, Some(m)) = (&input, &message) {
-                    state.spans.result(&state.run, result, m.headers.as_ref());
+                let mut answer = None;
+                if let Input::Result { result } = &input {
+                    if let Some(m) = &message {
+                        state.spans.result(&state.run, result, m.headers.as_ref());
+                        METRICS.payload("result", m.payload.len());
+                    }
+                    answer = metrics::Answer::of(&state.run, result);
                 }
                 apply(&myself, state, input, at, message).await;
+                if let Some(answer) = answer {
+                    answer.count();
+                }
                 state.applied += 1;
+                count_in_flight(state);
                 offer_to_park(state);
             }
             RunMsg::Fired(timer) => {
@@ -241,6 +258,13 @@ impl Actor for RunActor {
         }
         Ok(())
     }
+}
+
+/// Brings the process's tasks-in-flight gauge up to date with this run's.
+fn count_in_flight(state: &mut RunState) {
+    let now = i64::try_from(state.run.tasks_in_flight()).unwrap_or(i64::MAX);
+    METRICS.tasks_in_flight.inc_by(now - state.counted_in_flight);
+    state.counted_in_flight = now;
 }
 
 /// Tells the supervisor when the run waits only for outside input, handing it a copy of
@@ -512,6 +536,7 @@ async fn carry_out(
             }
             Effect::Emit(event) => {
                 state.spans.event(&state.run, &event);
+                metrics::event(&state.run, &event);
                 state.nats.emit(&event).await;
             }
             Effect::Finished => {

@@ -30,6 +30,7 @@ use weft_protocol::wire::{RunRecord, RunSummary, now_ms};
 
 use crate::admission::Admission;
 use crate::log::{self, Decoded};
+use crate::metrics::METRICS;
 use crate::nats::{Nats, NatsError};
 use crate::plans::Plans;
 use crate::pools::Pools;
@@ -315,6 +316,7 @@ impl Actor for Supervisor {
                         slot.partition != p
                     });
                 }
+                count_holdings(state);
             }
             SupervisorMsg::Compact => compact(&myself, state),
             SupervisorMsg::Compacted { partition, below, ok } => {
@@ -458,6 +460,17 @@ fn park(state: &mut SupervisorState, run_id: Uuid, applied: u64, parked: Box<Par
     // Nothing was routed to it that it has not applied, so its mailbox holds no input.
     live.actor.stop(Some("parked".into()));
     slot.state = SlotState::Parked(parked);
+}
+
+/// Sets the gauges of what this coordinator holds (on its ownership tick: a scrape sees
+/// them at most that old).
+fn count_holdings(state: &SupervisorState) {
+    let parked = state.runs.values().filter(|slot| matches!(slot.state, SlotState::Parked(_))).count();
+    let held: u64 = state.owned.values().map(|o| (o.routed_to + 1).saturating_sub(o.watermark())).sum();
+    let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    METRICS.partitions_owned.set(gauge(state.owned.len() as u64));
+    METRICS.runs_parked.set(gauge(parked as u64));
+    METRICS.log_entries_held.set(gauge(held));
 }
 
 /// Purges, for each owned partition, the entries below its watermark (one request each, in

@@ -1,5 +1,6 @@
 //! Support for Weft's integration tests: the workspace's files and binaries, a real
-//! `nats-server` per test, and coordinator and worker processes.
+//! `nats-server` per test, coordinator and worker processes, and the other real parts
+//! tests talk to (an OTLP receiver, a Prometheus server, a scripted model).
 //!
 //! Binaries are found in `WEFT_BIN_DIR` (set by `tests/run.sh`) or next to the test
 //! executable's `deps/` directory, where `cargo build` puts them. `cargo test` alone does
@@ -12,6 +13,7 @@ pub mod nats_server;
 pub mod otlp;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod wait;
 
 use std::path::PathBuf;

@@ -46,6 +46,12 @@ pub async fn log_lines(proc: &Proc, needles: &[&str], count: usize) -> Vec<Strin
     }
 }
 
+/// A loopback port nothing listens on now (for a server the test starts on it).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
 /// Waits (at most 20 s) until something accepts connections on loopback `port` (a server
 /// restarted on a port it had before).
 pub fn listening(port: u16) -> Result<(), String> {

@@ -35,6 +35,7 @@
 //! - [`demo`]: the demo tools, defined by `examples/tools/demo.json` plus a few functions.
 //! - [`llm`]: the `llm` tool, a model call over the Chat Completions protocol.
 //! - [`mcp`]: MCP servers' tools as Weft tools (`<server>.<tool>`).
+//! - [`metrics`]: the Prometheus metrics by tool (served by the binary's `--metrics`).
 //! - [`tls`]: the process's TLS provider for HTTP clients.
 //! - `connect`: the NATS connection (waits for the server, reconnects forever).
 //! - `executor`: pull loops, task handling, results, cancellation, advertisements.
@@ -46,6 +47,7 @@ pub mod error;
 mod executor;
 pub mod llm;
 pub mod mcp;
+pub mod metrics;
 pub mod registry;
 pub mod tls;
 pub mod tool;

@@ -64,6 +64,9 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "WEFT_LOG_JSON")]
     log_json: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 0.0.0.0:9464; empty: none).
+    #[arg(long = "metrics", env = "WEFT_METRICS_ADDR", value_name = "ADDR")]
+    metrics: Option<String>,
 }
 
 #[tokio::main]
@@ -98,6 +101,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(weft_service::signals::stop_on_signals(shutdown.clone()));
+    if let Some(addr) = weft_service::metrics::parse_addr(args.metrics.as_deref())? {
+        weft_service::metrics::serve(addr, weft_worker::metrics::registry(), shutdown.clone()).await?;
+    }
     tracing::info!(worker = %config.worker_id, nats = %weft_protocol::nats_url::redact(&config.nats_url), demo_tools = config.demo_tools, llm = config.llm.as_ref().map(LlmConfig::shown_url), mcp = ?config.mcp.iter().map(|s| format!("{}: {}", s.name, s.transport)).collect::<Vec<_>>(), "starting");
     let result = weft_worker::run(config, shutdown).await;
     telemetry.shutdown().await;

@@ -1,6 +1,7 @@
-//! What a run's spans say, as data: the machine knows when each attempt, construct and
-//! `for_each` item or `loop` iteration began and ended, and where it sits in the run's
-//! tree; the actor tells those spans once they are over (`run_actor/spans.rs`).
+//! What a run's spans (and metrics) say, as data: the machine knows when each attempt,
+//! construct and `for_each` item or `loop` iteration began and ended, and where it sits in
+//! the run's tree; the actor tells those spans once they are over (`run_actor/spans.rs`)
+//! and counts what they cost (`metrics`).
 //!
 //! Every such span is named by a *label* (`step/charge#2`, `frame/pages[3].`) from which
 //! every coordinator derives the same span id, so a dispatch made before a restart and the
@@ -33,6 +34,25 @@ pub(crate) struct SpanFacts {
 }
 
 impl Run {
+    /// The tool of the task step at `path`.
+    pub(crate) fn tool_of(&self, path: &str) -> Option<&str> {
+        match &self.def(self.index(path)?).kind {
+            Kind::Task { tool, .. } => Some(tool),
+            _ => None,
+        }
+    }
+
+    /// The tool and dispatch time of attempt `attempt` of the task step at `path`, while
+    /// that attempt waits for its result (none once it is answered, timed out or gone).
+    pub(crate) fn awaiting(&self, path: &str, attempt: u32) -> Option<(&str, Millis)> {
+        let i = self.index(path)?;
+        let a = self.insts[i].state.attempts.get(attempt.checked_sub(1)? as usize)?;
+        match &self.def(i).kind {
+            Kind::Task { tool, .. } if a.finished_ms.is_none() => Some((tool, a.dispatched_ms)),
+            _ => None,
+        }
+    }
+
     /// The label of attempt `attempt` of the step instance at `path`.
     pub(crate) fn attempt_label(path: &str, attempt: u32) -> String {
         format!("step/{path}#{attempt}")

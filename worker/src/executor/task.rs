@@ -76,7 +76,9 @@ pub(super) async fn handle(
 async fn run(shared: Arc<Shared>, task: Task, message: jetstream::Message, delivered: i64, progress_every: Duration) {
     let started_ms = now_ms();
     let meter = UsageMeter::default();
-    let outcome = if delivered > i64::from(shared.config.max_deliveries) {
+    let counted = crate::metrics::InFlight::start(&task.tool, delivered);
+    let lost = delivered > i64::from(shared.config.max_deliveries);
+    let outcome = if lost {
         Some(Outcome::Err(
             ToolError::new(format!(
                 "the task was delivered {delivered} times and no worker answered: its tool may crash the worker"
@@ -96,6 +98,11 @@ async fn run(shared: Arc<Shared>, task: Task, message: jetstream::Message, deliv
         return;
     };
     let span = tracing::Span::current();
+    let ended = match &outcome {
+        _ if lost => "worker_lost",
+        Outcome::Ok(_) => "ok",
+        Outcome::Err(_) => "error",
+    };
     match &outcome {
         Outcome::Ok(_) => {
             span.record("weft.outcome", "ok");
@@ -121,6 +128,7 @@ async fn run(shared: Arc<Shared>, task: Task, message: jetstream::Message, deliv
     };
     let id = result.message_id();
     let (payload, replaced) = result::encode(result, shared.nats.server_info().max_payload);
+    counted.ended(ended, now_ms().saturating_sub(started_ms), payload.len());
     if replaced {
         tracing::warn!("result too large for a message: answered with OUTPUT_TOO_LARGE instead");
     }
