@@ -1,4 +1,5 @@
-//! The coordinators' API over NATS request/reply: submit, status, list, cancel.
+//! The coordinators' API over NATS request/reply: submit, status, list, cancel, pause,
+//! resume, signal, deploy, pools and set_pool (the verbs of `ApiRequest`).
 //!
 //! Requests are served by every coordinator in the queue group; each is handled in its
 //! own task so a slow one never holds the others. A malformed request gets a
@@ -322,7 +323,8 @@ impl Api {
         let id = format!("{verb}:{run_id}:{}", Uuid::now_v7());
         log::append(&self.nats.js, log::subject(partition, run_id), &Entry::Input { input }, &id)
             .await
-            .map_err(|e| ApiError::new(ApiErrorCode::Internal, format!("the {verb} could not be stored: {e}")))
+            // JetStream out of reach (a restart, an election): the client may try again.
+            .map_err(|e| ApiError::new(ApiErrorCode::Unavailable, format!("the {verb} could not be stored: {e}")))
     }
 }
 

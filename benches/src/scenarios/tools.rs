@@ -156,8 +156,10 @@ async fn time_runs(client: &WeftClient, def: &WorkflowDef, calls: usize) -> anyh
 /// `calls` `tools/call echo` one after another on a server-everything of its own.
 async fn direct_mcp_calls(everything: &PathBuf, arguments: &Value, calls: usize) -> anyhow::Result<P50P99> {
     let mut command = tokio::process::Command::new(everything);
-    command.arg("stdio").stderr(std::process::Stdio::null()).kill_on_drop(true);
-    let transport = rmcp::transport::TokioChildProcess::new(command)?;
+    command.arg("stdio").kill_on_drop(true);
+    // Its banner and logs are not the benchmark's output.
+    let (transport, _) =
+        rmcp::transport::TokioChildProcess::builder(command).stderr(std::process::Stdio::null()).spawn()?;
     let peer = ().serve(transport).await.context("server-everything did not initialize")?;
     let arguments: Map<String, Value> = arguments.as_object().cloned().unwrap_or_default();
     let mut times = Vec::with_capacity(calls);

@@ -414,6 +414,7 @@ mod tests {
             RunStatus::Compensated,
             RunStatus::CompensationFailed,
             RunStatus::Paused,
+            RunStatus::BudgetExceeded,
         ] {
             assert_eq!(serde_json::to_value(status).expect("json"), json!(status.as_str()));
         }
