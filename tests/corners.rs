@@ -310,3 +310,38 @@ async fn a_business_key_makes_one_run_however_often_it_is_submitted() {
     let (other, made) = client.submit_keyed(&def, Value::Null, "ORDER-8").await.expect("submitted");
     assert!(made && other != first);
 }
+
+/// `--profile` (and a config file's `default`) connects where the profile says; a flag
+/// beats it; a profile that does not exist is a usage error naming the file and the
+/// profiles there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_of_the_config_file_say_where_to_connect() {
+    let cluster = Cluster::start(0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("config.toml");
+    let contents = format!(
+        "default = \"here\"\n[profiles.here]\nnats = \"{}\"\ntimeout = \"5s\"\n[profiles.nowhere]\nnats = \"nats://127.0.0.1:9\"\n",
+        cluster.nats.url
+    );
+    std::fs::write(&config, contents).expect("config written");
+    let weft = |args: &[&str]| {
+        Command::new(bin("weft"))
+            .args(args)
+            .env_remove("NATS_URL")
+            .env_remove("WEFT_TIMEOUT")
+            .env_remove("WEFT_PROFILE")
+            .env("WEFT_CONFIG", &config)
+            .output()
+            .expect("weft runs")
+    };
+    let by_default = weft(&["list"]);
+    assert_eq!(by_default.status.code(), Some(0), "{:?}", text(&by_default));
+    let elsewhere = weft(&["--profile", "nowhere", "list", "--timeout", "1s"]);
+    assert_eq!(elsewhere.status.code(), Some(4), "{:?}", text(&elsewhere));
+    let flag_wins = weft(&["--profile", "nowhere", "--nats", &cluster.nats.url, "list"]);
+    assert_eq!(flag_wins.status.code(), Some(0), "{:?}", text(&flag_wins));
+    let missing = weft(&["--profile", "prod", "list"]);
+    let (_, stderr) = text(&missing);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no profile `prod`") && stderr.contains("profiles: here, nowhere"), "{stderr}");
+}

@@ -21,6 +21,7 @@ mod mcp;
 mod offline;
 mod online;
 mod plan;
+mod profile;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,19 +37,18 @@ use weft_client::{ClientOptions, WeftClient};
 #[derive(Debug, Parser)]
 #[command(name = "weft", version, about)]
 struct Cli {
-    /// NATS server URL (online commands); credentials as in nats://user:password@host:4222.
-    #[arg(
-        long = "nats",
-        env = "NATS_URL",
-        default_value = "nats://127.0.0.1:4222",
-        global = true,
-        hide_env_values = true,
-        hide_default_value = true
-    )]
-    nats_url: String,
-    /// How long connecting and each answer may take (online commands), e.g. 10s, 1m.
-    #[arg(long, env = "WEFT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
-    timeout: std::time::Duration,
+    /// NATS server URL (online commands; default nats://127.0.0.1:4222, or the profile's);
+    /// credentials as in nats://user:password@host:4222.
+    #[arg(long = "nats", env = "NATS_URL", global = true, hide_env_values = true)]
+    nats_url: Option<String>,
+    /// How long connecting and each answer may take (online commands), e.g. 10s, 1m
+    /// (default 10s, or the profile's).
+    #[arg(long, env = "WEFT_TIMEOUT", value_parser = humantime::parse_duration, global = true)]
+    timeout: Option<std::time::Duration>,
+    /// A named profile of the config file (~/.config/weft/config.toml, or WEFT_CONFIG):
+    /// its URL, user, password file and timeout.
+    #[arg(long, env = "WEFT_PROFILE", global = true)]
+    profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -250,6 +250,11 @@ enum Command {
         #[arg(long = "allow-host", value_name = "HOST[:PORT]", requires = "http")]
         allow_hosts: Vec<String>,
     },
+    /// Print a shell's completion script: `weft completions bash > ~/.local/share/bash-completion/completions/weft`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// List the tools live workers offer.
     Tools {
         /// Print the advertisements as JSON.
@@ -310,7 +315,13 @@ fn main() -> ExitCode {
             out!("{}", weft_lang::schema::workflow_schema_text());
             Ok(ExitCode::SUCCESS)
         }
-        online => run_online(&cli.nats_url, cli.timeout, online),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "weft", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        online => profile::resolve(cli.nats_url, cli.timeout, cli.profile.as_deref())
+            .and_then(|connection| run_online(&connection.url, connection.timeout, online)),
     };
     match result {
         Ok(code) => code,
@@ -382,7 +393,11 @@ async fn run_command(url: &str, timeout: std::time::Duration, command: Command) 
         Command::Pools { action: Some(PoolsAction::Set { name, capacity }), .. } => {
             online::set_pool(&client, &name, capacity).await
         }
-        Command::Validate { .. } | Command::Graph { .. } | Command::Analyze { .. } | Command::Schema => {
+        Command::Validate { .. }
+        | Command::Graph { .. }
+        | Command::Analyze { .. }
+        | Command::Schema
+        | Command::Completions { .. } => {
             unreachable!("offline")
         }
     }
