@@ -504,3 +504,38 @@ async fn the_api_answers_while_a_partition_of_ten_thousand_runs_is_replayed() {
         assert_eq!(client.wait(run).await.expect("ends").status, RunStatus::Completed);
     }
 }
+
+/// A coordinator that just died may still hold its API subscription on the server: a read
+/// sent to it is never answered. The client asks again after a short wait and gets its
+/// answer from a live coordinator, instead of failing after its whole timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_lost_with_a_dead_coordinator_is_asked_again() {
+    let nats = weft_tests::nats_server::NatsServer::start();
+    // The dead coordinator: in the API's queue group, answering nothing.
+    let dead = async_nats::connect(&nats.url).await.expect("connects");
+    let silent = dead
+        .queue_subscribe(weft_protocol::subjects::api("status"), weft_protocol::subjects::API_QUEUE.to_owned())
+        .await
+        .expect("subscribed");
+    dead.flush().await.expect("flushed");
+    let client = WeftClient::connect_with(&nats.url, weft_client::ClientOptions { timeout: Duration::from_secs(20) })
+        .await
+        .expect("client connects");
+    let asked = Instant::now();
+    let status = tokio::spawn({
+        let client = client.clone();
+        async move { client.status(Uuid::now_v7()).await }
+    });
+    // The first try has gone to the silent one; then it is gone, and a live one starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(silent);
+    dead.flush().await.expect("flushed");
+    let dir = tempfile::tempdir().expect("dir");
+    let _live = weft_tests::cluster::spawn("coordinator", "weft-coordinator", &["--nats", &nats.url], &[], dir.path());
+    let answer = status.await.expect("the status task ends");
+    assert!(
+        matches!(&answer, Err(e) if e.is_not_found()),
+        "a live coordinator's answer (no such run), not a timeout: {answer:?} after {:?}",
+        asked.elapsed()
+    );
+}

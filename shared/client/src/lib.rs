@@ -123,6 +123,12 @@ impl Default for ClientOptions {
     }
 }
 
+/// API verbs that only read, so asking again is harmless.
+const READS: [&str; 3] = ["status", "list", "pools"];
+
+/// How long one try of a read waits for its answer before asking again.
+const READ_ATTEMPT: Duration = Duration::from_secs(5);
+
 /// How often [`WeftClient::wait`] asks for the record while no end was heard.
 const WAIT_RECHECK: Duration = Duration::from_secs(5);
 
@@ -191,8 +197,15 @@ impl WeftClient {
         let mut headers = async_nats::HeaderMap::new();
         weft_protocol::trace::inject(&span, &mut headers);
         let payload = bytes::Bytes::from(payload);
+        // A read asked of a coordinator that has just died (its subscription not yet gone
+        // from the server) is never answered: it is asked again after a short wait, where a
+        // command, which may have been carried out, waits its whole timeout.
+        let read = READS.contains(&verb);
+        let wait = if read { READ_ATTEMPT.min(self.options.timeout) } else { self.options.timeout };
         let ask = || async {
-            let reply = self.nats.request_with_headers(subject.clone(), headers.clone(), payload.clone()).await;
+            let request =
+                async_nats::Request::new().payload(payload.clone()).headers(headers.clone()).timeout(Some(wait));
+            let reply = self.nats.send_request(subject.clone(), request).await;
             let reply = reply.map_err(|e| match e.kind() {
                 async_nats::client::RequestErrorKind::NoResponders => {
                     ClientError::NoCoordinator { subject: subject.clone() }
@@ -200,7 +213,7 @@ impl WeftClient {
                 // A request the server refused to deliver is never answered: say why.
                 async_nats::client::RequestErrorKind::TimedOut => match self.take_denial() {
                     Some(message) => ClientError::Denied { message },
-                    None => ClientError::TimedOut { subject: subject.clone(), after: self.options.timeout },
+                    None => ClientError::TimedOut { subject: subject.clone(), after: wait },
                 },
                 _ => ClientError::Request { subject: subject.clone(), message: e.to_string() },
             })?;
@@ -212,7 +225,8 @@ impl WeftClient {
             }
         };
         let ride_out = RIDE_OUT.for_at_most(self.options.timeout);
-        retry(&ride_out, None, ClientError::is_transient, ask).await.map_err(|stopped| match stopped {
+        let again = |e: &ClientError| e.is_transient() || (read && matches!(e, ClientError::TimedOut { .. }));
+        retry(&ride_out, None, again, ask).await.map_err(|stopped| match stopped {
             Stopped::Failed(e) | Stopped::GaveUp(e) => e,
             Stopped::ShutDown => ClientError::Request { subject: subject.clone(), message: "stopped".to_owned() },
         })
