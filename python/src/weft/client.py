@@ -39,6 +39,10 @@ STATUS_EVERY = 5.0
 T = TypeVar("T")
 
 
+# API verbs that only read, so asking again is harmless, and how long one try of them waits.
+_READS = frozenset({"status", "list", "pools"})
+_READ_ATTEMPT = 5.0
+
 class RequestTimeoutError(WeftError, TimeoutError):
     """No answer in time: the request may or may not have been applied."""
 
@@ -135,10 +139,15 @@ class Client:
         deadline = loop.time() + timeout
         payload = json.dumps({"verb": verb, **(body or {})}, separators=(",", ":")).encode()
         delay = 0.1
+        # A read sent to a coordinator that has just died (its subscription not yet gone
+        # from the server) is never answered: it is asked again after a short wait; a
+        # command, which may have been carried out, waits its whole timeout.
+        read = verb in _READS
         while True:
             remaining = deadline - loop.time()
+            wait = min(remaining, _READ_ATTEMPT) if read else remaining
             try:
-                msg = await self._nc.request(f"weft.api.{verb}", payload, timeout=max(remaining, 0.05))
+                msg = await self._nc.request(f"weft.api.{verb}", payload, timeout=max(wait, 0.05))
             except nats.errors.NoRespondersError:
                 if loop.time() + delay >= deadline:
                     raise UnavailableError(
@@ -148,6 +157,8 @@ class Client:
                 delay = min(delay * 2, 1.0)
                 continue
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                if read and loop.time() < deadline - 0.05:
+                    continue
                 raise RequestTimeoutError(f"no answer on weft.api.{verb} within {timeout:g}s") from None
             try:
                 answer = json.loads(msg.data)
