@@ -50,7 +50,10 @@ apt_install() {
 }
 if ! command -v prometheus >/dev/null && [[ -z "${PROMETHEUS:-}" ]]; then
   echo "setup: installing prometheus (Debian)" >&2
-  apt_install prometheus
+  apt_install prometheus || {
+    echo "setup: cannot install Debian's prometheus (apt-get); install it, or set PROMETHEUS to its binary" >&2
+    exit 1
+  }
 fi
 
 sdk_stamp="$WEFT_HOME/venv/.weft-sdk-$(cat "$root/python/pyproject.toml" "$root/python/constraints.txt" | sha256sum | cut -c1-16)"
