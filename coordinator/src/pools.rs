@@ -214,13 +214,14 @@ impl Pools {
                     pool.holders.retain(|h| !stale(h, &name));
                     pool.waiters.retain(|w| !stale(w, &name));
                     let gone = before - pool.holders.len() - pool.waiters.len();
-                    if gone > 0 {
-                        tracing::info!(pool = %name, partition, gone, "claims of runs that no longer hold them returned");
-                    }
-                    pool.grant(now, millis(LEASE))
+                    (gone, pool.grant(now, millis(LEASE)))
                 })
                 .await;
-            self.tell(&name, updated).await;
+            // Told once the update is stored: the closure runs again on each retry.
+            if let Ok((gone @ 1.., _)) = &updated {
+                tracing::info!(pool = %name, partition, gone, "claims of runs that no longer hold them returned");
+            }
+            self.tell(&name, updated.map(|(_, granted)| granted)).await;
         }
     }
 
