@@ -131,6 +131,9 @@ pub(crate) enum Input {
         attempt: u32,
         /// The pool.
         pool: String,
+        /// The ask it answers (absent in entries logged before asks were numbered).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ask: Option<u64>,
     },
     /// A child run started by a `workflow` step ended (or could not start).
     Child {
@@ -170,7 +173,9 @@ impl Input {
             Input::Child { result } => {
                 format!("end of child run {} of `{}` attempt {}", result.child_id, result.step, result.attempt)
             }
-            Input::Granted { step, attempt, pool } => format!("units of pool `{pool}` for `{step}` attempt {attempt}"),
+            Input::Granted { step, attempt, pool, .. } => {
+                format!("units of pool `{pool}` for `{step}` attempt {attempt}")
+            }
             Input::PlanChecked { step, round, .. } => format!("check of plan {round} of `{step}`"),
         }
     }
@@ -395,6 +400,8 @@ pub(crate) struct Run {
     errors: Vec<String>,
     output: Option<Value>,
     seq: u64,
+    /// Pool asks made so far: each ask's number ([`units`]).
+    asks: u64,
     /// Timers asked for and not fired yet, with their deadlines: what a restarted
     /// coordinator must arm again.
     timers: Vec<(Timer, Millis)>,
@@ -444,6 +451,7 @@ impl Run {
             errors: Vec::new(),
             output: None,
             seq: 0,
+            asks: 0,
             timers: Vec::new(),
             completions: 0,
             output_bytes: 0,
@@ -666,7 +674,7 @@ impl Run {
             }
             Input::Signal { name, data } => self.on_signal(name, data, now, out),
             Input::Child { result } => self.on_child(result, now, out),
-            Input::Granted { step, attempt, pool } => self.on_granted(&step, attempt, &pool, out),
+            Input::Granted { step, attempt, pool, ask } => self.on_granted(&step, attempt, &pool, ask, out),
             Input::PlanChecked { step, round, problems } => self.on_plan_checked(&step, round, problems, now, out),
         }
         self.advance_after(now, out);
@@ -724,8 +732,8 @@ impl Run {
             | Input::Child { .. }
             | Input::PlanChecked { .. } => {}
             // The saga dispatches nothing that needs units: return them.
-            Input::Granted { step, attempt, pool } => {
-                out.push(Effect::Release(PoolClaim { step, attempt, pool, units: 0, priority: 0 }));
+            Input::Granted { step, attempt, pool, .. } => {
+                out.push(Effect::Release(PoolClaim { step, attempt, pool, units: 0, priority: 0, ask: 0 }));
             }
         }
         if self.status == RunStatus::Compensating {

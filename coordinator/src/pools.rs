@@ -120,12 +120,14 @@ impl Pools {
             since_ms: now,
             expires_ms: 0,
             log: log.to_owned(),
+            ask: claim.ask,
         };
         let updated = self
             .update(&claim.pool, |pool| {
                 if let Some(held) = pool.holders.iter().find(|h| h.is(run, &claim.step, claim.attempt)) {
-                    // Granted before (the run moved, or asked again): say so again.
-                    return vec![held.clone()];
+                    // Granted before (the run moved, or asked again): say so again, as the
+                    // answer to the ask that waits now.
+                    return vec![Claim { ask: claim.ask, ..held.clone() }];
                 }
                 if pool.capacity == 0 {
                     tracing::warn!(pool = %claim.pool, %run, step = %claim.step, "a step waits for a pool with no capacity: set one with `weft pools set`");
@@ -160,6 +162,7 @@ impl Pools {
                             since_ms: now,
                             expires_ms: now.saturating_add(millis(LEASE)),
                             log: log.to_owned(),
+                            ask: claim.ask,
                         });
                     }
                 }
@@ -311,8 +314,10 @@ impl Pools {
             }
         };
         for claim in granted {
-            let input = Input::Granted { step: claim.step.clone(), attempt: claim.attempt, pool: pool.to_owned() };
-            let id = format!("granted:{}:{}:{}:{pool}", claim.run_id, claim.step, claim.attempt);
+            let ask = (claim.ask != 0).then_some(claim.ask);
+            let input = Input::Granted { step: claim.step.clone(), attempt: claim.attempt, pool: pool.to_owned(), ask };
+            // One id per ask: the grant of a later ask is not a repeat of an earlier one's.
+            let id = format!("granted:{}:{}:{}:{pool}:{}", claim.run_id, claim.step, claim.attempt, claim.ask);
             crate::run_actor::append_reliably(&self.nats, claim.log.clone(), Entry::Input { input }, id).await;
         }
     }

@@ -172,6 +172,34 @@ fn templates_read_the_step_s_idempotency_key_and_attempt() {
     assert_eq!(again[0].idempotency_key, key, "the key stays");
 }
 
+/// The grant of an earlier ask, applied again while the step waits for the same pool (a
+/// duplicate entry, a stray told once more), is not the answer to the ask that waits: the
+/// step would run without units (found by the property test: a pool of two let a third in).
+#[test]
+fn a_grant_answers_only_the_ask_it_was_made_for() {
+    let mut r = run(
+        json!({"name": "gpu", "steps": [{"id": "a", "tool": "t", "resources": {"cpu": 1, "gpu": 1}}]}),
+        Value::Null,
+    );
+    let asks = |effects: &[Effect]| -> Vec<PoolClaim> {
+        effects.iter().filter_map(|e| if let Effect::Acquire(c) = e { Some(c.clone()) } else { None }).collect()
+    };
+    let cpu = asks(&r.apply(Input::Start, 0)).pop().expect("asks for cpu");
+    let granted = |claim: &PoolClaim, ask: u64| Input::Granted {
+        step: claim.step.clone(),
+        attempt: claim.attempt,
+        pool: claim.pool.clone(),
+        ask: Some(ask),
+    };
+    let gpu = asks(&r.apply(granted(&cpu, cpu.ask), 1)).pop().expect("then for gpu");
+    assert_ne!(gpu.ask, cpu.ask, "each ask has its number");
+    // A gpu grant carrying the cpu ask's number: the answer to another ask.
+    let stale = r.apply(granted(&PoolClaim { pool: "gpu".into(), ..cpu.clone() }, cpu.ask), 2);
+    assert!(only_ignored(&stale), "not dispatched, and its place in the queue kept (no release): {stale:?}");
+    let go = r.apply(granted(&gpu, gpu.ask), 3);
+    assert_eq!(super::tests::ids(&dispatched(&go)), ["a"], "the answer to its ask: dispatched");
+}
+
 #[test]
 fn a_step_with_resources_waits_for_its_units_and_returns_them() {
     let mut r = run(
@@ -190,17 +218,17 @@ fn a_step_with_resources_waits_for_its_units_and_returns_them() {
     assert_eq!((asked[0].pool.as_str(), asked[0].units, asked[0].priority), ("gpu", 1, 3));
     assert_eq!(r.record().steps["a"].reason.as_deref(), Some("waiting for 1 unit(s) of pool `gpu`"));
     // A grant for another pool, or another attempt, is returned at once.
-    let stray = r.apply(Input::Granted { step: "a".into(), attempt: 1, pool: "mem".into() }, 1);
+    let stray = r.apply(Input::Granted { step: "a".into(), attempt: 1, pool: "mem".into(), ask: None }, 1);
     assert!(stray.iter().any(|e| matches!(e, Effect::Release(c) if c.pool == "mem")), "{stray:?}");
-    let next = r.apply(Input::Granted { step: "a".into(), attempt: 1, pool: "gpu".into() }, 2);
+    let next = r.apply(Input::Granted { step: "a".into(), attempt: 1, pool: "gpu".into(), ask: None }, 2);
     assert!(next.iter().any(|e| matches!(e, Effect::Acquire(c) if c.pool == "mem")), "then the next pool: {next:?}");
-    let go = r.apply(Input::Granted { step: "a".into(), attempt: 1, pool: "mem".into() }, 3);
+    let go = r.apply(Input::Granted { step: "a".into(), attempt: 1, pool: "mem".into(), ask: None }, 3);
     let t = dispatched(&go);
     assert_eq!(super::tests::ids(&t), ["a"], "every pool granted: dispatched");
     // A grant told again (a takeover re-telling it) is not a stray: the running attempt
     // keeps its units. Returning them let a third step into a pool of two.
     for pool in ["gpu", "mem"] {
-        let repeat = r.apply(Input::Granted { step: "a".into(), attempt: 1, pool: pool.into() }, 3);
+        let repeat = r.apply(Input::Granted { step: "a".into(), attempt: 1, pool: pool.into(), ask: None }, 3);
         assert!(!repeat.iter().any(|e| matches!(e, Effect::Release(_))), "{pool}: {repeat:?}");
         assert!(only_ignored(&repeat), "{repeat:?}");
     }

@@ -530,7 +530,10 @@ impl Driver {
                 }
                 let claim = self.asked.remove(claim.index(self.asked.len()));
                 self.granted.insert((claim.step.clone(), claim.attempt, claim.pool.clone()));
-                (Input::Granted { step: claim.step, attempt: claim.attempt, pool: claim.pool }, now)
+                (
+                    Input::Granted { step: claim.step, attempt: claim.attempt, pool: claim.pool, ask: Some(claim.ask) },
+                    now,
+                )
             }
             Action::ForgedGrant { path, attempt, gpu } => {
                 let paths = self.paths();
@@ -541,7 +544,8 @@ impl Driver {
                 {
                     return None;
                 }
-                (Input::Granted { step, attempt, pool }, now)
+                // A forger does not know the run's ask numbers.
+                (Input::Granted { step, attempt, pool, ask: Some(u64::MAX - u64::from(attempt)) }, now)
             }
             Action::Tick { ms } => {
                 self.now += ms;

@@ -43,6 +43,14 @@ pub struct Claim {
     pub expires_ms: Millis,
     /// Where its grant is appended: the run's log.
     pub log: String,
+    /// The run's number for this ask, echoed in the grant so a run can tell it from the
+    /// answer to an earlier ask (0: none, as in claims stored before asks were numbered).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ask: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Claim {
@@ -108,6 +116,7 @@ mod tests {
             since_ms,
             expires_ms: 0,
             log: String::new(),
+            ask: 0,
         }
     }
 
