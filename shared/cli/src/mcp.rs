@@ -27,6 +27,9 @@ use weft_client::WeftClient;
 use weft_lang::definition::WorkflowDef;
 use weft_protocol::wire::{EventKind, RunStatus};
 
+/// How long a call's result waits for the progress of its run's last steps.
+const PROGRESS_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The server: registered workflows, through a client of the deployment.
 #[derive(Clone)]
 struct Workflows {
@@ -64,6 +67,9 @@ impl Workflows {
         let mut events = std::pin::pin!(events);
         let mut done = 0u32;
         while let Some(Ok(event)) = events.next().await {
+            if matches!(event.kind, EventKind::RunFinished { .. }) {
+                return;
+            }
             if let EventKind::StepCompleted { step_id, .. } = &event.kind {
                 done += 1;
                 let note = ProgressNotificationParam::new(token.clone(), f64::from(done))
@@ -143,7 +149,11 @@ impl ServerHandler for Workflows {
                 return Err(ErrorData::internal_error(format!("cancelled: run {run} was cancelled"), None));
             }
         };
-        if let Some(progress) = progress {
+        // The run's events end with `run_finished`: every step's progress goes out before
+        // the result (the client ignores progress after it), unless the events lag.
+        if let Some(mut progress) = progress
+            && tokio::time::timeout(PROGRESS_DRAIN, &mut progress).await.is_err()
+        {
             progress.abort();
         }
         let record = ended.map_err(unavailable)?;
