@@ -67,7 +67,6 @@ type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 /// Every metric family of the coordinator.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    registry: Registry,
     runs_started: Family<WorkflowLabels, Counter>,
     runs_ended: Family<EndLabels, Counter>,
     run_duration: Histograms<WorkflowLabels>,
@@ -91,15 +90,17 @@ pub(crate) struct Metrics {
 /// The coordinator's metrics.
 pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
+/// The registry of every coordinator metric (the same families), for the endpoint.
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| METRICS.registry());
+
 /// The registry of every coordinator metric, for the endpoint.
 pub fn registry() -> &'static Registry {
-    &METRICS.registry
+    &REGISTRY
 }
 
 impl Metrics {
     fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("weft");
-        let m = Metrics {
+        Metrics {
             runs_started: Family::default(),
             runs_ended: Family::default(),
             run_duration: Family::new_with_constructor(seconds_histogram),
@@ -113,8 +114,12 @@ impl Metrics {
             runs_active: Gauge::default(),
             partitions_owned: Gauge::default(),
             log_entries_held: Gauge::default(),
-            registry: Registry::default(),
-        };
+        }
+    }
+
+    /// A registry of these families, named by Prometheus conventions under `weft_`.
+    fn registry(&self) -> Registry {
+        let (mut registry, m) = (Registry::with_prefix("weft"), self);
         let r = &mut registry;
         r.register("runs_started", "Runs started, by workflow", m.runs_started.clone());
         r.register("runs_ended", "Runs ended, by workflow and status", m.runs_ended.clone());
@@ -153,7 +158,7 @@ impl Metrics {
             "Run log entries compaction keeps because a live run began before them (how far it lags the log's end)",
             m.log_entries_held.clone(),
         );
-        Metrics { registry, ..m }
+        registry
     }
 
     /// A run started.

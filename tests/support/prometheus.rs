@@ -56,7 +56,7 @@ impl Prometheus {
             format!("--web.listen-address=127.0.0.1:{port}"),
         );
         let proc = Proc::start("prometheus", &binary(), &[&config_arg, &storage_arg, &listen_arg], &[], dir.path())
-            .expect("prometheus starts");
+            .unwrap_or_else(|e| panic!("{e:#}: run deploy/setup.sh (it installs Debian's prometheus)"));
         crate::wait::listening(port).unwrap_or_else(|e| panic!("prometheus does not listen: {e}\n{}", proc.logs()));
         weft_worker::tls::install_provider();
         Prometheus { proc, url: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new(), _dir: dir }

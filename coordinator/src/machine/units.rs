@@ -100,25 +100,23 @@ impl Run {
             }
             _ => None,
         });
+        let what = || Input::Granted { step: step.to_owned(), attempt, pool: pool.to_owned(), ask }.describe();
         if let Some((_, _, wanted)) = &asked
             && ask.is_some_and(|n| n != wanted.ask)
         {
             // The answer to an earlier ask of the same pool: the one that waits keeps its
             // place in the queue (a release would take it out).
-            let what = Input::Granted { step: step.to_owned(), attempt, pool: pool.to_owned(), ask }.describe();
-            return out.push(Effect::Ignored(Ignored::stale(what, "it answers an earlier ask: the step waits on")));
+            return out.push(Effect::Ignored(Ignored::stale(what(), "it answers an earlier ask: the step waits on")));
         }
         let Some((i, granted, claim)) = asked else {
             if self.holds(step, attempt, pool) {
                 // A repeat of a grant the attempt holds already (a grant told again after a
                 // takeover): its units are in use, and stay held.
-                let what = Input::Granted { step: step.to_owned(), attempt, pool: pool.to_owned(), ask }.describe();
-                return out.push(Effect::Ignored(Ignored::stale(what, "the step attempt holds that pool already")));
+                return out.push(Effect::Ignored(Ignored::stale(what(), "the step attempt holds that pool already")));
             }
             // Nobody waits for it: return it at once.
-            let what = Input::Granted { step: step.to_owned(), attempt, pool: pool.to_owned(), ask }.describe();
             out.push(Effect::Ignored(Ignored::stale(
-                what,
+                what(),
                 "no step attempt waits for that pool: its units are returned",
             )));
             out.push(Effect::Release(PoolClaim {

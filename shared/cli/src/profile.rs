@@ -146,38 +146,20 @@ fn resolve_in(
             }
             None => None,
         };
-        url = with_credentials(&url, settings.user.as_deref(), password.as_deref())
-            .map_err(|e| exit::usage(format!("{shown}: profile `{}`: {e}", name(&chosen))))?;
+        url = weft_protocol::nats_url::add_credentials(&url, settings.user.as_deref(), password.as_deref()).map_err(
+            |e| {
+                exit::usage(format!(
+                    "{shown}: profile `{}`: {e}; drop them or `user` and `password_file`",
+                    name(&chosen)
+                ))
+            },
+        )?;
     }
     Ok(Connection { url, timeout })
 }
 
 fn name(chosen: &Option<String>) -> &str {
     chosen.as_deref().unwrap_or("")
-}
-
-/// `url` with `user:password@` in its authority (each part percent-encoded).
-fn with_credentials(url: &str, user: Option<&str>, password: Option<&str>) -> Result<String, String> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("`nats` is not a URL: {url:?}"))?;
-    if rest.split('/').next().is_some_and(|authority| authority.contains('@')) {
-        return Err("`nats` has credentials already; drop them or `user` and `password_file`".to_owned());
-    }
-    let encode = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
-    let credentials = match (user, password) {
-        (Some(user), Some(password)) => format!("{}:{}", encode(user), encode(password)),
-        (Some(user), None) => encode(user),
-        // A password alone is a token.
-        (None, Some(token)) => encode(token),
-        (None, None) => return Ok(url.to_owned()),
-    };
-    Ok(format!("{scheme}://{credentials}@{rest}"))
 }
 
 #[cfg(test)]

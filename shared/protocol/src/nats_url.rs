@@ -45,6 +45,34 @@ pub fn redact(urls: &str) -> String {
         .join(",")
 }
 
+/// `url` (the first of several) with `user:password@` (or a token alone) in its
+/// authority, each percent-encoded, so [`with_credentials`] reads them back; an error if it
+/// carries credentials already.
+pub fn add_credentials(urls: &str, user: Option<&str>, password: Option<&str>) -> Result<String, String> {
+    let (scheme, rest) = urls.split_once("://").ok_or_else(|| format!("{:?} is not a URL", redact(urls)))?;
+    let authority = rest.find(['/', ',']).unwrap_or(rest.len());
+    if rest[..authority].contains('@') {
+        return Err("the URL has credentials already".to_owned());
+    }
+    let credentials = match (user, password) {
+        (Some(user), Some(password)) => format!("{}:{}", encode(user), encode(password)),
+        (Some(user), None) => encode(user),
+        (None, Some(token)) => encode(token),
+        (None, None) => return Ok(urls.to_owned()),
+    };
+    Ok(format!("{scheme}://{credentials}@{rest}"))
+}
+
+/// Percent-encodes all but URLs' unreserved characters.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Undoes the percent-encoding URLs apply to user names and passwords.
 fn decode(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -69,6 +97,15 @@ fn decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn added_credentials_read_back() {
+        let url = add_credentials("tls://h:4222", Some("client"), Some("p@ss/w:rd")).expect("added");
+        assert_eq!(url, "tls://client:p%40ss%2Fw%3Ard@h:4222");
+        let addr: ServerAddr = url.parse().expect("a server address");
+        assert_eq!(addr.password().map(decode).as_deref(), Some("p@ss/w:rd"));
+        assert!(add_credentials("nats://u:p@h:4222", Some("client"), None).is_err());
+    }
 
     #[test]
     fn urls_are_split_on_commas() {
