@@ -540,7 +540,7 @@ async fn read_catalogue(nats: &Nats) -> Result<Catalogue, NatsError> {
 
 /// The record a run starts with: `running`, its steps pending.
 fn first_record(request: &Request, plan: Arc<Plan>) -> RunRecord {
-    Run::new(request.run_id, plan, request.input.clone(), now_ms()).record()
+    Run::new(request.run_id, plan, request.input.clone(), now_ms()).with_parent(request.parent.clone()).record()
 }
 
 fn index_entry(request: &Request, record: &RunRecord) -> IndexEntry {

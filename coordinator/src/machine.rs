@@ -892,6 +892,7 @@ impl Run {
                     record.reason = Some(waiting);
                 }
                 record.within = self.frames[self.insts[i].frame].owner.map(|o| self.insts[o].path.clone());
+                record.child = self.started_child(i);
                 (self.insts[i].path.clone(), record)
             })
             .collect();
@@ -900,6 +901,10 @@ impl Run {
             workflow: self.plan.name.clone(),
             version: self.plan.version,
             status: self.status,
+            parent: self
+                .parent
+                .as_ref()
+                .map(|p| weft_protocol::wire::ParentRef { run_id: p.run_id, step: p.step.clone() }),
             input: self.frames[FrameId::TOP].ctx.values.get("input").cloned().unwrap_or(Value::Null),
             output: self.output.clone(),
             steps,

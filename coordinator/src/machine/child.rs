@@ -89,10 +89,16 @@ impl Run {
 
     /// The child run instance `i` is waiting for, if it is a running `workflow` step.
     pub(super) fn running_child(&self, i: InstId) -> Option<Uuid> {
+        self.started_child(i).filter(|_| self.insts[i].state.status == StepStatus::Running)
+    }
+
+    /// The child run instance `i`'s current attempt started, if it is a `workflow` step (or
+    /// a `plan` step running its plan) that got as far as an attempt.
+    pub(super) fn started_child(&self, i: InstId) -> Option<Uuid> {
         let state = &self.insts[i].state;
         let runs_child =
             matches!(self.def(i).kind, Kind::SubWorkflow { .. }) || self.plan_phase(i) == Some(Phase::Running);
-        (runs_child && state.status == StepStatus::Running).then(|| self.child_id(&self.insts[i].path, state.attempt))
+        (runs_child && state.attempt > 0).then(|| self.child_id(&self.insts[i].path, state.attempt))
     }
 
     /// What starting instance `i`'s current child takes.

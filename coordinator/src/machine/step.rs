@@ -227,6 +227,7 @@ impl StepState {
         StepRecord {
             status: self.status,
             tool: step.tool().map(str::to_owned),
+            params: self.params.clone(),
             output: self.output.clone(),
             reason: self.reason.clone(),
             attempts: self.attempts.clone(),
@@ -237,6 +238,7 @@ impl StepState {
             }),
             within: None,
             plans: self.planning.as_ref().map(|p| p.rounds.clone()).unwrap_or_default(),
+            child: None,
         }
     }
 }

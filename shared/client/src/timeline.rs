@@ -341,6 +341,8 @@ mod tests {
                 compensation: None,
                 within: None,
                 plans: Vec::new(),
+                params: None,
+                child: None,
             },
         );
         steps.insert(
@@ -354,6 +356,8 @@ mod tests {
                 compensation: None,
                 within: None,
                 plans: Vec::new(),
+                params: None,
+                child: None,
             },
         );
         RunRecord {
@@ -361,6 +365,7 @@ mod tests {
             workflow: "w".into(),
             version: 1,
             status: RunStatus::Completed,
+            parent: None,
             input: Value::Null,
             output: None,
             steps,
@@ -437,6 +442,8 @@ mod tests {
             compensation: None,
             within: within.map(str::to_owned),
             plans: Vec::new(),
+            params: None,
+            child: None,
         };
         let mut r = record();
         r.steps.clear();

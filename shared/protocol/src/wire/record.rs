@@ -124,6 +124,9 @@ pub struct StepRecord {
     /// Tool it calls, if a task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// Its params as resolved for its current attempt, once it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
     /// Output, once completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
@@ -142,6 +145,9 @@ pub struct StepRecord {
     /// A `plan` step's plans: each one proposed, with its problems, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plans: Vec<PlanRound>,
+    /// The child run its current attempt started (a `workflow` step, a `plan` step's plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<Uuid>,
 }
 
 /// A plan a `plan` step considered.
@@ -182,6 +188,9 @@ pub struct RunRecord {
     pub version: u32,
     /// Where it is.
     pub status: RunStatus,
+    /// The run and step that started it, if it is a child run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
     /// Its input.
     pub input: Value,
     /// The output template resolved, once completed.
@@ -211,6 +220,15 @@ pub struct RunRecord {
     /// What it may spend, if it has a budget (its own, within its parent's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<weft_lang::definition::Budget>,
+}
+
+/// The step of another run that started a child run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    /// The parent run.
+    pub run_id: Uuid,
+    /// Its step instance (path) that started the child.
+    pub step: String,
 }
 
 /// Tokens and cost spent on models.
@@ -275,7 +293,7 @@ pub struct RunSummary {
 impl RunRecord {
     /// The record as JSON of at most `limit` bytes, leaving out the least useful details
     /// first when the whole does not fit (a run of 10,000 steps does not fit in the default
-    /// 1 MiB): step outputs, then every attempt but the last, then the steps that
+    /// 1 MiB): step outputs and params, then every attempt but the last, then the steps that
     /// completed, then every step, then the run's output. What was left out is said in
     /// `abridged`. Only the JSON of a record with a huge input can still exceed `limit`.
     pub fn to_json_within(&self, limit: usize) -> Vec<u8> {
@@ -301,7 +319,12 @@ impl RunRecord {
     fn abridge(&mut self, limit: usize, whole: usize) -> Vec<u8> {
         type Cut = (&'static str, fn(&mut RunRecord));
         let cuts: [Cut; 5] = [
-            ("step outputs", |r| r.steps.values_mut().for_each(|s| s.output = None)),
+            ("step outputs and params", |r| {
+                r.steps.values_mut().for_each(|s| {
+                    s.output = None;
+                    s.params = None;
+                })
+            }),
             ("attempts before each step's last", |r| {
                 r.steps.values_mut().for_each(|s| {
                     let keep = s.attempts.len().saturating_sub(1);
@@ -377,6 +400,8 @@ mod tests {
             compensation: None,
             within: None,
             plans: Vec::new(),
+            params: None,
+            child: None,
         };
         let ids: Vec<String> = (0..steps).map(|i| format!("s{i}")).collect();
         RunRecord {
@@ -384,6 +409,7 @@ mod tests {
             workflow: "big".into(),
             version: 1,
             status: RunStatus::Failed,
+            parent: None,
             input: json!({}),
             output: Some(json!("done")),
             steps: ids
@@ -443,7 +469,7 @@ mod tests {
         assert_eq!(back.steps["s0"].attempts.len(), 1);
         let note = back.abridged.expect("says what was left out");
         assert!(note.contains(&format!("{whole} bytes")), "{note}");
-        assert!(note.ends_with("step outputs, attempts before each step's last, completed steps"), "{note}");
+        assert!(note.ends_with("step outputs and params, attempts before each step's last, completed steps"), "{note}");
         // The same, as a record to wrap in a reply.
         assert_eq!(record.clone().within(100_000), back_with(&bytes));
         assert_eq!(big_record(3).within(100_000), big_record(3), "a record that fits is whole");
