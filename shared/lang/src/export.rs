@@ -1,4 +1,5 @@
-//! Drawings of a plan: Mermaid (`flowchart`) and Graphviz DOT.
+//! Drawings of a plan: Mermaid (`flowchart`) and Graphviz DOT, and the same graph as data
+//! ([`graph`]) for a drawing of one's own (the web UI's).
 //!
 //! Each step is a node labelled with its id and what it does. Data dependencies are
 //! solid arrows, condition-only reads are dotted arrows labelled `when`, explicit
@@ -6,6 +7,8 @@
 //! cluster linked from it; steps with a `when` are drawn as hexagons.
 
 use std::fmt::Write;
+
+use serde::Serialize;
 
 use crate::plan::{Kind, Plan, Step};
 
@@ -51,10 +54,15 @@ fn edges(steps: &[Step]) -> Vec<(&str, &str, Edge)> {
     out
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Edge {
+/// What a dependency is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Edge {
+    /// The step reads the other's output.
     Data,
+    /// Only its condition reads it.
     When,
+    /// `depends_on`: it waits for it without reading it.
     Order,
 }
 
@@ -155,6 +163,93 @@ fn dot_block(steps: &[Step], depth: usize, out: &mut String) {
     }
 }
 
+/// The plan as data: every step a node in the scope of its siblings (`top`, or a construct's
+/// body `<construct id>#<body index>`), edges among siblings only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Graph {
+    /// Every step of the plan, bodies included.
+    pub nodes: Vec<Node>,
+    /// Dependencies, each between two nodes of one scope.
+    pub edges: Vec<GraphEdge>,
+    /// The top scope first, then each construct's bodies in document order.
+    pub scopes: Vec<Scope>,
+}
+
+/// A step in a [`Graph`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Node {
+    /// Its id (unique in the plan).
+    pub id: String,
+    /// Its id and what it does, as the other drawings label it.
+    pub label: String,
+    /// Its kind's keyword (`task`, `for_each`, `signal`...).
+    pub kind: &'static str,
+    /// The tool it calls, if a task.
+    pub tool: Option<String>,
+    /// Whether it has a `when`.
+    pub when: bool,
+    /// The scope it is in.
+    pub scope: String,
+}
+
+/// A dependency in a [`Graph`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphEdge {
+    /// The step depended on.
+    pub from: String,
+    /// The step that depends.
+    pub to: String,
+    /// `data` (it reads the output), `when` (its condition does) or `order` (`depends_on`).
+    pub kind: Edge,
+    /// The scope both are in.
+    pub scope: String,
+}
+
+/// A set of sibling steps: the top level or a construct's body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scope {
+    /// `top`, or `<construct id>#<body index>`.
+    pub id: String,
+    /// The construct whose body it is.
+    pub owner: Option<String>,
+    /// How to title it.
+    pub label: String,
+}
+
+/// The plan as a [`Graph`].
+pub fn graph(plan: &Plan) -> Graph {
+    let mut g = Graph { nodes: Vec::new(), edges: Vec::new(), scopes: Vec::new() };
+    g.scopes.push(Scope { id: "top".to_owned(), owner: None, label: plan.name.clone() });
+    graph_block(&plan.steps, "top", &mut g);
+    g
+}
+
+fn graph_block(steps: &[Step], scope: &str, g: &mut Graph) {
+    for s in steps {
+        g.nodes.push(Node {
+            id: s.id.clone(),
+            label: label(s),
+            kind: s.kind.keyword(),
+            tool: s.tool().map(str::to_owned),
+            when: s.when.is_some(),
+            scope: scope.to_owned(),
+        });
+    }
+    for (from, to, kind) in edges(steps) {
+        g.edges.push(GraphEdge { from: from.to_owned(), to: to.to_owned(), kind, scope: scope.to_owned() });
+    }
+    for s in steps {
+        let bodies = s.children();
+        let several = bodies.len() > 1;
+        for (i, body) in bodies.into_iter().enumerate() {
+            let id = format!("{}#{i}", s.id);
+            let label = if several { format!("{} body {}", s.id, i + 1) } else { format!("{} body", s.id) };
+            g.scopes.push(Scope { id: id.clone(), owner: Some(s.id.clone()), label });
+            graph_block(body, &id, g);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +287,25 @@ mod tests {
         assert!(d.contains("\"b\" -> \"c\" [style=dashed];"), "{d}");
         assert!(d.contains("subgraph \"cluster_m_0\""), "{d}");
         assert!(d.trim_end().ends_with('}'));
+    }
+
+    #[test]
+    fn the_graph_as_data_keeps_bodies_in_scopes_of_their_own() {
+        let g = graph(&plan());
+        let scope = |id: &str| g.nodes.iter().find(|n| n.id == id).map(|n| n.scope.as_str());
+        assert_eq!(scope("a"), Some("top"));
+        assert_eq!(scope("one"), Some("m#0"));
+        assert_eq!(g.scopes.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["top", "m#0"]);
+        let b = g.nodes.iter().find(|n| n.id == "b").expect("b");
+        assert!(b.when && b.kind == "task" && b.tool.as_deref() == Some("check"));
+        let json = serde_json::to_value(&g).expect("serialises");
+        assert!(
+            json["edges"]
+                .as_array()
+                .expect("edges")
+                .iter()
+                .any(|e| e["from"] == "a" && e["to"] == "b" && e["kind"] == "when")
+        );
+        assert!(g.edges.iter().all(|e| e.scope == "top"));
     }
 }
