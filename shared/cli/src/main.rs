@@ -22,6 +22,7 @@ mod offline;
 mod online;
 mod plan;
 mod profile;
+mod ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -250,6 +251,21 @@ enum Command {
         #[arg(long = "allow-host", value_name = "HOST[:PORT]", requires = "http")]
         allow_hosts: Vec<String>,
     },
+    /// Serve the web UI on --addr: runs (filtered, live), a run's graph, timeline, steps
+    /// and events, and actions (cancel, pause, resume, signal). No login: anyone who can
+    /// reach the address acts as this command's NATS user.
+    Ui {
+        /// Where to listen.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", env = "WEFT_UI_ADDR")]
+        addr: std::net::SocketAddr,
+        /// A Host header to accept besides the loopback names (repeatable): the name the
+        /// browser reaches this server by, when it is not localhost.
+        #[arg(long = "allow-host", value_name = "HOST[:PORT]", env = "WEFT_UI_ALLOW_HOSTS", value_delimiter = ',')]
+        allow_hosts: Vec<String>,
+        /// Jaeger's base URL (http://localhost:16686): a run's page links to its trace.
+        #[arg(long, value_name = "URL", env = "WEFT_JAEGER_URL")]
+        jaeger: Option<String>,
+    },
     /// Print a shell's completion script: `weft completions bash > ~/.local/share/bash-completion/completions/weft`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -389,6 +405,7 @@ async fn run_command(url: &str, timeout: std::time::Duration, command: Command) 
         Command::List { limit, json } => online::list(&client, usize::from(limit), json).await,
         Command::Tools { json, functions } => online::tools(&client, json, functions).await,
         Command::Mcp { http, allow_hosts } => mcp::serve(client, http, allow_hosts).await,
+        Command::Ui { addr, allow_hosts, jaeger } => ui::serve(client, ui::Options { addr, allow_hosts, jaeger }).await,
         Command::Pools { action: None, json } => online::pools(&client, json).await,
         Command::Pools { action: Some(PoolsAction::Set { name, capacity }), .. } => {
             online::set_pool(&client, &name, capacity).await
