@@ -6,6 +6,7 @@
 # - the MCP servers the tests and examples use, from npm, under .weft/npm
 # - the Python SDK (python/) and its test tools, into the same venv
 # - Prometheus (Debian's package), which the metrics tests scrape the services with
+# - Chromium and chromedriver (Debian's packages), the web UI tests' browser
 # - the workspace binaries: weft, weft-coordinator, weft-worker
 #
 # Prints nothing but progress; exports nothing. Other scripts source deploy/env.sh.
@@ -52,6 +53,15 @@ if ! command -v prometheus >/dev/null && [[ -z "${PROMETHEUS:-}" ]]; then
   echo "setup: installing prometheus (Debian)" >&2
   apt_install prometheus || {
     echo "setup: cannot install Debian's prometheus (apt-get); install it, or set PROMETHEUS to its binary" >&2
+    exit 1
+  }
+fi
+
+# The web UI's tests drive a real headless browser over WebDriver.
+if ! command -v chromedriver >/dev/null && [[ -z "${CHROMEDRIVER:-}" ]]; then
+  echo "setup: installing chromium and chromium-driver (Debian)" >&2
+  apt_install chromium chromium-driver || {
+    echo "setup: cannot install Debian's chromium and chromium-driver (apt-get); install them, or set CHROMEDRIVER and CHROMIUM" >&2
     exit 1
   }
 fi

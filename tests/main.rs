@@ -13,6 +13,7 @@
 //! - [`hostile`]: forged and malformed entries on the live services: ignored, named, harmless.
 //! - [`tracing`]: one trace per run, checked with a real OTLP receiver.
 //! - [`runtime`]: nats-server, coordinator and worker processes running workflows.
+//! - [`ui`]: `weft ui` in a real headless Chromium, on real runs.
 
 mod cli;
 mod corners;
@@ -26,3 +27,4 @@ mod metrics;
 mod planning;
 mod runtime;
 mod tracing;
+mod ui;

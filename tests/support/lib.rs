@@ -6,6 +6,7 @@
 //! executable's `deps/` directory, where `cargo build` puts them. `cargo test` alone does
 //! not rebuild them: run `tests/run.sh`, or `cargo build --workspace --bins` first.
 
+pub mod browser;
 pub mod cluster;
 pub mod in_process;
 pub mod model;
