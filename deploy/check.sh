@@ -71,14 +71,14 @@ fi
 
 compose "${cluster[@]}" --profile cli config --format json >"$scratch/compose.json"
 published="$(jq -r '.services | to_entries[] | .key as $s | (.value.ports // [])[] | "\($s):\(.target)@\(.host_ip // "0.0.0.0")"' "$scratch/compose.json" | sort | tr '\n' ' ')"
-if [[ "$published" == "jaeger:16686@127.0.0.1 nats:4222@127.0.0.1 " ]]; then
+if [[ "$published" == "jaeger:16686@127.0.0.1 nats:4222@127.0.0.1 ui:8080@127.0.0.1 " ]]; then
   ok "published: $published"
 else
-  fail "published ports should be the NATS client port and the Jaeger UI on 127.0.0.1, not: $published"
+  fail "published ports should be the NATS client port, the Jaeger UI and Weft's UI on 127.0.0.1, not: $published"
 fi
 compose "${single[@]}" config --format json >"$scratch/single.json"
 restarts=0
-for service in nats jaeger coordinator worker; do
+for service in nats jaeger coordinator worker ui; do
   jq -e --arg s "$service" '.services[$s].restart | test("on-failure|unless-stopped|always")' "$scratch/single.json" >/dev/null \
     || { fail "$service has no restart policy"; restarts=1; }
 done
@@ -190,6 +190,27 @@ if WEFT_TLS=1 "$deploy/local.sh" up 2>"$logs/up.log"; then
   check_cmd "weft deploy" weft deploy "$root/examples/chain_notify.json"
   check_cmd "weft definitions" weft definitions
   check_cmd "weft run --name" weft run --name chain_notify --input '{"user_id": "123"}'
+  # The web UI as the client user: its reads, a run's events and the runs' nudges (which
+  # subscribe), and an action; a permission it lacks shows below as a violation.
+  ui_port="$(free_port)"
+  "$WEFT_BIN_DIR/weft" ui --addr "127.0.0.1:$ui_port" >"$logs/ui.log" 2>&1 &
+  ui_pid=$!
+  ui_get() { curl -fsS --max-time 5 "http://127.0.0.1:$ui_port$1"; }
+  for _ in $(seq 1 100); do ui_get / >/dev/null 2>&1 && break; sleep 0.1; done
+  named="$(weft list --json --limit 1 | jq -r '.[0].run_id')"
+  nap="$(weft submit "$scratch/nap.json" 2>&1 | grep -oE '[0-9a-f]{8}-[0-9a-f-]{27}' | head -n 1)"
+  if ui_get /api/runs | jq -e '.runs | length > 0' >/dev/null \
+    && ui_get "/api/runs/$named" | jq -e '.record.status == "completed" and .graph != null' >/dev/null \
+    && { curl -sS --max-time 2 "http://127.0.0.1:$ui_port/api/runs/$named/live" || true; } | grep -q '^event: record' \
+    && { curl -sS --max-time 1 "http://127.0.0.1:$ui_port/api/live" >/dev/null 2>&1 || true; } \
+    && curl -fsS --max-time 5 -X POST -H 'content-type: application/json' -d '{"reason": "check"}' \
+      "http://127.0.0.1:$ui_port/api/runs/$nap/cancel" >/dev/null \
+    && status_is "$nap" cancelled; then
+    ok "weft ui: runs, a run, its live events, a cancel"
+  else
+    fail "weft ui: $(tail -n 5 "$logs/ui.log")"
+  fi
+  kill "$ui_pid" 2>/dev/null; wait "$ui_pid" 2>/dev/null || true
 
   # The worker's environment: every variable compose gives a worker, with the same values
   # for the shared settings (the OTLP endpoint is set locally only if you set it: no Jaeger).
