@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(scope("one"), Some("m#0"));
         assert_eq!(g.scopes.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["top", "m#0"]);
         let b = g.nodes.iter().find(|n| n.id == "b").expect("b");
-        assert!(b.when && b.kind == "task" && b.tool.as_deref() == Some("check"));
+        assert!(b.when && b.kind == "tool" && b.tool.as_deref() == Some("check"));
         let json = serde_json::to_value(&g).expect("serialises");
         assert!(
             json["edges"]
