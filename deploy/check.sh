@@ -87,6 +87,10 @@ for service in nats jaeger coordinator; do
   jq -e --arg s "$service" '.services[$s].healthcheck.test | length > 0' "$scratch/single.json" >/dev/null \
     || fail "$service has no health check"
 done
+jq -e '.services.coordinator.healthcheck.test == ["CMD", "weft-coordinator", "probe"] and (.services.coordinator.environment.WEFT_METRICS_ADDR | length > 0)' \
+  "$scratch/single.json" >/dev/null && ok "the coordinator's health check asks its /healthz" || fail "the coordinator's health check is not its probe"
+latest="$(jq -r '[.services[] | .image // empty | select(test(":latest$") or (test(":") | not))] | join(" ")' "$scratch/compose.json")"
+[[ -z "$latest" ]] && ok "every image is pinned by version" || fail "images not pinned: $latest"
 jq -e '.services.worker.deploy.replicas >= 1 and (.services.worker.container_name == null)' "$scratch/single.json" >/dev/null \
   && ok "workers scale (replicas, no container name)" || fail "the worker service cannot scale"
 jq -e '[.services.coordinator.depends_on.nats.condition, .services.worker.depends_on.coordinator.condition] == ["service_healthy", "service_healthy"]' \

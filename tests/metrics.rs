@@ -1,10 +1,11 @@
 //! Prometheus metrics: a real Prometheus scrapes a coordinator and a worker (processes,
 //! with a real nats-server) while runs complete, fail after a retry and wait for a
-//! signal, and its HTTP API is asked what it saw.
+//! signal, and its HTTP API is asked what it saw; and the coordinator's health check.
 
 use serde_json::{Value, json};
 use weft_lang::definition::WorkflowDef;
 use weft_protocol::wire::RunStatus;
+use weft_tests::bin;
 use weft_tests::cluster::Cluster;
 use weft_tests::prometheus::Prometheus;
 use weft_tests::wait::free_port;
@@ -89,4 +90,52 @@ async fn prometheus_sees_runs_steps_and_what_the_services_hold() {
     client.signal(parked, "go", json!({})).await.expect("signalled");
     prometheus.until_value("weft_runs_ended_total{workflow=\"metrics_wait\",status=\"completed\"}", 1.0).await;
     prometheus.until_value("weft_runs_parked", 0.0).await;
+}
+
+/// The coordinator's container health check (`weft-coordinator probe`, compose's) asks its
+/// `/healthz`, which answers only when its supervisor actor, NATS and JetStream answer: a
+/// frozen coordinator fails it, where the check it replaces (`weft definitions`, a bucket
+/// read that NATS answers alone) still passes; thawed, it passes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_check_fails_while_the_coordinator_is_frozen() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cluster = Cluster::start_with(1, 0, &[("WEFT_METRICS_ADDR", addr.as_str())]).await;
+    cluster.wait_ready().await;
+    let probe = || {
+        std::process::Command::new(bin("weft-coordinator"))
+            .arg("probe")
+            .env("WEFT_METRICS_ADDR", &addr)
+            .output()
+            .expect("the probe runs")
+    };
+    let healthy_within = |what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let answer = probe();
+            if answer.status.success() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: the probe still fails: {}\n{}",
+                String::from_utf8_lossy(&answer.stderr),
+                cluster.logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    healthy_within("ready");
+
+    cluster.coordinator.signal("STOP");
+    let frozen = probe();
+    let definitions = std::process::Command::new(bin("weft"))
+        .args(["definitions", "--nats", &cluster.nats.url])
+        .output()
+        .expect("weft runs");
+    cluster.coordinator.signal("CONT");
+    assert!(!frozen.status.success(), "a frozen coordinator passed its health check");
+    let said = String::from_utf8_lossy(&frozen.stderr);
+    assert!(said.contains("/healthz") && said.contains(&addr), "{said}");
+    assert!(definitions.status.success(), "the old check would have failed too: {definitions:?}");
+    healthy_within("thawed");
 }

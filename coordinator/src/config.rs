@@ -30,6 +30,9 @@ pub struct Config {
     /// Model prices that budgets cost model calls at (default none: costs are 0, and a
     /// workflow with a `cost` budget is refused; env `WEFT_PRICES`, a JSON file).
     pub prices: Prices,
+    /// Set once the coordinator serves its API: from then on `/healthz` (served with the
+    /// metrics) asks the supervisor actor, NATS and JetStream for an answer.
+    pub health: weft_service::metrics::Health,
 }
 
 /// A model's price, per million tokens (in any one currency: budgets use the same unit).
@@ -58,6 +61,7 @@ impl Default for Config {
             pools: Vec::new(),
             limits: weft_lang::limits::Limits::default(),
             prices: Prices::new(),
+            health: weft_service::metrics::Health::new(),
         }
     }
 }

@@ -46,7 +46,8 @@ mod supervisor;
 
 use std::sync::Arc;
 
-use ractor::Actor;
+use ractor::{Actor, ActorRef};
+use supervisor::SupervisorMsg;
 use tokio_util::sync::CancellationToken;
 use weft_protocol::topology;
 
@@ -64,6 +65,25 @@ pub enum CoordinatorError {
     /// The API could not subscribe.
     #[error("cannot serve the API: {0}")]
     Api(#[from] async_nats::SubscribeError),
+}
+
+/// What `/healthz` asks of a ready coordinator: its supervisor's mailbox (every run's input
+/// passes through it), its NATS connection (a flush) and JetStream (its account's info)
+/// each answer. A frozen or wedged process fails it, where reading a bucket would not.
+fn health_check(nats: &Arc<nats::Nats>, supervisor: &ActorRef<SupervisorMsg>) -> weft_service::metrics::Check {
+    let (nats, supervisor) = (nats.clone(), supervisor.clone());
+    Arc::new(move || {
+        let (nats, supervisor) = (nats.clone(), supervisor.clone());
+        Box::pin(async move {
+            supervisor
+                .call(|reply| SupervisorMsg::Listed(Vec::new(), reply), Some(weft_service::metrics::HEALTH_TIMEOUT))
+                .await
+                .map_err(|e| format!("the supervisor did not answer: {e}"))?;
+            nats.client.flush().await.map_err(|e| format!("NATS did not answer a flush: {e}"))?;
+            nats.js.query_account().await.map_err(|e| format!("JetStream did not answer: {e}"))?;
+            Ok(())
+        })
+    })
 }
 
 /// Runs a coordinator on `client` until `shutdown`.
@@ -120,6 +140,7 @@ pub async fn run(
     }
     tasks.push(tokio::spawn(pools.clone().keep(shutdown.clone())));
     tasks.push(tokio::spawn(partition::tick(nats.clone(), config.partitions, shutdown.clone())));
+    config.health.set(health_check(&nats, &supervisor));
     let api = api::Api::new(nats, supervisor.clone(), admission, pools);
     let queries = tokio::spawn(api.clone().answer_queries(shutdown.clone()));
     tracing::info!(partitions = config.partitions, "coordinator ready");

@@ -38,6 +38,16 @@ struct Args {
     metrics: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What else the binary does than coordinate.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Ask the coordinator serving metrics at --metrics (this container's) whether it is
+    /// healthy: exit 0 when its /healthz answers ok, 1 otherwise (a container health check).
+    Probe,
 }
 
 /// The price table in `file`, if one is given.
@@ -111,6 +121,11 @@ impl LimitArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Probe) = args.command {
+        let addr = weft_service::metrics::parse_addr(args.metrics.as_deref())?;
+        weft_service::metrics::probe(addr).await?;
+        return Ok(());
+    }
     let prices = read_prices(args.prices.as_deref())?;
     let instance = format!("{}-{}", hostname(), std::process::id());
     let telemetry = weft_service::telemetry::init_instance("weft-coordinator", args.log_json, &instance);
@@ -124,8 +139,15 @@ async fn main() -> anyhow::Result<()> {
     let client = connection.client;
     let shutdown = CancellationToken::new();
     tokio::spawn(weft_service::signals::stop_on_signals(shutdown.clone()));
+    let health = weft_service::metrics::Health::new();
     if let Some(addr) = weft_service::metrics::parse_addr(args.metrics.as_deref())? {
-        weft_service::metrics::serve(addr, weft_coordinator::metrics::registry(), shutdown.clone()).await?;
+        weft_service::metrics::serve(
+            addr,
+            weft_coordinator::metrics::registry(),
+            Some(health.clone()),
+            shutdown.clone(),
+        )
+        .await?;
     }
     let config = Config {
         nats_url: args.nats_url,
@@ -135,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
         pools: args.pools.0,
         limits: args.limits.limits(),
         prices,
+        health,
         ..Config::default()
     };
     let result = weft_coordinator::run(config, client, shutdown).await.context("coordinator stopped");

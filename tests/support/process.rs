@@ -42,6 +42,13 @@ impl Proc {
         }
     }
 
+    /// Sends it a signal by name (`STOP` freezes it, `CONT` thaws it), with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("the process runs").to_string();
+        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill runs");
+        assert!(sent.success(), "kill -{signal} {pid} failed");
+    }
+
     /// Whether it is still running.
     pub fn alive(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))

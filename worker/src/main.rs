@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(weft_service::signals::stop_on_signals(shutdown.clone()));
     if let Some(addr) = weft_service::metrics::parse_addr(args.metrics.as_deref())? {
-        weft_service::metrics::serve(addr, weft_worker::metrics::registry(), shutdown.clone()).await?;
+        weft_service::metrics::serve(addr, weft_worker::metrics::registry(), None, shutdown.clone()).await?;
     }
     tracing::info!(worker = %config.worker_id, nats = %weft_protocol::nats_url::redact(&config.nats_url), demo_tools = config.demo_tools, llm = config.llm.as_ref().map(LlmConfig::shown_url), mcp = ?config.mcp.iter().map(|s| format!("{}: {}", s.name, s.transport)).collect::<Vec<_>>(), "starting");
     let result = weft_worker::run(config, shutdown).await;
