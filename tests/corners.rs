@@ -6,6 +6,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
+use weft_client::{Reuse, WeftClient};
 use weft_lang::definition::WorkflowDef;
 use weft_protocol::subjects;
 use weft_protocol::wire::{RunStatus, StepStatus};
@@ -309,6 +310,35 @@ async fn a_business_key_makes_one_run_however_often_it_is_submitted() {
     // Another key is another run.
     let (other, made) = client.submit_keyed(&def, Value::Null, "ORDER-8").await.expect("submitted");
     assert!(made && other != first);
+
+    // The key with another input is not silently the first run: refused, saying why.
+    let refused = client.submit_keyed(&def, json!({"changed": true}), "ORDER-7").await.expect_err("refused");
+    assert!(refused.to_string().contains("another definition or input"), "{refused}");
+    let out = weft_at(&cluster.nats.url, &["submit", &path, "--id", "ORDER-7", "--input", "{\"changed\": 1}"], None);
+    assert!(!out.status.success() && text(&out).1.contains("another definition or input"), "{:?}", text(&out));
+    // An ended run: `refuse` (the default) keeps following it, `allow-if-ended` starts the
+    // key's next run, which later submits then follow, whichever policy they name.
+    assert_eq!(client.wait(first).await.expect("ended").status, RunStatus::Completed);
+    let (still, made) = client.submit_keyed(&def, Value::Null, "ORDER-7").await.expect("submitted");
+    assert_eq!((still, made), (first, false));
+    let (next, made) = client
+        .submit_keyed_with(&def, json!({"changed": true}), "ORDER-7", Reuse::AllowIfEnded)
+        .await
+        .expect("a new run for the key");
+    assert!(made && next != first, "{next} {first}");
+    assert_eq!(next, WeftClient::keyed_id_at("keyed", "ORDER-7", 1));
+    let (same, made) = client
+        .submit_keyed_with(&def, json!({"changed": true}), "ORDER-7", Reuse::AllowIfEnded)
+        .await
+        .expect("the running one");
+    assert_eq!((same, made), (next, false), "while it runs, the key's run is the new one");
+    let out =
+        weft_at(&cluster.nats.url, &["submit", &path, "--key", "ORDER-7", "--input", "{\"changed\": true}"], None);
+    assert_eq!(text(&out).0.trim(), next.to_string(), "{:?}", text(&out));
+    // A chosen id, submitted again the same, is the same run (a retry after a lost answer).
+    let id = uuid::Uuid::now_v7();
+    assert_eq!(client.submit_with_id(id, &def, Value::Null).await.expect("submitted"), id);
+    assert_eq!(client.submit_with_id(id, &def, Value::Null).await.expect("the same again"), id);
 }
 
 /// `--profile` (and a config file's `default`) connects where the profile says; a flag

@@ -56,7 +56,9 @@ pub(crate) enum AdmitError {
         problems: Vec<Problem>,
     },
     /// The id names a run already.
-    #[error("run {run_id} exists already and {why}: a run id names one run; submit without an id for a new one")]
+    #[error(
+        "run {run_id} exists already and {why}: a run id (or business key) names one run; use another for a new run"
+    )]
     Taken {
         /// The run.
         run_id: Uuid,
@@ -274,8 +276,10 @@ impl Admission {
         Ok(plan)
     }
 
-    /// Admits a submitted run: answered once its record and its creation are stored.
-    pub(crate) async fn submit(&self, mut request: Request) -> Result<Uuid, AdmitError> {
+    /// Admits a submitted run: answered once its record and its creation are stored, or at
+    /// once when its id names a run submitted with the same definition and input (then
+    /// `existing`).
+    pub(crate) async fn submit(&self, mut request: Request) -> Result<Admitted, AdmitError> {
         let plan = self.plan(&request.definition).await?;
         request.tools = self.plan_tools(&plan).await;
         request.prices = self.prices_for(&plan);
@@ -292,7 +296,7 @@ impl Admission {
         let run_id = request.run_id;
         let record = first_record(&request, plan);
         let Some(revision) = self.nats.store_new(&record).await? else {
-            return Err(self.taken(run_id).await);
+            return self.taken(run_id, record.fingerprint.as_deref()).await;
         };
         self.nats.index(&index_entry(&request, &record)).await;
         let (subject, id) =
@@ -304,7 +308,7 @@ impl Admission {
             }
             return Err(AdmitError::Unavailable(format!("the run could not be stored: {e}")));
         }
-        Ok(run_id)
+        Ok(Admitted { run_id, existing: false })
     }
 
     /// Admits a child run. Starting it again (a new owner of its parent resuming the step)
@@ -430,14 +434,23 @@ impl Admission {
         Err(AdmitError::Unavailable(format!("the count of child runs under {root} kept changing")))
     }
 
-    /// Why a submit of `run_id` is refused when a record of that id exists.
-    async fn taken(&self, run_id: Uuid) -> AdmitError {
+    /// A submit of `run_id` when a record of that id exists: the same run if it was
+    /// submitted with the same definition and input (`fingerprint`), else refused, saying why.
+    async fn taken(&self, run_id: Uuid, fingerprint: Option<&str>) -> Result<Admitted, AdmitError> {
         let why = match self.nats.stored(run_id).await {
+            Ok(Some(record)) if fingerprint.is_some() && record.fingerprint.as_deref() == fingerprint => {
+                return Ok(Admitted { run_id, existing: true });
+            }
+            Ok(Some(record)) if record.fingerprint.is_some() => format!(
+                "is {} (workflow `{}`), submitted with another definition or input",
+                record.status.as_str(),
+                record.workflow
+            ),
             Ok(Some(record)) => format!("is {} (workflow `{}`)", record.status.as_str(), record.workflow),
             Ok(None) => "was removed a moment ago".to_owned(),
             Err(e) => format!("has a record that cannot be read: {e}"),
         };
-        AdmitError::Taken { run_id, why }
+        Err(AdmitError::Taken { run_id, why })
     }
 
     /// Steps asking for a pool that has no capacity (or less than they need) could never
@@ -539,8 +552,20 @@ async fn read_catalogue(nats: &Nats) -> Result<Catalogue, NatsError> {
 }
 
 /// The record a run starts with: `running`, its steps pending.
+/// A submit's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Admitted {
+    /// The run.
+    pub(crate) run_id: Uuid,
+    /// It had been submitted before, with the same definition and input: no new run.
+    pub(crate) existing: bool,
+}
+
 fn first_record(request: &Request, plan: Arc<Plan>) -> RunRecord {
-    Run::new(request.run_id, plan, request.input.clone(), now_ms()).with_parent(request.parent.clone()).record()
+    Run::new(request.run_id, plan, request.input.clone(), now_ms())
+        .with_parent(request.parent.clone())
+        .with_fingerprint(weft_protocol::wire::fingerprint(&request.definition, &request.input))
+        .record()
 }
 
 fn index_entry(request: &Request, record: &RunRecord) -> IndexEntry {

@@ -148,7 +148,10 @@ impl Api {
 
     async fn handle(&self, request: ApiRequest) -> ApiReply {
         let result = match request {
-            ApiRequest::Submit(submit) => self.submit(*submit).await.map(|run_id| ApiReply::Accepted { run_id }),
+            ApiRequest::Submit(submit) => self
+                .submit(*submit)
+                .await
+                .map(|admitted| ApiReply::Accepted { run_id: admitted.run_id, existing: admitted.existing }),
             ApiRequest::Status { run_id } => self.status(run_id).await.map(|r| ApiReply::Run(Box::new(r))),
             ApiRequest::List { limit } => self.list(limit.unwrap_or(50)).await.map(ApiReply::Runs),
             ApiRequest::Cancel { run_id, reason, compensate } => {
@@ -168,7 +171,7 @@ impl Api {
         result.unwrap_or_else(ApiReply::Error)
     }
 
-    async fn submit(&self, submit: Submit) -> Result<Uuid, ApiError> {
+    async fn submit(&self, submit: Submit) -> Result<crate::admission::Admitted, ApiError> {
         let run_id = submit.run_id.unwrap_or_else(Uuid::now_v7);
         let span = tracing::Span::current();
         span.record("weft.workflow", submit.definition.name.as_str());

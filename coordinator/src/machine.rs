@@ -417,6 +417,8 @@ pub(crate) struct Run {
     saga: Option<saga::Saga>,
     /// The run that started this one as a sub-workflow.
     parent: Option<ParentLink>,
+    /// What it was submitted with (`wire::fingerprint`), to tell a repeated submit apart.
+    fingerprint: Option<String>,
     /// What the run may do (fixed at admission, logged with its creation).
     limits: RunLimits,
     /// The specs of the tools its `plan` steps may call, as the catalogue had them at
@@ -459,6 +461,7 @@ impl Run {
             reply_to: weft_protocol::subjects::input(0, id),
             signals: BTreeMap::new(),
             parent: None,
+            fingerprint: None,
             limits: RunLimits::default(),
             tools: Arc::default(),
             prices: Arc::default(),
@@ -474,7 +477,6 @@ impl Run {
         run
     }
 
-    /// Sets where workers publish this run's results.
     /// Where workers publish its results: its log's results subject.
     pub(super) fn results_to(&self) -> String {
         format!("{}.{}", self.reply_to, weft_protocol::subjects::RESULT_TOKEN)
@@ -488,6 +490,12 @@ impl Run {
     /// Makes the run a child of a `workflow` step of another run.
     pub(crate) fn with_parent(mut self, parent: Option<ParentLink>) -> Run {
         self.parent = parent;
+        self
+    }
+
+    /// Records what the run was submitted with (`wire::fingerprint`).
+    pub(crate) fn with_fingerprint(mut self, fingerprint: String) -> Run {
+        self.fingerprint = Some(fingerprint);
         self
     }
 
@@ -913,6 +921,7 @@ impl Run {
             created_ms: self.created_ms,
             finished_ms: self.finished_ms,
             abridged: None,
+            fingerprint: self.fingerprint.clone(),
             signals: self.signal_records(),
             spent: self.spend(),
             budget: self.budget(),

@@ -87,6 +87,7 @@ pub(crate) fn new_run(plans: &Mutex<Plans>, partition: u32, run_id: Uuid, creati
         Run::new(run_id, plan, creation.input.clone(), at)
             .with_reply_to(log::subject(partition, run_id))
             .with_parent(creation.parent.clone())
+            .with_fingerprint(weft_protocol::wire::fingerprint(&creation.definition, &creation.input))
             .with_limits(creation.limits)
             .with_tools(creation.tools.clone())
             .with_prices(creation.prices.clone())

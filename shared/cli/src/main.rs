@@ -67,9 +67,33 @@ struct WorkflowArgs {
     #[arg(long, requires = "name")]
     version: Option<u32>,
     /// A business key (an order number...): the same key names the same run, so a submit
-    /// repeated with it makes no second run and follows the first.
-    #[arg(long)]
+    /// repeated with it (and the same workflow and input) makes no second run and follows
+    /// the first; with another input it is refused.
+    #[arg(long, visible_alias = "id", value_name = "KEY")]
     key: Option<String>,
+    /// Whether the key may start a new run once its run has ended.
+    #[arg(long, value_enum, default_value_t = ReuseArg::Refuse, requires = "key")]
+    reuse: ReuseArg,
+}
+
+/// `--reuse`: see [`weft_client::Reuse`].
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReuseArg {
+    /// The key's run, ended or not, is the one run: a repeat follows it.
+    Refuse,
+    /// Once the key's run has ended, a repeat starts a new run.
+    AllowIfEnded,
+}
+
+impl WorkflowArgs {
+    /// The business key and its reuse policy, if a key was given.
+    fn keyed(&self) -> Option<(&str, weft_client::Reuse)> {
+        let reuse = match self.reuse {
+            ReuseArg::Refuse => weft_client::Reuse::Refuse,
+            ReuseArg::AllowIfEnded => weft_client::Reuse::AllowIfEnded,
+        };
+        self.key.as_deref().map(|key| (key, reuse))
+    }
 }
 
 /// The run's input.
@@ -382,13 +406,13 @@ async fn run_command(url: &str, timeout: std::time::Duration, command: Command) 
             let def =
                 online::workflow(&client, workflow.file.as_deref(), workflow.name.as_deref(), workflow.version).await?;
             let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
-            online::run(&client, &def, input, workflow.key.as_deref(), json, quiet).await
+            online::run(&client, &def, input, workflow.keyed(), json, quiet).await
         }
         Command::Submit { workflow, input } => {
             let def =
                 online::workflow(&client, workflow.file.as_deref(), workflow.name.as_deref(), workflow.version).await?;
             let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;
-            online::submit(&client, &def, input, workflow.key.as_deref()).await
+            online::submit(&client, &def, input, workflow.keyed()).await
         }
         Command::Plan { goal, tools, model, max_repairs, run, input } => {
             let input = online::read_input(input.input.as_deref(), input.input_file.as_deref())?;

@@ -166,7 +166,7 @@ pub(crate) async fn run(
     client: &WeftClient,
     def: &WorkflowDef,
     input: Value,
-    key: Option<&str>,
+    key: Option<(&str, weft_client::Reuse)>,
     json: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -176,7 +176,8 @@ pub(crate) async fn run(
         if made {
             eprintln!("submitted run {run_id}");
         } else {
-            eprintln!("run {run_id} was submitted before with key {:?}: following it", key.unwrap_or_default());
+            let key = key.map_or("", |(key, _)| key);
+            eprintln!("run {run_id} was submitted before with key {key:?}: following it");
         }
     }
     let mut events = Box::pin(client.watch(run_id).await?);
@@ -215,7 +216,7 @@ pub(crate) async fn submit(
     client: &WeftClient,
     def: &WorkflowDef,
     input: Value,
-    key: Option<&str>,
+    key: Option<(&str, weft_client::Reuse)>,
 ) -> anyhow::Result<ExitCode> {
     outln!("{}", submit_once(client, def, input, key).await?.0);
     Ok(ExitCode::SUCCESS)
@@ -226,10 +227,10 @@ async fn submit_once(
     client: &WeftClient,
     def: &WorkflowDef,
     input: Value,
-    key: Option<&str>,
+    key: Option<(&str, weft_client::Reuse)>,
 ) -> anyhow::Result<(Uuid, bool)> {
     Ok(match key {
-        Some(key) => client.submit_keyed(def, input, key).await?,
+        Some((key, reuse)) => client.submit_keyed_with(def, input, key, reuse).await?,
         None => (client.submit(def, input).await?, true),
     })
 }

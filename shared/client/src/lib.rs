@@ -99,6 +99,20 @@ pub enum ClientError {
 /// The UUID v5 namespace of runs named by a business key (see [`WeftClient::keyed_id`]).
 const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x5765_6674_2d6b_6579_2d72_756e_7321_0001);
 
+/// The most runs one business key starts (a bound on the walk of its generations).
+const MAX_GENERATIONS: u32 = 10_000;
+
+/// Whether a business key whose run has ended may start another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reuse {
+    /// No: a submit with the key returns its run, ended or not (the default).
+    #[default]
+    Refuse,
+    /// Yes: once the key's latest run has ended, a submit starts a new one (its id the
+    /// key's next generation); while it runs, a submit returns it.
+    AllowIfEnded,
+}
+
 /// A connection to a Weft deployment.
 #[derive(Debug, Clone)]
 pub struct WeftClient {
@@ -246,46 +260,96 @@ impl WeftClient {
         self.submit_with_id(Uuid::now_v7(), definition, input).await
     }
 
-    /// Submits with a chosen id. An id names one run: submitting an id that has a run
-    /// already is refused (`conflict`, naming the run and its status).
+    /// Submits with a chosen id. An id names one run: submitting it again with the same
+    /// definition and input returns the same run (a retry after a lost answer is harmless);
+    /// with another definition or input it is refused (`conflict`, naming the run).
     pub async fn submit_with_id(
         &self,
         run_id: Uuid,
         definition: &WorkflowDef,
         input: Value,
     ) -> Result<Uuid, ClientError> {
-        self.submit_request(run_id, definition, input).instrument(run_span(run_id, definition)).await
+        Ok(self.submit_request(run_id, definition, input).instrument(run_span(run_id, definition)).await?.0)
     }
 
     /// The id of `workflow`'s run for business key `key` (an order number, a message id):
-    /// the same key names the same run, whoever submits it.
+    /// the same key names the same run, whoever submits it. Its later runs, once one has
+    /// ended and [`Reuse::AllowIfEnded`] started another, are [`keyed_id_at`](Self::keyed_id_at).
     pub fn keyed_id(workflow: &str, key: &str) -> Uuid {
         Uuid::new_v5(&KEY_NAMESPACE, format!("{workflow}\n{key}").as_bytes())
     }
 
+    /// The id of the `generation`th run for a business key (0: [`keyed_id`](Self::keyed_id)).
+    pub fn keyed_id_at(workflow: &str, key: &str, generation: u32) -> Uuid {
+        match generation {
+            0 => WeftClient::keyed_id(workflow, key),
+            n => Uuid::new_v5(&KEY_NAMESPACE, format!("{workflow}\n{key}\n#{n}").as_bytes()),
+        }
+    }
+
     /// Submits `definition`'s run for business key `key` once: a second submit with the same
-    /// key (a retry after a lost answer, a message delivered twice) makes no second run and
-    /// returns the first one's id. Returns the id and whether this call created the run.
+    /// key, definition and input (a retry after a lost answer, a message delivered twice)
+    /// makes no second run and returns the first one's id; with another definition or input
+    /// it is refused. Returns the id and whether this call created the run.
     pub async fn submit_keyed(
         &self,
         definition: &WorkflowDef,
         input: Value,
         key: &str,
     ) -> Result<(Uuid, bool), ClientError> {
-        let run_id = WeftClient::keyed_id(&definition.name, key);
-        match self.submit_with_id(run_id, definition, input).await {
-            Ok(run_id) => Ok((run_id, true)),
-            // A submit's only conflict: the id names a run already, the key's, made before.
-            Err(ClientError::Api(e)) if e.code == ApiErrorCode::Conflict => Ok((run_id, false)),
-            Err(e) => Err(e),
-        }
+        self.submit_keyed_with(definition, input, key, Reuse::Refuse).await
     }
 
-    async fn submit_request(&self, run_id: Uuid, definition: &WorkflowDef, input: Value) -> Result<Uuid, ClientError> {
+    /// [`submit_keyed`](Self::submit_keyed), choosing whether a key whose run has ended may
+    /// start a new run. The key's runs are found by walking its generations (one status
+    /// read each), so a key reused often costs a read per earlier run; a key is remembered
+    /// while its runs' records are kept (the coordinators' retention).
+    pub async fn submit_keyed_with(
+        &self,
+        definition: &WorkflowDef,
+        input: Value,
+        key: &str,
+        reuse: Reuse,
+    ) -> Result<(Uuid, bool), ClientError> {
+        let workflow = definition.name.as_str();
+        let (mut generation, mut ended) = (0, false);
+        loop {
+            match self.status(WeftClient::keyed_id_at(workflow, key, generation)).await {
+                Ok(record) if record.status.is_terminal() && generation < MAX_GENERATIONS => {
+                    ended = true;
+                    generation += 1;
+                }
+                Ok(_) => {
+                    ended = false;
+                    break;
+                }
+                Err(e) if e.is_not_found() => {
+                    // None at this generation: the key's latest run is the one before.
+                    generation = generation.saturating_sub(1);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if ended && reuse == Reuse::AllowIfEnded {
+            generation += 1;
+        }
+        let run_id = WeftClient::keyed_id_at(workflow, key, generation);
+        let (run_id, existing) =
+            self.submit_request(run_id, definition, input).instrument(run_span(run_id, definition)).await?;
+        Ok((run_id, !existing))
+    }
+
+    async fn submit_request(
+        &self,
+        run_id: Uuid,
+        definition: &WorkflowDef,
+        input: Value,
+    ) -> Result<(Uuid, bool), ClientError> {
         let request =
             ApiRequest::Submit(Box::new(Submit { run_id: Some(run_id), definition: definition.clone(), input }));
         match self.call("submit", &request).await? {
-            ApiReply::Accepted { run_id } => Ok(run_id),
+            ApiReply::Accepted { run_id, existing } => Ok((run_id, existing)),
             other => Err(Self::unexpected("submit", &other)),
         }
     }

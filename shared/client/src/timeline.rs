@@ -374,6 +374,7 @@ mod tests {
             created_ms: 1000,
             finished_ms: Some(1400),
             abridged: None,
+            fingerprint: None,
             signals: BTreeMap::new(),
             spent: None,
             budget: None,

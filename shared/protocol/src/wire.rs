@@ -14,7 +14,7 @@ mod record;
 mod task;
 
 pub use advertisement::Advertisement;
-pub use api::{ApiError, ApiErrorCode, ApiReply, ApiRequest, Submit};
+pub use api::{ApiError, ApiErrorCode, ApiReply, ApiRequest, Submit, fingerprint};
 pub use event::{Event, EventKind};
 pub use pool::{Claim, Pool, PoolView};
 pub use record::{

@@ -91,6 +91,50 @@ pub struct Submit {
     pub input: Value,
 }
 
+/// What a submit asked for, as a short stable text: the same definition and input give the
+/// same fingerprint, whatever the order of their objects' keys (and no input, `null`, is
+/// the empty object, as the CLI sends it). A run's record keeps it, so
+/// a submit repeated with the run's id is told apart from a different one under that id.
+pub fn fingerprint(definition: &WorkflowDef, input: &Value) -> String {
+    /// The value with every object's keys sorted (serde_json keeps insertion order here).
+    fn sorted(value: Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Value::Object(entries.into_iter().collect())
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+            other => other,
+        }
+    }
+    /// A namespace of its own, so fingerprints are not mistaken for ids of anything else.
+    const NAMESPACE: Uuid = Uuid::from_u128(0x5f1c_9a8e_2b47_4c1d_9e36_0a7b_d4e2_f813);
+    let definition = serde_json::to_value(definition).unwrap_or(Value::Null);
+    let input = if input.is_null() { serde_json::json!({}) } else { input.clone() };
+    let both = sorted(serde_json::json!({"definition": definition, "input": input}));
+    Uuid::new_v5(&NAMESPACE, both.to_string().as_bytes()).simple().to_string()
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::*;
+
+    #[test]
+    fn the_same_submit_has_one_fingerprint_whatever_its_key_order() {
+        let def = |json: &str| WorkflowDef::from_json(json).expect("parses");
+        let a = def(r#"{"name": "w", "steps": [{"id": "a", "tool": "t", "params": {"x": 1, "y": 2}}]}"#);
+        let b = def(r#"{"steps": [{"params": {"y": 2, "x": 1}, "tool": "t", "id": "a"}], "name": "w"}"#);
+        let input: Value = serde_json::from_str(r#"{"p": 1, "q": {"r": 2, "s": 3}}"#).expect("json");
+        let reordered: Value = serde_json::from_str(r#"{"q": {"s": 3, "r": 2}, "p": 1}"#).expect("json");
+        assert_eq!(fingerprint(&a, &input), fingerprint(&b, &reordered));
+        assert_ne!(fingerprint(&a, &input), fingerprint(&a, &serde_json::json!({"p": 2})));
+        assert_eq!(fingerprint(&a, &Value::Null), fingerprint(&a, &serde_json::json!({})));
+        let other = def(r#"{"name": "w", "steps": [{"id": "a", "tool": "u"}]}"#);
+        assert_ne!(fingerprint(&a, &input), fingerprint(&other, &input));
+    }
+}
+
 /// The coordinators' answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,6 +143,10 @@ pub enum ApiReply {
     Accepted {
         /// Its id.
         run_id: Uuid,
+        /// The id named a run submitted before with the same definition and input: this
+        /// submit made no new run (a retry, a repeated business key).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        existing: bool,
     },
     /// A run's record.
     Run(Box<RunRecord>),

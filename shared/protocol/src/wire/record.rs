@@ -211,6 +211,10 @@ pub struct RunRecord {
     /// What was left out to fit the record in one NATS message, if anything was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abridged: Option<String>,
+    /// The [`fingerprint`](super::fingerprint) of the definition and input it was submitted
+    /// with: a submit repeated under its id with the same is the same run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     /// The signals the workflow's `signal` steps wait for, by name: what a sender must know.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub signals: BTreeMap<String, SignalRecord>,
@@ -422,6 +426,7 @@ mod tests {
             created_ms: 1,
             finished_ms: Some(9),
             abridged: None,
+            fingerprint: None,
             signals: BTreeMap::new(),
             spent: None,
             budget: None,
