@@ -83,13 +83,16 @@ async fn the_browser_shows_real_runs_and_sends_a_signal() {
     // A failed run: the failed step is red in the table and the graph; the skipped one is marked.
     browser.goto(&format!("{base}/#/runs/{}", failed.run_id)).await;
     browser.find("[data-testid=\"run-status\"][data-status=\"failed\"]", SHOWN).await;
-    let brew = browser.find("tr[data-step=\"brew\"][data-status=\"failed\"]", SHOWN).await;
-    let colour = brew.css("color").await;
-    let background = brew.css("background-color").await;
-    assert!(
-        is_red(&colour) || is_red(&background),
-        "the failed row is not red: color {colour}, background {background}"
-    );
+    browser.find("tr[data-step=\"brew\"][data-status=\"failed\"]", SHOWN).await;
+    // Read in one go: the live stream may draw the table again between two reads.
+    let colours = browser
+        .script(
+            "const s = getComputedStyle(document.querySelector('tr[data-step=\"brew\"]')); return [s.color, s.backgroundColor];",
+            json!([]),
+        )
+        .await;
+    let (colour, background) = (colours[0].as_str().unwrap_or_default(), colours[1].as_str().unwrap_or_default());
+    assert!(is_red(colour) || is_red(background), "the failed row is not red: color {colour}, background {background}");
     browser.find("tr[data-step=\"cold\"][data-status=\"skipped\"]", SHOWN).await;
     browser.find("tr[data-step=\"greet\"][data-status=\"completed\"]", SHOWN).await;
     let node = browser.find("g.node[data-step=\"brew\"]", SHOWN).await;
@@ -99,6 +102,17 @@ async fn the_browser_shows_real_runs_and_sends_a_signal() {
     let jaeger = browser.find("a[href^=\"http://jaeger.test:16686/search\"]", SHOWN).await;
     assert!(jaeger.attribute("href").await.is_some_and(|h| h.contains(&failed.run_id.to_string())));
     browser.screenshot("failed-run").await;
+
+    // Redriven from the page: the run carries on from `brew` (which fails again, with a
+    // new attempt); `greet`, which had completed, is not run again.
+    browser.script("window.confirm = () => true; return true;", json!([])).await;
+    browser.find("[data-testid=\"redrive\"]", SHOWN).await.click().await;
+    let again = weft_tests::wait::record(&client, failed.run_id, "redriven, and failed again", |r| {
+        r.status == RunStatus::Failed && r.steps["brew"].attempts.len() > failed.steps["brew"].attempts.len()
+    })
+    .await;
+    assert_eq!(again.steps["greet"].attempts, failed.steps["greet"].attempts, "a completed step is not run again");
+    browser.find("[data-testid=\"run-status\"][data-status=\"failed\"]", SHOWN).await;
 
     // A waiting run, opened while it waits; approved from the form; it completes live.
     let waiting = client.submit(&approval(), json!({})).await.expect("submitted");

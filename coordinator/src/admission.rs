@@ -311,6 +311,31 @@ impl Admission {
         Ok(Admitted { run_id, existing: false })
     }
 
+    /// Admits the redrive of a run that ended: its definition is checked against the live
+    /// tools as a submit's is, then its creation with `seed` is appended (deduplicated by
+    /// `id`, which names the ending it continues, so a redrive repeated is one).
+    pub(crate) async fn redrive(
+        &self,
+        mut request: Request,
+        seed: crate::machine::Seed,
+        id: &str,
+    ) -> Result<(), AdmitError> {
+        let plan = self.plan(&request.definition).await?;
+        request.tools = self.plan_tools(&plan).await;
+        request.prices = self.prices_for(&plan);
+        let mut problems = self.unregistered(&plan).await;
+        problems.extend(self.unpriced(&plan));
+        problems.extend(self.unpooled(&plan).await?);
+        if !problems.is_empty() {
+            return Err(AdmitError::Invalid { name: plan.name.clone(), problems });
+        }
+        let run_id = request.run_id;
+        let subject = log::subject(log::partition_of(run_id, self.nats.partitions), run_id);
+        log::append(&self.nats.js, subject, &creation_with(request, Some(Box::new(seed))), id)
+            .await
+            .map_err(|e| AdmitError::Unavailable(format!("the redrive could not be stored: {e}")))
+    }
+
     /// Admits a child run. Starting it again (a new owner of its parent resuming the step)
     /// is harmless: its record is created once, and a second creation is ignored. The
     /// creation is appended in the background if it cannot be at once.
@@ -578,6 +603,10 @@ fn index_entry(request: &Request, record: &RunRecord) -> IndexEntry {
 }
 
 fn creation(request: Request) -> Entry {
+    creation_with(request, None)
+}
+
+fn creation_with(request: Request, seed: Option<Box<crate::machine::Seed>>) -> Entry {
     Entry::Created {
         definition: Box::new(request.definition),
         input: request.input,
@@ -588,6 +617,7 @@ fn creation(request: Request) -> Entry {
         prices: request.prices,
         // Fresh for each creation: a worker cannot read the log, so cannot derive a token.
         secret: Uuid::new_v4(),
+        seed,
     }
 }
 

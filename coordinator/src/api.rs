@@ -160,6 +160,9 @@ impl Api {
             ApiRequest::Pools => self.pools.list().await.map(ApiReply::Pools).map_err(unavailable),
             ApiRequest::SetPool { name, capacity } => self.set_pool(&name, capacity).await.map(|()| ApiReply::Ok),
             ApiRequest::Deploy { definition } => self.deploy(*definition).await.map(|()| ApiReply::Ok),
+            ApiRequest::Redrive { run_id, definition } => {
+                self.redrive(run_id, definition.map(|d| *d)).await.map(|()| ApiReply::Ok)
+            }
             ApiRequest::Pause { run_id } => self.command(run_id, Input::Pause, "pause").await.map(|()| ApiReply::Ok),
             ApiRequest::Resume { run_id, add_tokens, add_cost } => {
                 self.command(run_id, Input::Resume { add_tokens, add_cost }, "resume").await.map(|()| ApiReply::Ok)
@@ -312,6 +315,84 @@ impl Api {
         self.command(run_id, Input::Cancel { reason, compensate }, "cancel").await
     }
 
+    /// Carries a run that failed, timed out or was cancelled on from where it stopped (see
+    /// `machine::redrive`): its record says `running` again (compare-and-set, so one of
+    /// two redrives at once wins), then its creation with the seed is logged.
+    async fn redrive(&self, run_id: Uuid, definition: Option<WorkflowDef>) -> Result<(), ApiError> {
+        let span = tracing::Span::current();
+        span.record("weft.run_id", tracing::field::display(run_id));
+        let (record, revision) = self.nats.stored_at(run_id).await?.ok_or_else(|| not_found(run_id))?;
+        redrivable(&record)?;
+        let definition = self.definition_of(&record, definition).await?;
+        let events = self.nats.last_event(run_id).await?;
+        let seed = crate::machine::Seed::of(&record, events);
+        let mut running = record.clone();
+        running.status = RunStatus::Running;
+        (running.finished_ms, running.output) = (None, None);
+        running.errors.clear();
+        if !self.nats.store_over(&running, revision).await? {
+            return Err(ApiError::new(ApiErrorCode::Conflict, format!("run {run_id} changed meanwhile: look again")));
+        }
+        let request = Request {
+            run_id,
+            definition,
+            input: record.input.clone(),
+            trace: weft_protocol::trace::traceparent(&span),
+            parent: None,
+            limits: self.admission.run_limits(),
+            tools: Vec::new(),
+            prices: crate::config::Prices::new(),
+        };
+        // One redrive per ending: the same ending redriven twice is one entry.
+        let id = format!("redrive:{run_id}:{}", record.finished_ms.unwrap_or_default());
+        if let Err(e) = self.admission.redrive(request, seed, &id).await {
+            // Not logged: the record says what it said, so the run can be redriven again.
+            if let Err(undo) = self.nats.store(&record).await {
+                tracing::warn!(%run_id, error = %undo, "the record of a run not redriven stays `running`");
+            }
+            return Err(api_error(e));
+        }
+        Ok(())
+    }
+
+    /// The definition `record`'s run was submitted with: the registered one of its name and
+    /// version, or `given`, whichever has the run's fingerprint with its input.
+    async fn definition_of(&self, record: &RunRecord, given: Option<WorkflowDef>) -> Result<WorkflowDef, ApiError> {
+        let run_id = record.run_id;
+        let Some(fingerprint) = record.fingerprint.as_deref() else {
+            return Err(ApiError::new(
+                ApiErrorCode::Conflict,
+                format!("run {run_id} was submitted before runs kept what they were submitted with: rerun it"),
+            ));
+        };
+        let matches = |d: &WorkflowDef| weft_protocol::wire::fingerprint(d, &record.input) == fingerprint;
+        if let Some(given) = given {
+            return if matches(&given) {
+                Ok(given)
+            } else {
+                Err(ApiError::new(
+                    ApiErrorCode::Invalid,
+                    format!("that is not the definition run {run_id} was submitted with (or its input differs)"),
+                ))
+            };
+        }
+        let key = weft_protocol::subjects::definition_key(&record.workflow, record.version);
+        let registered = match self.nats.infra.definitions.get(&key).await {
+            Ok(bytes) => bytes.and_then(|b| serde_json::from_slice::<WorkflowDef>(&b).ok()),
+            Err(e) => return Err(ApiError::new(ApiErrorCode::Unavailable, format!("cannot read {key}: {e}"))),
+        };
+        registered.filter(matches).ok_or_else(|| {
+            ApiError::new(
+                ApiErrorCode::Invalid,
+                format!(
+                    "run {run_id} was submitted inline (`{}` version {} is not registered with its content): \
+                     give its definition (weft redrive {run_id} FILE)",
+                    record.workflow, record.version
+                ),
+            )
+        })
+    }
+
     /// Logs a command for a run that has not ended; its owner applies it.
     async fn command(&self, run_id: Uuid, input: Input, verb: &str) -> Result<(), ApiError> {
         let record = self.status(run_id).await?;
@@ -329,6 +410,29 @@ impl Api {
             // JetStream out of reach (a restart, an election): the client may try again.
             .map_err(|e| ApiError::new(ApiErrorCode::Unavailable, format!("the {verb} could not be stored: {e}")))
     }
+}
+
+/// Whether a run can be redriven, or why not.
+fn redrivable(record: &RunRecord) -> Result<(), ApiError> {
+    let run_id = record.run_id;
+    let refuse =
+        |why: String| Err(ApiError::new(ApiErrorCode::Conflict, format!("run {run_id} cannot be redriven: {why}")));
+    if !matches!(record.status, RunStatus::Failed | RunStatus::TimedOut | RunStatus::Cancelled) {
+        return refuse(format!(
+            "it is {}; only a failed, timed-out or cancelled run carries on from where it stopped",
+            record.status.as_str()
+        ));
+    }
+    if let Some(parent) = &record.parent {
+        return refuse(format!("it is a child run: redrive its parent, run {}", parent.run_id));
+    }
+    if let Some(what) = &record.abridged {
+        return refuse(format!("its record was stored abridged ({what}): the outputs it needs are not kept"));
+    }
+    if record.steps.values().any(|s| s.compensation.is_some()) {
+        return refuse("its saga undid completed steps, which would not be done again: submit it anew".to_owned());
+    }
+    Ok(())
 }
 
 /// A command the run would ignore is refused here, saying why: a pause of a paused run,

@@ -21,7 +21,7 @@ use weft_lang::limits::RunLimits;
 use weft_protocol::wire::{Millis, TaskResult};
 
 use crate::config::Prices;
-use crate::machine::{Input, Logged, ParentLink};
+use crate::machine::{Input, Logged, ParentLink, Seed};
 use crate::nats::NatsError;
 
 pub(crate) use weft_protocol::subjects::{
@@ -58,6 +58,10 @@ pub(crate) enum Entry {
         /// What its tasks' tokens derive from (random at admission).
         #[serde(default, skip_serializing_if = "Uuid::is_nil")]
         secret: Uuid,
+        /// A redrive: what the run that ended carries over. Its creation starts the run
+        /// again, replacing what the log held of it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed: Option<Box<Seed>>,
     },
     /// Anything else that happens to it.
     Input {
@@ -91,6 +95,9 @@ pub(crate) struct Creation {
     /// What its tasks' tokens derive from.
     #[serde(default)]
     pub secret: Uuid,
+    /// A redrive's carry-over.
+    #[serde(default)]
+    pub seed: Option<Box<Seed>>,
 }
 
 fn is_default(limits: &RunLimits) -> bool {
@@ -152,8 +159,18 @@ pub(crate) fn decode(subject: &str, payload: &[u8]) -> Result<Decoded, DecodeErr
     let value: Value = serde_json::from_slice(payload).map_err(error)?;
     if value.get("entry").is_some() {
         return Ok(match serde_json::from_value::<Entry>(value).map_err(error)? {
-            Entry::Created { definition, input, trace, parent, limits, tools, prices, secret } => {
-                Decoded::Created(Box::new(Creation { definition, input, trace, parent, limits, tools, prices, secret }))
+            Entry::Created { definition, input, trace, parent, limits, tools, prices, secret, seed } => {
+                Decoded::Created(Box::new(Creation {
+                    definition,
+                    input,
+                    trace,
+                    parent,
+                    limits,
+                    tools,
+                    prices,
+                    secret,
+                    seed,
+                }))
             }
             Entry::Input { input } => Decoded::Input(input),
         });
@@ -201,8 +218,8 @@ pub(crate) async fn tick(js: &jetstream::Context, partition: u32, second: u64) -
 #[derive(Debug, Default)]
 pub(crate) struct History {
     /// The creation, and when it was stored: the first one. A run is created once; later
-    /// creations of the same id (a resubmit past the duplicate window, a forged entry) are
-    /// not applied.
+    /// creations of the same id (a resubmit past the duplicate window) are not applied,
+    /// but a redrive's (one with a seed) starts the run again from it.
     pub created: Option<(Box<Creation>, Millis)>,
     /// Sequences of creations after the first, which are ignored.
     pub ignored_creations: Vec<u64>,
@@ -255,6 +272,10 @@ pub(crate) async fn read_partition(
         if let Some(run) = run_of(&message.subject) {
             let history = runs.entry(run).or_insert_with(|| History { first_seq: seq, ..History::default() });
             match decoded {
+                // A redrive: the run as it was ended; it starts again from here.
+                Decoded::Created(creation) if creation.seed.is_some() => {
+                    *history = History { created: Some((creation, at)), first_seq: seq, ..History::default() };
+                }
                 Decoded::Created(_) if history.created.is_some() => history.ignored_creations.push(seq),
                 Decoded::Created(creation) => history.created = Some((creation, at)),
                 Decoded::Input(input) => history.inputs.push(Logged { input, at, seq }),
@@ -372,6 +393,7 @@ mod tests {
             tools: Vec::new(),
             prices: Prices::new(),
             secret: Uuid::nil(),
+            seed: None,
         };
         let written = serde_json::to_vec(&entry).expect("json");
         assert!(written.starts_with(CREATED_PREFIX), "{}", String::from_utf8_lossy(&written));

@@ -47,6 +47,7 @@ mod constructs;
 mod frame;
 mod ids;
 mod planning;
+mod redrive;
 mod saga;
 mod schedule;
 mod spans;
@@ -78,6 +79,7 @@ pub(crate) use units::PoolClaim;
 use constructs::Construct;
 use frame::Frame;
 use ids::{FrameId, InstId};
+pub(crate) use redrive::Seed;
 
 /// Something that happens to a run. Inputs are what a run's history records: replaying
 /// them in order rebuilds the run exactly.
@@ -419,6 +421,8 @@ pub(crate) struct Run {
     parent: Option<ParentLink>,
     /// What it was submitted with (`wire::fingerprint`), to tell a repeated submit apart.
     fingerprint: Option<String>,
+    /// What it carries over from the run it continues, if it was redriven.
+    seed: Option<Arc<Seed>>,
     /// What the run may do (fixed at admission, logged with its creation).
     limits: RunLimits,
     /// The specs of the tools its `plan` steps may call, as the catalogue had them at
@@ -462,6 +466,7 @@ impl Run {
             signals: BTreeMap::new(),
             parent: None,
             fingerprint: None,
+            seed: None,
             limits: RunLimits::default(),
             tools: Arc::default(),
             prices: Arc::default(),
@@ -490,6 +495,17 @@ impl Run {
     /// Makes the run a child of a `workflow` step of another run.
     pub(crate) fn with_parent(mut self, parent: Option<ParentLink>) -> Run {
         self.parent = parent;
+        self
+    }
+
+    /// Makes the run carry on from the run that ended as `seed` says (see [`redrive`]): it
+    /// keeps that run's creation time and event sequence.
+    pub(crate) fn with_seed(mut self, seed: Option<Seed>) -> Run {
+        if let Some(seed) = seed {
+            self.created_ms = seed.created_ms;
+            self.seq = seed.events;
+            self.seed = Some(Arc::new(seed));
+        }
         self
     }
 

@@ -214,6 +214,47 @@ impl Nats {
             .map_err(|e| StoreError::Unavailable { key: runs_key(&key), message: e.to_string() })
     }
 
+    /// A stored run record and its revision (see [`Nats::stored`]).
+    pub(crate) async fn stored_at(&self, run_id: uuid::Uuid) -> Result<Option<(RunRecord, u64)>, StoreError> {
+        let key = run_id.to_string();
+        let entry = self
+            .infra
+            .runs
+            .entry(&key)
+            .await
+            .map_err(|e| StoreError::Unavailable { key: runs_key(&key), message: e.to_string() })?;
+        let Some(entry) = entry.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put) else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&entry.value)
+            .map(|record| Some((record, entry.revision)))
+            .map_err(|e| StoreError::Corrupt { key: runs_key(&key), message: e.to_string() })
+    }
+
+    /// Stores `record` over revision `revision` of its key; `false` if the key changed since.
+    pub(crate) async fn store_over(&self, record: &RunRecord, revision: u64) -> Result<bool, StoreError> {
+        let key = record.run_id.to_string();
+        match self.infra.runs.update(&key, self.record_json(record), revision).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(e) => Err(StoreError::Unavailable { key: runs_key(&key), message: e.to_string() }),
+        }
+    }
+
+    /// The sequence of the last event a run published (0 if none is kept).
+    pub(crate) async fn last_event(&self, run_id: uuid::Uuid) -> Result<u64, StoreError> {
+        let subject = subjects::events(run_id);
+        let unavailable = |message: String| StoreError::Unavailable { key: subject.clone(), message };
+        let stream = self.js.get_stream(subjects::EVENTS_STREAM).await.map_err(|e| unavailable(e.to_string()))?;
+        match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(message) => Ok(serde_json::from_slice::<weft_protocol::wire::Event>(&message.payload)
+                .map(|e| e.seq)
+                .unwrap_or_default()),
+            Err(e) if e.kind() == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound => Ok(0),
+            Err(e) => Err(unavailable(e.to_string())),
+        }
+    }
+
     /// A stored run record: `None` if there is none. A record that is there but cannot be
     /// read is [`StoreError::Corrupt`], never taken for an absent one.
     pub(crate) async fn stored(&self, run_id: uuid::Uuid) -> Result<Option<RunRecord>, StoreError> {

@@ -121,6 +121,12 @@ pub(crate) enum Start {
         /// The creation entry.
         message: Box<jetstream::Message>,
     },
+    /// A redrive whose creation entry was acked when it arrived (its run was ending):
+    /// apply `Start` at `at`.
+    Redriven {
+        /// When the creation was logged.
+        at: Millis,
+    },
     /// A run rebuilt from its log: do again what may not have been done.
     Resume,
     /// A parked run an input woke up: the input follows.
@@ -204,6 +210,7 @@ impl Actor for RunActor {
                 // the final one.
                 apply(&myself, state, Input::Start, at, Some(message)).await;
             }
+            Some(Start::Redriven { at }) => apply(&myself, state, Input::Start, at, None).await,
             Some(Start::Resume) => {
                 let effects = state.run.resume(now_ms());
                 tracing::info!(run_id = %state.run.id(), status = ?state.run.status(), "resuming");

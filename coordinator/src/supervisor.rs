@@ -225,6 +225,17 @@ pub(crate) struct SupervisorState {
     runs: HashMap<Uuid, Slot>,
     /// Plans of the definitions read from the log (shared with claim tasks).
     plans: Arc<Mutex<Plans>>,
+    /// Redrives of runs that were still ending when they arrived: started once they have.
+    redrives: HashMap<Uuid, Stashed>,
+}
+
+/// A redrive's creation entry, kept until the run it continues has ended here.
+#[derive(Debug)]
+struct Stashed {
+    partition: u32,
+    seq: u64,
+    at: weft_protocol::wire::Millis,
+    creation: Box<log::Creation>,
 }
 
 impl Actor for Supervisor {
@@ -248,6 +259,7 @@ impl Actor for Supervisor {
             claiming: HashMap::new(),
             runs: HashMap::new(),
             plans: Arc::default(),
+            redrives: HashMap::new(),
         })
     }
 
@@ -295,7 +307,15 @@ impl Actor for Supervisor {
                     ids.into_iter().filter_map(|id| state.runs.get(&id).map(|slot| (id, slot.listed()))).collect();
                 let _ = reply.send(found);
             }
-            SupervisorMsg::Finished(run_id) => state.forget(run_id),
+            SupervisorMsg::Finished(run_id) => {
+                state.forget(run_id);
+                if let Some(Stashed { partition, seq, at, creation }) = state.redrives.remove(&run_id)
+                    && let Some(run) = claim::new_run(&state.plans, partition, run_id, &creation, at)
+                {
+                    let parked = Parked { run, spans: RunSpans::new(creation.trace.as_deref()) };
+                    spawn(&myself, state, partition, seq, parked, Start::Redriven { at }).await;
+                }
+            }
             SupervisorMsg::CanPark { run_id, applied, parked } => park(state, run_id, applied, parked),
             SupervisorMsg::CheckOwnership => {
                 let lost: Vec<u32> = state
@@ -307,6 +327,7 @@ impl Actor for Supervisor {
                 for p in lost {
                     tracing::warn!(partition = p, "partition no longer delivered here; letting its runs go");
                     state.owned.remove(&p);
+                    state.redrives.retain(|_, stashed| stashed.partition != p);
                     state.runs.retain(|_, slot| {
                         if slot.partition == p
                             && let SlotState::Active { live, .. } = &slot.state
@@ -526,6 +547,15 @@ async fn route(
             let _ = message.ack().await;
         }
         (Decoded::Created(creation), Some(run_id)) => {
+            if state.runs.contains_key(&run_id) && creation.seed.is_some() {
+                // A redrive is accepted only of a run whose record says it ended: this one
+                // is ending (its actor has not told so yet). It starts once it has; until
+                // then the ending run's first entry keeps the log from being compacted past
+                // this one, and a takeover replays it.
+                state.redrives.insert(run_id, Stashed { partition, seq, at, creation });
+                let _ = message.ack().await;
+                return;
+            }
             if state.runs.contains_key(&run_id) {
                 tracing::warn!(%run_id, seq, "a second creation of the run ignored: a run is created once");
                 let _ = message.ack().await;

@@ -130,6 +130,11 @@ impl Run {
                         Prepared::Ready(params) => self.insts[i].state.params = Some(params),
                     }
                 }
+                // Redriven: what the run that ended had completed is not done again.
+                if self.carry_over(i, now, out) {
+                    moved = true;
+                    continue;
+                }
                 let start = match self.def(i).kind {
                     Kind::Task { .. } => Start::Task,
                     Kind::Plan(_) if self.plan_phase(i) == Some(Phase::Running) => Start::Child,
@@ -414,8 +419,11 @@ impl Run {
         let path = self.insts[i].path.clone();
         // A `plan` step's answered model calls are not failures: its policy counts the rest.
         let answered = self.insts[i].state.planning.as_ref().map_or(0, |p| p.answered());
-        if error.retryable && retry.should_retry(attempt.saturating_sub(answered), error.code.as_deref()) {
-            let delay = retry.delay(attempt, jitter_unit(self.id, &path, attempt)).max(retry_after(&error));
+        // Attempts before a redrive are not counted: a redriven step has its retries anew.
+        let counted = attempt.saturating_sub(answered).saturating_sub(self.insts[i].state.carried);
+        if error.retryable && retry.should_retry(counted, error.code.as_deref()) {
+            let backoff = attempt.saturating_sub(self.insts[i].state.carried).max(1);
+            let delay = retry.delay(backoff, jitter_unit(self.id, &path, attempt)).max(retry_after(&error));
             self.insts[i].state.status = StepStatus::Retrying;
             self.schedule(out, Timer::Retry { step: path.clone(), attempt }, delay, now);
             self.emit(

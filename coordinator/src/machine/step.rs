@@ -11,6 +11,8 @@ pub(crate) struct StepState {
     pub status: StepStatus,
     /// Last attempt dispatched (0 before the first).
     pub attempt: u32,
+    /// Attempts made before the run was redriven: its retry policy counts the others.
+    pub carried: u32,
     /// Every attempt, for the timeline.
     pub attempts: Vec<Attempt>,
     /// Params, resolved once when the step first became ready; retries reuse them.
@@ -139,6 +141,7 @@ impl StepState {
         StepState {
             status: StepStatus::Pending,
             attempt: 0,
+            carried: 0,
             attempts: Vec::new(),
             params: None,
             output: None,

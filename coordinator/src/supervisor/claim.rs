@@ -91,6 +91,7 @@ pub(crate) fn new_run(plans: &Mutex<Plans>, partition: u32, run_id: Uuid, creati
             .with_limits(creation.limits)
             .with_tools(creation.tools.clone())
             .with_prices(creation.prices.clone())
-            .with_secret(creation.secret),
+            .with_secret(creation.secret)
+            .with_seed(creation.seed.as_deref().cloned()),
     )
 }

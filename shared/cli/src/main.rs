@@ -22,6 +22,7 @@ mod offline;
 mod online;
 mod plan;
 mod profile;
+mod redrive;
 mod ui;
 
 use std::path::PathBuf;
@@ -221,6 +222,17 @@ enum Command {
         #[arg(long)]
         compensate: bool,
     },
+    /// Carry a failed, timed-out or cancelled run on from where it stopped: completed steps
+    /// keep their outputs, the others run again. Says first which, and acts only with --yes.
+    Redrive {
+        /// Run id.
+        id: String,
+        /// The workflow file it was submitted with, if it was submitted inline (not deployed).
+        file: Option<PathBuf>,
+        /// Do it (without it, only say what would run again).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Pause a run: running steps finish, nothing new starts until `weft resume`.
     Pause {
         /// Run id.
@@ -378,6 +390,7 @@ fn traced(command: &Command) -> bool {
             | Command::Submit { .. }
             | Command::Deploy { .. }
             | Command::Cancel { .. }
+            | Command::Redrive { .. }
             | Command::Pause { .. }
             | Command::Resume { .. }
             | Command::Signal { .. }
@@ -423,6 +436,7 @@ async fn run_command(url: &str, timeout: std::time::Duration, command: Command) 
         Command::Status { id, json, gantt } => online::status(&client, &id, json, gantt).await,
         Command::Watch { id, json } => online::watch(&client, &id, json).await,
         Command::Cancel { id, reason, compensate } => online::cancel(&client, &id, reason, compensate).await,
+        Command::Redrive { id, file, yes } => redrive::redrive(&client, &id, file.as_deref(), yes).await,
         Command::Pause { id } => online::pause(&client, &id).await,
         Command::Resume { id, add_tokens, add_cost } => online::resume(&client, &id, add_tokens, add_cost).await,
         Command::Signal { id, name, data } => online::signal(&client, &id, &name, data.as_deref()).await,

@@ -78,7 +78,7 @@ pub(crate) async fn definitions(client: &WeftClient) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_id(id: &str) -> anyhow::Result<Uuid> {
+pub(crate) fn parse_id(id: &str) -> anyhow::Result<Uuid> {
     id.parse().map_err(|_| exit::usage(format!("`{id}` is not a run id (a UUID such as 0193c1c4-...)")))
 }
 
@@ -122,7 +122,7 @@ fn describe(event: &Event) -> String {
     }
 }
 
-fn print_record(record: &RunRecord, gantt: bool) {
+pub(crate) fn print_record(record: &RunRecord, gantt: bool) {
     outln!("run {} ({} v{}): {}", record.run_id, record.workflow, record.version, record.status.as_str());
     for e in &record.errors {
         outln!("  error: {e}");
@@ -157,7 +157,7 @@ fn print_record(record: &RunRecord, gantt: bool) {
     out!("{}", timeline::summary_text(record, now_ms()));
 }
 
-fn exit_for(record: &RunRecord) -> ExitCode {
+pub(crate) fn exit_for(record: &RunRecord) -> ExitCode {
     ExitCode::from(if record.status == RunStatus::Completed { exit::OK } else { exit::FAILED })
 }
 

@@ -9,7 +9,7 @@
 //! | `GET /`, `/app.js`, `/app.css` | the page ([`ASSETS`]) |
 //! | `GET /api/runs?status=&workflow=&limit=` | newest runs, filtered, with counts by status ([`api`]) |
 //! | `GET /api/runs/{id}` | a run's record, its definition and graph, a link to its trace |
-//! | `POST /api/runs/{id}/{cancel,pause,resume,signal}` | actions, JSON bodies |
+//! | `POST /api/runs/{id}/{cancel,pause,resume,signal,redrive}` | actions, JSON bodies |
 //! | `GET /api/runs/{id}/live` | server-sent events: the run's events, its record as it changes ([`live`]) |
 //! | `GET /api/live` | server-sent events: `changed` when runs start or end |
 //!

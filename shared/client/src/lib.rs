@@ -381,6 +381,15 @@ impl WeftClient {
         self.command("cancel", ApiRequest::Cancel { run_id, reason, compensate: true }).await
     }
 
+    /// Carries a failed, timed-out or cancelled run on from where it stopped: its completed
+    /// steps keep their outputs, the others run again (new attempt numbers, the same
+    /// idempotency keys). `definition` is needed for a run submitted inline: the one it was
+    /// submitted with. Returns once the redrive is logged; the run's record says `running`.
+    pub async fn redrive(&self, run_id: Uuid, definition: Option<&WorkflowDef>) -> Result<(), ClientError> {
+        let definition = definition.map(|d| Box::new(d.clone()));
+        self.command("redrive", ApiRequest::Redrive { run_id, definition }).await
+    }
+
     /// Validates `definition` against the live tools and registers it under its name and
     /// version; registering the same content again is fine, different content under an
     /// existing version is refused.

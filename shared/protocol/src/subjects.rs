@@ -6,7 +6,7 @@
 //! | everything that happens to run `R` (creation, timers, commands; its results on `weft.in.<partition>.R.result`) | `weft.in.<partition>.R` | stream `WEFT_INPUTS` (the run log), pinned consumer `part-<partition>` of the owning coordinator |
 //! | lifecycle events of run `R` | `weft.events.R` | stream `WEFT_EVENTS` (kept for a day) |
 //! | cancel tools of run `R` | `weft.cancel.R` | core NATS (best effort; the coordinator ignores late results) |
-//! | API | `weft.api.<verb>` (`submit`, `status`, `list`, `cancel`, `pause`, `resume`, `signal`, `deploy`, `pools`, `set_pool`) | core NATS request/reply, queue group `weft-coordinators` |
+//! | API | `weft.api.<verb>` (`submit`, `status`, `list`, `cancel`, `redrive`, `pause`, `resume`, `signal`, `deploy`, `pools`, `set_pool`) | core NATS request/reply, queue group `weft-coordinators` |
 //! | tool advertisements | key `<tool>.<worker>` | KV bucket `weft_tools` (entries expire unless refreshed) |
 //! | finished runs | key `R` | KV bucket `weft_runs` |
 //! | log entries that could not be read, with where they were and why (headers `Weft-Subject`, `Weft-Seq`, `Weft-Reason`) | `weft.dead.<partition>` | stream `WEFT_DEAD` (kept as long as records) |

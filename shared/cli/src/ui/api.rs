@@ -103,6 +103,9 @@ pub(super) async fn act(
                 ui.client.cancel(run_id, reason).await
             }
         }
+        // A run submitted inline needs its definition, which the page does not have: the
+        // error says so (`weft redrive ID FILE` does it).
+        "redrive" => ui.client.redrive(run_id, None).await,
         "pause" => ui.client.pause(run_id).await,
         "resume" => ui.client.resume(run_id).await,
         "signal" => {

@@ -50,6 +50,16 @@ pub enum ApiRequest {
         /// The workflow.
         definition: Box<WorkflowDef>,
     },
+    /// Carry on a failed, timed-out or cancelled run from where it stopped: its completed
+    /// steps keep their outputs, the others run again.
+    Redrive {
+        /// Which run.
+        run_id: Uuid,
+        /// Its definition, when it was submitted inline (a registered one is found by name
+        /// and version); it must be the one the run was submitted with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        definition: Option<Box<WorkflowDef>>,
+    },
     /// Dispatch nothing new until resumed.
     Pause {
         /// Which run.

@@ -704,10 +704,37 @@ function renderActions(m) {
   if (key !== run.actionsKey) {
     run.actionsKey = key;
     fill($('#run-actions-controls'), m.terminal
-      ? h('p', { class: 'muted' }, 'The run is over: nothing to do.')
+      ? (REDRIVABLE.has(m.rec.status) && !m.rec.parent ? redriveControl(m.rec) : h('p', { class: 'muted' }, 'The run is over: nothing to do.'))
       : [controls(m.rec), signalForms(m.rec)]);
   }
-  section.hidden = m.terminal && result.hidden;
+  section.hidden = m.terminal && result.hidden && !(REDRIVABLE.has(m.rec.status) && !m.rec.parent);
+}
+
+// Runs that a redrive carries on from where they stopped (a child run is redriven with its parent).
+const REDRIVABLE = new Set(['failed', 'timed_out', 'cancelled']);
+
+// The tool steps a redrive runs again: those that did not complete (the server says why
+// a run cannot be redriven, if it cannot).
+function redriveControl(rec) {
+  const again = (rec.order || []).filter((p) => rec.steps[p] && rec.steps[p].status !== 'completed' && rec.steps[p].tool);
+  const list = again.map((p) => `  ${p} (${rec.steps[p].tool}), key ${rec.run_id}/${p}`).join('\n');
+  const button = h('button', {
+    type: 'button', id: 'redrive-run', 'data-testid': 'redrive',
+    onclick: async (e) => {
+      const text = `Redrive run ${rec.run_id}? Completed steps keep their outputs.` +
+        (again.length ? `\nThese tool steps run again, with the same idempotency keys:\n${list}` : '');
+      if (!window.confirm(text)) return;
+      const id = run.id;
+      e.currentTarget.disabled = true;
+      const res = await post(`/api/runs/${encodeURIComponent(id)}/redrive`, {});
+      if (run.id !== id) return;
+      if (res.ok) showRun(id, run.selected); else { e.currentTarget.disabled = false; showResult(res, 'redrive'); }
+    },
+  }, 'Redrive');
+  return h('div', { class: 'controls' },
+    h('p', { class: 'muted' }, `The run is ${rec.status.replace('_', ' ')}. A redrive carries it on from where it stopped` +
+      (again.length ? `: ${again.length} tool step${again.length > 1 ? 's' : ''} run again.` : '.')),
+    button);
 }
 
 function controls(rec) {
