@@ -187,3 +187,25 @@ def test_the_sync_facade(cluster):
         assert any(a["spec"]["name"] == "echo" for a in client.tools())
         with pytest.raises(weft.NotFoundError):
             client.status(str(weft.uuid7()))
+
+
+async def test_redrive_carries_a_failed_run_on(client):
+    definition = {
+        "name": unique("redrive"),
+        "steps": [
+            {"id": "a", "tool": "echo", "params": {"n": 1}},
+            {"id": "b", "tool": "fail", "params": {"message": "not yet", "times": 1}, "depends_on": ["a"]},
+        ],
+        "output": "{b}",
+    }
+    failed = await client.run(definition, timeout=30)
+    assert failed["status"] == "failed", failed
+    with pytest.raises(weft.InvalidError):  # submitted inline: its definition is needed
+        await client.redrive(failed["run_id"])
+    await client.redrive(failed["run_id"], definition)
+    record = await client.wait(failed["run_id"], timeout=30)
+    assert record["status"] == "completed", record
+    assert record["output"] == {"attempt": 2}
+    assert record["steps"]["a"]["attempts"] == failed["steps"]["a"]["attempts"]
+    with pytest.raises(weft.ConflictError):  # it completed: nothing to carry on
+        await client.redrive(failed["run_id"], definition)

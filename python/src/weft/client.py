@@ -288,6 +288,16 @@ class Client:
             body["compensate"] = True
         self._expect_ok(await self.request("cancel", body), "cancel")
 
+    async def redrive(self, run_id: str | UUID, definition: Any = None) -> None:
+        """Carries a failed, timed-out or cancelled run on from where it stopped: its
+        completed steps keep their outputs, the others run again (the next attempt numbers,
+        the same idempotency keys). A run submitted inline needs `definition`, the one it
+        was submitted with. Returns once logged; `wait` follows the run to its new end."""
+        body: dict[str, Any] = {"run_id": _run_id(run_id)}
+        if definition is not None:
+            body["definition"] = _definition(definition)
+        self._expect_ok(await self.request("redrive", body), "redrive")
+
     async def pause(self, run_id: str | UUID) -> None:
         """Pauses a run: running steps finish, nothing new starts until `resume`."""
         self._expect_ok(await self.request("pause", {"run_id": _run_id(run_id)}), "pause")
@@ -554,6 +564,9 @@ class SyncClient:
 
     def cancel(self, run_id: str | UUID, reason: str | None = None, *, compensate: bool = False) -> None:
         self._call(self._client.cancel(run_id, reason, compensate=compensate))
+
+    def redrive(self, run_id: str | UUID, definition: Any = None) -> None:
+        self._call(self._client.redrive(run_id, definition))
 
     def pause(self, run_id: str | UUID) -> None:
         self._call(self._client.pause(run_id))
