@@ -1,4 +1,4 @@
-//! `weft redrive`: a failed or cancelled run carries on from where it stopped, over real
+//! `weft redrive` and `weft terminate`. A failed or cancelled run carries on from where it stopped, over real
 //! processes: what completed is not done again, what failed runs again with the next
 //! attempt numbers, and a coordinator that takes the run over mid-redrive rebuilds it from
 //! the redrive's log entry.
@@ -147,4 +147,26 @@ async fn wait_for(client: &weft_client::WeftClient, run_id: uuid::Uuid, ok: impl
         assert!(std::time::Instant::now() < deadline, "run {run_id} never got there");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// `weft terminate` ends a run of a saga at once, undoing nothing: no compensation runs
+/// (a failure would have run them), the running tool is told to stop, and the run ends
+/// `cancelled`, noted as terminated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_ends_a_saga_at_once_and_undoes_nothing() {
+    let cluster = Cluster::start(1).await;
+    let client = cluster.client().await;
+    let workflow = inline(&json!({"name": "terminate_me", "on_failure": "compensate", "steps": [
+        {"id": "a", "tool": "echo", "params": {"n": 1}, "compensate": {"tool": "echo", "params": {"undo": 1}}},
+        {"id": "nap", "tool": "sleep", "params": {"ms": 30000}, "depends_on": ["a"]}
+    ]}));
+    let run_id = client.submit(&workflow, Value::Null).await.expect("submitted");
+    wait_for(&client, run_id, |r| r.steps.get("nap").is_some_and(|s| s.status == StepStatus::Running)).await;
+    let out = weft_at(&cluster.nats.url, &["terminate", &run_id.to_string(), "--reason", "wrong order"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let done = client.wait(run_id).await.expect("ended");
+    assert_eq!(done.status, RunStatus::Cancelled, "{done:?}");
+    assert!(done.errors.iter().any(|e| e.contains("terminated: wrong order")), "{:?}", done.errors);
+    assert!(done.steps["a"].compensation.is_none(), "nothing undone: {:?}", done.steps["a"]);
+    assert_eq!(done.steps["nap"].status, StepStatus::Cancelled);
 }

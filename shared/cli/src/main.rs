@@ -222,6 +222,15 @@ enum Command {
         #[arg(long)]
         compensate: bool,
     },
+    /// End a run at once, whatever it is doing (compensating included), undoing nothing:
+    /// running tools are told to stop and it ends `cancelled`, noted as terminated.
+    Terminate {
+        /// Run id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Carry a failed, timed-out or cancelled run on from where it stopped: completed steps
     /// keep their outputs, the others run again. Says first which, and acts only with --yes.
     Redrive {
@@ -391,6 +400,7 @@ fn traced(command: &Command) -> bool {
             | Command::Deploy { .. }
             | Command::Cancel { .. }
             | Command::Redrive { .. }
+            | Command::Terminate { .. }
             | Command::Pause { .. }
             | Command::Resume { .. }
             | Command::Signal { .. }
@@ -436,6 +446,7 @@ async fn run_command(url: &str, timeout: std::time::Duration, command: Command) 
         Command::Status { id, json, gantt } => online::status(&client, &id, json, gantt).await,
         Command::Watch { id, json } => online::watch(&client, &id, json).await,
         Command::Cancel { id, reason, compensate } => online::cancel(&client, &id, reason, compensate).await,
+        Command::Terminate { id, reason } => online::terminate(&client, &id, reason).await,
         Command::Redrive { id, file, yes } => redrive::redrive(&client, &id, file.as_deref(), yes).await,
         Command::Pause { id } => online::pause(&client, &id).await,
         Command::Resume { id, add_tokens, add_cost } => online::resume(&client, &id, add_tokens, add_cost).await,

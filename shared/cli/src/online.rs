@@ -321,6 +321,15 @@ pub(crate) async fn cancel(
 }
 
 /// `weft pause`.
+/// `weft terminate`: a cancel that never compensates (a cancel of a compensating run
+/// stops its saga too), its reason marked as a termination.
+pub(crate) async fn terminate(client: &WeftClient, id: &str, reason: Option<String>) -> anyhow::Result<ExitCode> {
+    let reason = format!("terminated: {}", reason.as_deref().unwrap_or("by request"));
+    client.cancel(parse_id(id)?, Some(reason)).await?;
+    outln!("terminating {id}: it ends at once, undoing nothing");
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) async fn pause(client: &WeftClient, id: &str) -> anyhow::Result<ExitCode> {
     client.pause(parse_id(id)?).await?;
     outln!("pausing {id}");
