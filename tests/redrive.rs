@@ -1,7 +1,7 @@
-//! `weft redrive` and `weft terminate`. A failed or cancelled run carries on from where it stopped, over real
-//! processes: what completed is not done again, what failed runs again with the next
-//! attempt numbers, and a coordinator that takes the run over mid-redrive rebuilds it from
-//! the redrive's log entry.
+//! `weft redrive` and `weft terminate`, over real processes. A failed or cancelled run
+//! carries on from where it stopped: what completed is not done again, what failed runs
+//! again with the next attempt numbers, and a coordinator that takes the run over
+//! mid-redrive rebuilds it from the redrive's log entry. A terminated run undoes nothing.
 
 use std::process::Command;
 
