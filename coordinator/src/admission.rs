@@ -276,10 +276,10 @@ impl Admission {
         Ok(plan)
     }
 
-    /// Admits a submitted run: answered once its record and its creation are stored, or at
-    /// once when its id names a run submitted with the same definition and input (then
-    /// `existing`).
-    pub(crate) async fn submit(&self, mut request: Request) -> Result<Admitted, AdmitError> {
+    /// The plan of a submitted (or redriven) run's definition, checked as a submit is: valid,
+    /// its tools live, its sub-workflows registered, its costs priced, its pools there; the
+    /// request gets the tool specs and prices its run needs.
+    async fn checked(&self, request: &mut Request) -> Result<Arc<Plan>, AdmitError> {
         let plan = self.plan(&request.definition).await?;
         request.tools = self.plan_tools(&plan).await;
         request.prices = self.prices_for(&plan);
@@ -289,6 +289,14 @@ impl Admission {
         if !problems.is_empty() {
             return Err(AdmitError::Invalid { name: plan.name.clone(), problems });
         }
+        Ok(plan)
+    }
+
+    /// Admits a submitted run: answered once its record and its creation are stored, or at
+    /// once when its id names a run submitted with the same definition and input (then
+    /// `existing`).
+    pub(crate) async fn submit(&self, mut request: Request) -> Result<Admitted, AdmitError> {
+        let plan = self.checked(&mut request).await?;
         let problems = plan.check_input(&request.input);
         if !problems.is_empty() {
             return Err(AdmitError::InvalidInput { name: plan.name.clone(), problems });
@@ -320,15 +328,7 @@ impl Admission {
         seed: crate::machine::Seed,
         id: &str,
     ) -> Result<(), AdmitError> {
-        let plan = self.plan(&request.definition).await?;
-        request.tools = self.plan_tools(&plan).await;
-        request.prices = self.prices_for(&plan);
-        let mut problems = self.unregistered(&plan).await;
-        problems.extend(self.unpriced(&plan));
-        problems.extend(self.unpooled(&plan).await?);
-        if !problems.is_empty() {
-            return Err(AdmitError::Invalid { name: plan.name.clone(), problems });
-        }
+        self.checked(&mut request).await?;
         let run_id = request.run_id;
         let subject = log::subject(log::partition_of(run_id, self.nats.partitions), run_id);
         log::append(&self.nats.js, subject, &creation_with(request, Some(Box::new(seed))), id)

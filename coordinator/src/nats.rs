@@ -258,17 +258,7 @@ impl Nats {
     /// A stored run record: `None` if there is none. A record that is there but cannot be
     /// read is [`StoreError::Corrupt`], never taken for an absent one.
     pub(crate) async fn stored(&self, run_id: uuid::Uuid) -> Result<Option<RunRecord>, StoreError> {
-        let key = run_id.to_string();
-        let bytes = self
-            .infra
-            .runs
-            .get(&key)
-            .await
-            .map_err(|e| StoreError::Unavailable { key: runs_key(&key), message: e.to_string() })?;
-        let Some(bytes) = bytes else { return Ok(None) };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt { key: runs_key(&key), message: e.to_string() })
+        Ok(self.stored_at(run_id).await?.map(|(record, _)| record))
     }
 }
 
