@@ -119,8 +119,10 @@ async fn a_run_is_created_once() {
     client.submit_with_id(run, &first, json!({"n": 1})).await.expect("accepted");
     let before = wait::record(&client, run, "waiting", |r| r.steps["hold"].status == StepStatus::Running).await;
 
-    // The API refuses the same id again, naming the run and its status.
-    let refused = client.submit_with_id(run, &first, json!({"n": 1})).await.expect_err("refused").to_string();
+    // The same id again: the same run if submitted the same (a retry), else refused,
+    // naming the run and its status.
+    assert_eq!(client.submit_with_id(run, &first, json!({"n": 1})).await.expect("the same run"), run);
+    let refused = client.submit_with_id(run, &first, json!({"n": 3})).await.expect_err("refused").to_string();
     assert!(refused.contains(&run.to_string()) && refused.contains("running"), "{refused}");
 
     // A second creation appended past the duplicate window, as anyone but the API could:
