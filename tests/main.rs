@@ -9,7 +9,7 @@
 //!   `weft mcp` to a real MCP client.
 //! - [`metrics`]: the services' Prometheus metrics, scraped by a real Prometheus.
 //! - [`planning`]: `plan` steps: model-written workflows checked, repaired, approved and run.
-//! - [`redrive`]: failed and cancelled runs carried on from where they stopped, across a takeover; terminate.
+//! - [`redrive`]: failed and cancelled runs carried on from where they stopped, across a takeover; reruns from a step; terminate.
 //! - [`in_process`]: the actor layer, with a coordinator and a worker as tasks of the test.
 //! - [`hostile`]: forged and malformed entries on the live services: ignored, named, harmless.
 //! - [`tracing`]: one trace per run, checked with a real OTLP receiver.

@@ -1,7 +1,8 @@
 //! `weft redrive` and `weft terminate`, over real processes. A failed or cancelled run
 //! carries on from where it stopped: what completed is not done again, what failed runs
 //! again with the next attempt numbers, and a coordinator that takes the run over
-//! mid-redrive rebuilds it from the redrive's log entry. A terminated run undoes nothing.
+//! mid-redrive rebuilds it from the redrive's log entry. A rerun from a step is a new,
+//! linked run that carries over what came before the step. A terminated run undoes nothing.
 
 use std::process::Command;
 
@@ -169,4 +170,57 @@ async fn terminate_ends_a_saga_at_once_and_undoes_nothing() {
     assert!(done.errors.iter().any(|e| e.contains("terminated: wrong order")), "{:?}", done.errors);
     assert!(done.steps["a"].compensation.is_none(), "nothing undone: {:?}", done.steps["a"]);
     assert_eq!(done.steps["nap"].status, StepStatus::Cancelled);
+}
+
+/// `weft rerun --from`: a new run, linked to the old one, in which the step named and what
+/// waits for it run again, and the other steps' outputs are carried over (not run): here
+/// `b` reads `a`'s carried-over output although the new input differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_from_a_step_carries_over_what_comes_before_it() {
+    let cluster = Cluster::start(1).await;
+    let client = cluster.client().await;
+    let def = json!({"name": "rerun_me", "steps": [
+        {"id": "a", "tool": "echo", "params": {"n": "{input.n}"}},
+        {"id": "b", "tool": "echo", "params": {"m": "{a.n}"}},
+        {"id": "c", "tool": "echo", "params": {"k": "{b.m}"}},
+        {"id": "d", "tool": "echo", "params": {"z": 1}}
+    ], "output": {"c": "{c.k}", "d": "{d.z}"}});
+    let old = client.run(&inline(&def), json!({"n": 1})).await.expect("ran");
+    assert_eq!(old.status, RunStatus::Completed);
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("rerun_me.json");
+    std::fs::write(&file, def.to_string()).expect("written");
+    let (url, id, path) = (cluster.nats.url.clone(), old.run_id.to_string(), file.to_str().expect("path").to_owned());
+
+    let out = weft_at(&url, &["rerun", &id, &path, "--from", "b"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let listed: Vec<&str> =
+        stdout.lines().filter(|l| l.starts_with("  ")).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(listed, ["b", "c"], "{stdout}");
+    let out = weft_at(&url, &["rerun", &id, &path, "--from", "nope", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("those are: a, b, c, d"), "{:?}", text(&out));
+
+    let out = weft_at(&url, &["rerun", &id, &path, "--from", "b", "--input", "{\"n\": 5}", "--yes"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", cluster.logs());
+    let new_id: uuid::Uuid = stderr
+        .split_whitespace()
+        .find_map(|w| w.trim_end_matches(':').parse().ok())
+        .unwrap_or_else(|| panic!("no run id in {stderr}"));
+    let new = client.status(new_id).await.expect("the new run");
+    assert_ne!(new_id, old.run_id);
+    assert_eq!(new.status, RunStatus::Completed, "{new:?}");
+    let of = new.rerun_of.clone().expect("linked");
+    assert_eq!((of.run_id, of.from.as_str()), (old.run_id, "b"));
+    assert_eq!(new.input, json!({"n": 5}));
+    for carried in ["a", "d"] {
+        assert!(new.steps[carried].attempts.is_empty(), "{carried} was run: {:?}", new.steps[carried]);
+        assert_eq!(new.steps[carried].output, old.steps[carried].output);
+    }
+    assert_eq!(attempts(&new, "b"), [(1, true)]);
+    assert_eq!(new.steps["b"].output, Some(json!({"m": 1})), "b read a's carried-over output");
+    assert_eq!(new.output, Some(json!({"c": 1, "d": 1})));
+    assert_eq!(client.status(old.run_id).await.expect("old").status, RunStatus::Completed, "the old run is untouched");
 }

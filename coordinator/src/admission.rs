@@ -102,6 +102,8 @@ pub(crate) struct Request {
     pub tools: Vec<ToolSpec>,
     /// The prices its model calls are costed at (filled in by admission).
     pub prices: Prices,
+    /// What it carries over from another run (a redrive's, a rerun's).
+    pub seed: Option<Box<crate::machine::Seed>>,
 }
 
 /// A catalogue settled this recently is not read again for a tool it lacks.
@@ -319,19 +321,14 @@ impl Admission {
         Ok(Admitted { run_id, existing: false })
     }
 
-    /// Admits the redrive of a run that ended: its definition is checked against the live
-    /// tools as a submit's is, then its creation with `seed` is appended (deduplicated by
+    /// Admits the redrive of a run that ended (`request.seed` says what it had done): its
+    /// definition is checked against the live tools as a submit's is, then its creation is appended (deduplicated by
     /// `id`, which names the ending it continues, so a redrive repeated is one).
-    pub(crate) async fn redrive(
-        &self,
-        mut request: Request,
-        seed: crate::machine::Seed,
-        id: &str,
-    ) -> Result<(), AdmitError> {
+    pub(crate) async fn redrive(&self, mut request: Request, id: &str) -> Result<(), AdmitError> {
         self.checked(&mut request).await?;
         let run_id = request.run_id;
         let subject = log::subject(log::partition_of(run_id, self.nats.partitions), run_id);
-        log::append(&self.nats.js, subject, &creation_with(request, Some(Box::new(seed))), id)
+        log::append(&self.nats.js, subject, &creation(request), id)
             .await
             .map_err(|e| AdmitError::Unavailable(format!("the redrive could not be stored: {e}")))
     }
@@ -590,6 +587,7 @@ fn first_record(request: &Request, plan: Arc<Plan>) -> RunRecord {
     Run::new(request.run_id, plan, request.input.clone(), now_ms())
         .with_parent(request.parent.clone())
         .with_fingerprint(weft_protocol::wire::fingerprint(&request.definition, &request.input))
+        .with_seed(request.seed.as_deref().cloned())
         .record()
 }
 
@@ -603,10 +601,6 @@ fn index_entry(request: &Request, record: &RunRecord) -> IndexEntry {
 }
 
 fn creation(request: Request) -> Entry {
-    creation_with(request, None)
-}
-
-fn creation_with(request: Request, seed: Option<Box<crate::machine::Seed>>) -> Entry {
     Entry::Created {
         definition: Box::new(request.definition),
         input: request.input,
@@ -617,7 +611,7 @@ fn creation_with(request: Request, seed: Option<Box<crate::machine::Seed>>) -> E
         prices: request.prices,
         // Fresh for each creation: a worker cannot read the log, so cannot derive a token.
         secret: Uuid::new_v4(),
-        seed,
+        seed: request.seed,
     }
 }
 

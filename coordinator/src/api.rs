@@ -163,6 +163,10 @@ impl Api {
             ApiRequest::Redrive { run_id, definition } => {
                 self.redrive(run_id, definition.map(|d| *d)).await.map(|()| ApiReply::Ok)
             }
+            ApiRequest::Rerun { run_id, from, new_run_id, input, definition } => self
+                .rerun(run_id, &from, new_run_id, input, definition.map(|d| *d))
+                .await
+                .map(|admitted| ApiReply::Accepted { run_id: admitted.run_id, existing: admitted.existing }),
             ApiRequest::Pause { run_id } => self.command(run_id, Input::Pause, "pause").await.map(|()| ApiReply::Ok),
             ApiRequest::Resume { run_id, add_tokens, add_cost } => {
                 self.command(run_id, Input::Resume { add_tokens, add_cost }, "resume").await.map(|()| ApiReply::Ok)
@@ -190,6 +194,7 @@ impl Api {
             limits,
             tools: Vec::new(),
             prices: crate::config::Prices::new(),
+            seed: None,
         };
         self.admission.submit(request).await.map_err(api_error)
     }
@@ -342,10 +347,11 @@ impl Api {
             limits: self.admission.run_limits(),
             tools: Vec::new(),
             prices: crate::config::Prices::new(),
+            seed: Some(Box::new(seed)),
         };
         // One redrive per ending: the same ending redriven twice is one entry.
         let id = format!("redrive:{run_id}:{}", record.finished_ms.unwrap_or_default());
-        if let Err(e) = self.admission.redrive(request, seed, &id).await {
+        if let Err(e) = self.admission.redrive(request, &id).await {
             // Not logged: the record says what it said, so the run can be redriven again.
             if let Err(undo) = self.nats.store(&record).await {
                 tracing::warn!(%run_id, error = %undo, "the record of a run not redriven stays `running`");
@@ -353,6 +359,54 @@ impl Api {
             return Err(api_error(e));
         }
         Ok(())
+    }
+
+    /// Starts a new run of an ended run's workflow from top-level step `from`: `from` and
+    /// the top-level steps that wait for it run, the completed steps of the others (and of
+    /// their bodies) are carried over with their outputs. Its record names the run it reruns.
+    async fn rerun(
+        &self,
+        run_id: Uuid,
+        from: &str,
+        new_run_id: Option<Uuid>,
+        input: Option<serde_json::Value>,
+        definition: Option<WorkflowDef>,
+    ) -> Result<crate::admission::Admitted, ApiError> {
+        let record = self.nats.stored(run_id).await?.ok_or_else(|| not_found(run_id))?;
+        let refuse =
+            |why: String| ApiError::new(ApiErrorCode::Conflict, format!("run {run_id} cannot be rerun: {why}"));
+        if !record.status.is_terminal() {
+            return Err(refuse(format!("it is {}; rerun it once it has ended", record.status.as_str())));
+        }
+        if let Some(what) = &record.abridged {
+            return Err(refuse(format!("its record was stored abridged ({what}): the outputs it needs are not kept")));
+        }
+        let definition = self.definition_of(&record, definition).await?;
+        let plan = self.admission.plan(&definition).await.map_err(api_error)?;
+        let Some(again) = plan.downstream(from) else {
+            let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
+            return Err(ApiError::new(
+                ApiErrorCode::Invalid,
+                format!("`{from}` is not a top-level step of `{}`; those are: {}", plan.name, ids.join(", ")),
+            ));
+        };
+        let seed = crate::machine::Seed::rerun(&record, from, &again, weft_protocol::wire::now_ms());
+        let new_run_id = new_run_id.unwrap_or_else(Uuid::now_v7);
+        let span = tracing::Span::current();
+        span.record("weft.workflow", definition.name.as_str());
+        span.record("weft.run_id", tracing::field::display(new_run_id));
+        let request = Request {
+            run_id: new_run_id,
+            definition,
+            input: input.unwrap_or_else(|| record.input.clone()),
+            trace: weft_protocol::trace::traceparent(&span),
+            parent: None,
+            limits: self.admission.run_limits(),
+            tools: Vec::new(),
+            prices: crate::config::Prices::new(),
+            seed: Some(Box::new(seed)),
+        };
+        self.admission.submit(request).await.map_err(api_error)
     }
 
     /// The definition `record`'s run was submitted with: the registered one of its name and

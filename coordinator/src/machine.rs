@@ -938,6 +938,7 @@ impl Run {
             finished_ms: self.finished_ms,
             abridged: None,
             fingerprint: self.fingerprint.clone(),
+            rerun_of: self.seed.as_ref().and_then(|s| s.rerun_of.clone()),
             signals: self.signal_records(),
             spent: self.spend(),
             budget: self.budget(),

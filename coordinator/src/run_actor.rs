@@ -409,6 +409,7 @@ async fn start_child(state: &mut RunState, start: ChildStart) -> Option<Input> {
         limits: state.run.limits(),
         tools: Vec::new(),
         prices: crate::config::Prices::new(),
+        seed: None,
     };
     match state.admission.child(request).await {
         Ok(()) => None,

@@ -209,3 +209,21 @@ async def test_redrive_carries_a_failed_run_on(client):
     assert record["steps"]["a"]["attempts"] == failed["steps"]["a"]["attempts"]
     with pytest.raises(weft.ConflictError):  # it completed: nothing to carry on
         await client.redrive(failed["run_id"], definition)
+
+
+async def test_rerun_from_a_step_carries_over_what_comes_before(client):
+    definition = {
+        "name": unique("rerun"),
+        "steps": [
+            {"id": "a", "tool": "echo", "params": {"n": "{input.n}"}},
+            {"id": "b", "tool": "echo", "params": {"m": "{a.n}"}},
+        ],
+        "output": "{b.m}",
+    }
+    old = await client.run(definition, {"n": 1}, timeout=30)
+    new_id = await client.rerun(old["run_id"], "b", {"n": 2}, definition=definition)
+    new = await client.wait(new_id, timeout=30)
+    assert new["status"] == "completed", new
+    assert new["rerun_of"] == {"run_id": old["run_id"], "from": "b"}
+    assert new["output"] == 1  # b read a's carried-over output
+    assert "attempts" not in new["steps"]["a"]

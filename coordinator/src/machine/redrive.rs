@@ -11,12 +11,12 @@
 //! The idempotency key of a step (`<run>/<path>`) is the same as before. The seed is in the
 //! log entry, so a replay rebuilds a redriven run exactly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use weft_lang::plan::Kind;
-use weft_protocol::wire::{Attempt, Millis, RunRecord, StepStatus};
+use weft_protocol::wire::{Attempt, Millis, RerunOf, RunRecord, StepStatus};
 
 use super::ids::InstId;
 use super::{Effect, Run};
@@ -31,6 +31,9 @@ pub(crate) struct Seed {
     pub events: u64,
     /// Its steps, by path.
     pub steps: BTreeMap<String, SeedStep>,
+    /// A rerun (a new run, carrying over another's outputs): which run, from which step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<RerunOf>,
 }
 
 /// One step of the run that ended.
@@ -56,7 +59,30 @@ impl Seed {
                 (path.clone(), SeedStep { output, attempts: step.attempts.clone() })
             })
             .collect();
-        Seed { created_ms: record.created_ms, events, steps }
+        Seed { created_ms: record.created_ms, events, steps, rerun_of: None }
+    }
+
+    /// What a rerun of `record`'s run from top-level step `from` carries over: the outputs
+    /// of the completed steps outside `again` (the top-level steps that run again), whose
+    /// top-level step is found by following `within`; no attempts (it is a new run).
+    pub(crate) fn rerun(record: &RunRecord, from: &str, again: &BTreeSet<&str>, created_ms: Millis) -> Seed {
+        let top = |path: &str| {
+            let mut path = path.to_owned();
+            while let Some(up) = record.steps.get(&path).and_then(|s| s.within.clone()) {
+                path = up;
+            }
+            path
+        };
+        let steps = record
+            .steps
+            .iter()
+            .filter(|(path, step)| step.status == StepStatus::Completed && !again.contains(top(path).as_str()))
+            .map(|(path, step)| {
+                let output = Some(step.output.clone().unwrap_or(Value::Null));
+                (path.clone(), SeedStep { output, attempts: Vec::new() })
+            })
+            .collect();
+        Seed { created_ms, events: 0, steps, rerun_of: Some(RerunOf { run_id: record.run_id, from: from.to_owned() }) }
     }
 }
 

@@ -298,6 +298,22 @@ class Client:
             body["definition"] = _definition(definition)
         self._expect_ok(await self.request("redrive", body), "redrive")
 
+    async def rerun(
+        self, run_id: str | UUID, from_step: str, input: Any = None, *, definition: Any = None
+    ) -> str:
+        """Starts a new run of an ended run's workflow from its top-level step `from_step`:
+        it and what waits for it run, the other steps' outputs are carried over (`input`:
+        the new run's, default the old one's; `definition`: an inline run's). Returns the
+        new run's id; its record's `rerun_of` names the old run."""
+        new_id = str(uuid7())
+        body: dict[str, Any] = {"run_id": _run_id(run_id), "from": from_step, "new_run_id": new_id}
+        if input is not None:
+            body["input"] = input
+        if definition is not None:
+            body["definition"] = _definition(definition)
+        accepted = self._expect(await self.request("rerun", body), "accepted", "rerun")
+        return str(accepted.get("run_id", new_id))
+
     async def pause(self, run_id: str | UUID) -> None:
         """Pauses a run: running steps finish, nothing new starts until `resume`."""
         self._expect_ok(await self.request("pause", {"run_id": _run_id(run_id)}), "pause")
@@ -567,6 +583,9 @@ class SyncClient:
 
     def redrive(self, run_id: str | UUID, definition: Any = None) -> None:
         self._call(self._client.redrive(run_id, definition))
+
+    def rerun(self, run_id: str | UUID, from_step: str, input: Any = None, *, definition: Any = None) -> str:
+        return self._call(self._client.rerun(run_id, from_step, input, definition=definition))
 
     def pause(self, run_id: str | UUID) -> None:
         self._call(self._client.pause(run_id))

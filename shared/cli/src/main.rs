@@ -242,6 +242,23 @@ enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Start a new run of an ended run's workflow from a top-level step: it and what waits
+    /// for it run, the other steps' outputs are carried over. Says first what runs, and
+    /// acts only with --yes.
+    Rerun {
+        /// Run id.
+        id: String,
+        /// The workflow file it was submitted with, if it was submitted inline.
+        file: Option<PathBuf>,
+        /// The top-level step to run again from.
+        #[arg(long, value_name = "STEP")]
+        from: String,
+        #[command(flatten)]
+        input: InputArgs,
+        /// Do it (without it, only say what would run).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Pause a run: running steps finish, nothing new starts until `weft resume`.
     Pause {
         /// Run id.
@@ -401,6 +418,7 @@ fn traced(command: &Command) -> bool {
             | Command::Cancel { .. }
             | Command::Redrive { .. }
             | Command::Terminate { .. }
+            | Command::Rerun { .. }
             | Command::Pause { .. }
             | Command::Resume { .. }
             | Command::Signal { .. }
@@ -446,6 +464,13 @@ async fn run_command(url: &str, timeout: std::time::Duration, command: Command) 
         Command::Status { id, json, gantt } => online::status(&client, &id, json, gantt).await,
         Command::Watch { id, json } => online::watch(&client, &id, json).await,
         Command::Cancel { id, reason, compensate } => online::cancel(&client, &id, reason, compensate).await,
+        Command::Rerun { id, file, from, input, yes } => {
+            let given = input.input.is_some() || input.input_file.is_some();
+            let input =
+                given.then(|| online::read_input(input.input.as_deref(), input.input_file.as_deref())).transpose()?;
+            let ask = redrive::Rerun { id: &id, from: &from, file: file.as_deref(), input, yes };
+            redrive::rerun(&client, ask).await
+        }
         Command::Terminate { id, reason } => online::terminate(&client, &id, reason).await,
         Command::Redrive { id, file, yes } => redrive::redrive(&client, &id, file.as_deref(), yes).await,
         Command::Pause { id } => online::pause(&client, &id).await,

@@ -390,6 +390,28 @@ impl WeftClient {
         self.command("redrive", ApiRequest::Redrive { run_id, definition }).await
     }
 
+    /// Starts run `new_run_id` of an ended run's workflow from its top-level step `from`:
+    /// `from` and the steps that wait for it run, the others' completed outputs are carried
+    /// over (with `input`, the new run's input, or the old one's). `definition` is needed
+    /// for a run submitted inline. Returns once the new run is accepted (a repeat with the
+    /// same id, old run and input is the same new run).
+    pub async fn rerun(
+        &self,
+        run_id: Uuid,
+        from: &str,
+        new_run_id: Uuid,
+        input: Option<Value>,
+        definition: Option<&WorkflowDef>,
+    ) -> Result<Uuid, ClientError> {
+        let definition = definition.map(|d| Box::new(d.clone()));
+        let request =
+            ApiRequest::Rerun { run_id, from: from.to_owned(), new_run_id: Some(new_run_id), input, definition };
+        match self.call("rerun", &request).await? {
+            ApiReply::Accepted { run_id, .. } => Ok(run_id),
+            other => Err(Self::unexpected("rerun", &other)),
+        }
+    }
+
     /// Validates `definition` against the live tools and registers it under its name and
     /// version; registering the same content again is fine, different content under an
     /// existing version is refused.

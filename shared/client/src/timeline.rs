@@ -375,6 +375,7 @@ mod tests {
             finished_ms: Some(1400),
             abridged: None,
             fingerprint: None,
+            rerun_of: None,
             signals: BTreeMap::new(),
             spent: None,
             budget: None,

@@ -463,6 +463,25 @@ impl Plan {
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.id == id)
     }
+
+    /// The top-level step `id` and every top-level step that waits for it, directly or
+    /// not (by data, condition or `depends_on`): what runs again when a run is rerun from
+    /// `id`. `None` if there is no top-level step `id`.
+    pub fn downstream(&self, id: &str) -> Option<BTreeSet<&str>> {
+        let mut found: BTreeSet<&str> = BTreeSet::from([self.step(id)?.id.as_str()]);
+        loop {
+            let more: Vec<&str> = self
+                .steps
+                .iter()
+                .filter(|s| !found.contains(s.id.as_str()) && s.dependencies().iter().any(|d| found.contains(d)))
+                .map(|s| s.id.as_str())
+                .collect();
+            if more.is_empty() {
+                return Some(found);
+            }
+            found.extend(more);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -471,6 +490,24 @@ mod tests {
 
     use super::*;
     use crate::reference::Context;
+
+    #[test]
+    fn downstream_follows_every_kind_of_dependency() {
+        let def = crate::definition::WorkflowDef::from_json(
+            r#"{"name": "d", "steps": [
+                {"id": "a", "tool": "t"},
+                {"id": "b", "tool": "t", "params": {"x": "{a}"}},
+                {"id": "c", "tool": "t", "when": {"exists": "{b.x}"}},
+                {"id": "d", "tool": "t", "depends_on": ["c"]},
+                {"id": "e", "tool": "t"}
+            ]}"#,
+        )
+        .expect("parses");
+        let plan = crate::validate::compile(&def, None).expect("valid");
+        assert_eq!(plan.downstream("b"), Some(BTreeSet::from(["b", "c", "d"])));
+        assert_eq!(plan.downstream("e"), Some(BTreeSet::from(["e"])));
+        assert_eq!(plan.downstream("nope"), None);
+    }
 
     /// The skip rule, exhaustively over one dependency of each kind.
     #[test]

@@ -18,8 +18,8 @@ pub use api::{ApiError, ApiErrorCode, ApiReply, ApiRequest, Submit, fingerprint}
 pub use event::{Event, EventKind};
 pub use pool::{Claim, Pool, PoolView};
 pub use record::{
-    Attempt, CompensationRecord, IndexEntry, ParentRef, PlanRound, RunRecord, RunStatus, RunSummary, SignalRecord,
-    Spend, StepRecord, StepStatus,
+    Attempt, CompensationRecord, IndexEntry, ParentRef, PlanRound, RerunOf, RunRecord, RunStatus, RunSummary,
+    SignalRecord, Spend, StepRecord, StepStatus,
 };
 pub use task::{CancelTask, Delta, Outcome, Task, TaskResult, ToolError, Usage};
 

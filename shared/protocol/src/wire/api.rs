@@ -60,6 +60,23 @@ pub enum ApiRequest {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         definition: Option<Box<WorkflowDef>>,
     },
+    /// Start a new run of an ended run's workflow that reuses the outputs of the steps
+    /// before `from`: `from` and what waits for it run again, the rest is carried over.
+    Rerun {
+        /// The run that ended.
+        run_id: Uuid,
+        /// A top-level step: it and what waits for it run again.
+        from: String,
+        /// The new run's id (chosen by the client, as a submit's; default: a new one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_run_id: Option<Uuid>,
+        /// The new run's input (default: the old run's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<Value>,
+        /// The old run's definition, when it was submitted inline.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        definition: Option<Box<WorkflowDef>>,
+    },
     /// Dispatch nothing new until resumed.
     Pause {
         /// Which run.

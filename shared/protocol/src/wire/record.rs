@@ -211,6 +211,9 @@ pub struct RunRecord {
     /// What was left out to fit the record in one NATS message, if anything was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abridged: Option<String>,
+    /// The run it reruns, and the step it reruns from (`weft rerun --from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<RerunOf>,
     /// The [`fingerprint`](super::fingerprint) of the definition and input it was submitted
     /// with: a submit repeated under its id with the same is the same run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,6 +227,15 @@ pub struct RunRecord {
     /// What it may spend, if it has a budget (its own, within its parent's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<weft_lang::definition::Budget>,
+}
+
+/// The run a rerun reruns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RerunOf {
+    /// That run.
+    pub run_id: Uuid,
+    /// The top-level step it runs again from.
+    pub from: String,
 }
 
 /// The step of another run that started a child run.
@@ -427,6 +439,7 @@ mod tests {
             finished_ms: Some(9),
             abridged: None,
             fingerprint: None,
+            rerun_of: None,
             signals: BTreeMap::new(),
             spent: None,
             budget: None,
