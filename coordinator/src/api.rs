@@ -178,24 +178,34 @@ impl Api {
         result.unwrap_or_else(ApiReply::Error)
     }
 
+    /// A request for a run that no other run starts (a submit's, a redrive's, a rerun's),
+    /// its spans joining the current span's trace.
+    fn root_request(
+        &self,
+        run_id: Uuid,
+        definition: WorkflowDef,
+        input: serde_json::Value,
+        seed: Option<crate::machine::Seed>,
+    ) -> Request {
+        Request {
+            run_id,
+            definition,
+            input,
+            trace: weft_protocol::trace::traceparent(&tracing::Span::current()),
+            parent: None,
+            limits: self.admission.run_limits(),
+            tools: Vec::new(),
+            prices: crate::config::Prices::new(),
+            seed: seed.map(Box::new),
+        }
+    }
+
     async fn submit(&self, submit: Submit) -> Result<crate::admission::Admitted, ApiError> {
         let run_id = submit.run_id.unwrap_or_else(Uuid::now_v7);
         let span = tracing::Span::current();
         span.record("weft.workflow", submit.definition.name.as_str());
         span.record("weft.run_id", tracing::field::display(run_id));
-        let trace = weft_protocol::trace::traceparent(&span);
-        let limits = self.admission.run_limits();
-        let request = Request {
-            run_id,
-            definition: submit.definition,
-            input: submit.input,
-            trace,
-            parent: None,
-            limits,
-            tools: Vec::new(),
-            prices: crate::config::Prices::new(),
-            seed: None,
-        };
+        let request = self.root_request(run_id, submit.definition, submit.input, None);
         self.admission.submit(request).await.map_err(api_error)
     }
 
@@ -338,17 +348,7 @@ impl Api {
         if !self.nats.store_over(&running, revision).await? {
             return Err(ApiError::new(ApiErrorCode::Conflict, format!("run {run_id} changed meanwhile: look again")));
         }
-        let request = Request {
-            run_id,
-            definition,
-            input: record.input.clone(),
-            trace: weft_protocol::trace::traceparent(&span),
-            parent: None,
-            limits: self.admission.run_limits(),
-            tools: Vec::new(),
-            prices: crate::config::Prices::new(),
-            seed: Some(Box::new(seed)),
-        };
+        let request = self.root_request(run_id, definition, record.input.clone(), Some(seed));
         // One redrive per ending: the same ending redriven twice is one entry.
         let id = format!("redrive:{run_id}:{}", record.finished_ms.unwrap_or_default());
         if let Err(e) = self.admission.redrive(request, &id).await {
@@ -395,17 +395,8 @@ impl Api {
         let span = tracing::Span::current();
         span.record("weft.workflow", definition.name.as_str());
         span.record("weft.run_id", tracing::field::display(new_run_id));
-        let request = Request {
-            run_id: new_run_id,
-            definition,
-            input: input.unwrap_or_else(|| record.input.clone()),
-            trace: weft_protocol::trace::traceparent(&span),
-            parent: None,
-            limits: self.admission.run_limits(),
-            tools: Vec::new(),
-            prices: crate::config::Prices::new(),
-            seed: Some(Box::new(seed)),
-        };
+        let request =
+            self.root_request(new_run_id, definition, input.unwrap_or_else(|| record.input.clone()), Some(seed));
         self.admission.submit(request).await.map_err(api_error)
     }
 
