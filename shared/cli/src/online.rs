@@ -251,6 +251,25 @@ pub(crate) async fn status(client: &WeftClient, id: &str, json: bool, gantt: boo
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints a piece of streamed model text (or, with `json`, the delta as a JSON line).
+fn print_delta(delta: &weft_protocol::wire::Delta, json: bool, writing: &mut bool) -> anyhow::Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string(delta)?);
+    } else if delta.done {
+        if *writing {
+            eprintln!();
+        }
+        *writing = false;
+    } else {
+        if !*writing {
+            eprint!("  {} writes: ", delta.step_id);
+        }
+        eprint!("{}", delta.text);
+        *writing = true;
+    }
+    Ok(())
+}
+
 /// `weft watch`: events as they happen, from the run's start.
 pub(crate) async fn watch(client: &WeftClient, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     let run_id = parse_id(id)?;
@@ -264,29 +283,36 @@ pub(crate) async fn watch(client: &WeftClient, id: &str, json: bool) -> anyhow::
     let mut last = None;
     let mut writing = false;
     loop {
+        // Deltas first when both are ready: a step's text is sent before its result, so
+        // before any event that follows from it.
         let event = tokio::select! {
+            biased;
+            Some(delta) = deltas.next() => {
+                print_delta(&delta, json, &mut writing)?;
+                continue;
+            }
             event = events.next() => match event {
                 Some(event) => event?,
                 None => break,
             },
-            Some(delta) = deltas.next() => {
-                if json {
-                    outln!("{}", serde_json::to_string(&delta)?);
-                } else if delta.done {
-                    if writing {
-                        eprintln!();
-                    }
-                    writing = false;
-                } else {
-                    if !writing {
-                        eprint!("  {} writes: ", delta.step_id);
-                    }
-                    eprint!("{}", delta.text);
-                    writing = true;
-                }
-                continue;
-            }
         };
+        // Mid-text, an attempt's end came first by another path (events go through the
+        // coordinator and JetStream, deltas straight from the worker, before the result):
+        // the rest of the text is on its way, so let it finish (briefly) before the event.
+        let ends_an_attempt = matches!(
+            event.kind,
+            EventKind::StepCompleted { .. }
+                | EventKind::StepFailed { .. }
+                | EventKind::StepRetrying { .. }
+                | EventKind::StepCancelled { .. }
+                | EventKind::RunFinished { .. }
+        );
+        while writing && ends_an_attempt {
+            match tokio::time::timeout(std::time::Duration::from_millis(250), deltas.next()).await {
+                Ok(Some(delta)) => print_delta(&delta, json, &mut writing)?,
+                _ => break,
+            }
+        }
         if writing {
             eprintln!();
             writing = false;
