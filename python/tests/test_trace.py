@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import weft
 from conftest import unique
-from test_worker import results_of
+from test_worker import listen_results, results_of
 
 EXPORTER = InMemorySpanExporter()
 
@@ -43,9 +43,11 @@ async def test_the_call_span_is_a_child_of_the_task_span(client, start_worker, a
         seen["span"] = trace.get_current_span().get_span_context()
         return {}
 
+    run_id = str(weft.uuid7())
+    heard = await listen_results(admin, run_id)
     async with start_worker(traced):
         record = await client.run({"name": unique("trace"), "steps": [{"id": "a", "tool": name, "params": {}}]},
-                                  timeout=30)
+                                  timeout=30, run_id=run_id)
     assert record["status"] == "completed", record
     assert seen["traceparent"], "the coordinator sent no traceparent"
     task_trace, task_span = _parts(seen["traceparent"])
@@ -56,7 +58,7 @@ async def test_the_call_span_is_a_child_of_the_task_span(client, start_worker, a
     assert span.parent is not None and format(span.parent.span_id, "016x") == task_span
     assert span.attributes["weft.run_id"] == record["run_id"]
     assert span.kind == trace.SpanKind.CONSUMER
-    [result] = await results_of(admin, record["run_id"])
+    [result] = await results_of(heard)
     result_trace, result_span = _parts(result.headers["traceparent"])
     assert result_trace == task_trace
     assert result_span == format(span.context.span_id, "016x") != task_span
@@ -71,11 +73,13 @@ async def test_without_tracing_the_traceparent_is_passed_through(client, start_w
         seen["traceparent"] = ctx.traceparent
         return {}
 
+    run_id = str(weft.uuid7())
+    heard = await listen_results(admin, run_id)
     async with start_worker(untraced, trace=False):
         record = await client.run({"name": unique("trace"), "steps": [{"id": "a", "tool": name, "params": {}}]},
-                                  timeout=30)
+                                  timeout=30, run_id=run_id)
     assert record["status"] == "completed", record
-    [result] = await results_of(admin, record["run_id"])
+    [result] = await results_of(heard)
     assert result.headers["traceparent"] == seen["traceparent"]
     assert result.headers["Nats-Msg-Id"] == f"result:task:{record['run_id']}:a:1"
     body = json.loads(result.data)

@@ -8,7 +8,7 @@ import enum
 import json
 import threading
 import time
-from typing import Annotated, Literal, Optional, TypedDict
+from typing import Annotated, Any, Literal, Optional, TypedDict
 
 import nats
 import pydantic
@@ -21,10 +21,16 @@ async def consumer(admin: nats.NATS, tool: str):  # type: ignore[no-untyped-def]
     return await admin.jetstream().consumer_info("WEFT_TASKS", weft.consumer_name(tool))
 
 
-async def results_of(admin: nats.NATS, run_id: str) -> list[nats.aio.msg.Msg]:
-    """The results workers published into the run's log (as stored)."""
+async def listen_results(admin: nats.NATS, run_id: str) -> Any:
+    """Listens for the results workers publish into the run's log. Start it before the run:
+    the coordinator compacts a finished run's log within a second, so reading it afterwards
+    races the purge."""
     js = admin.jetstream()
-    sub = await js.subscribe(f"weft.in.*.{run_id}.result", ordered_consumer=True, stream="WEFT_INPUTS")
+    return await js.subscribe(f"weft.in.*.{run_id}.result", ordered_consumer=True, stream="WEFT_INPUTS")
+
+
+async def results_of(sub: Any) -> list[nats.aio.msg.Msg]:
+    """What `listen_results` heard (until a second goes by without more)."""
     out = []
     try:
         while True:
@@ -341,7 +347,9 @@ async def test_a_cancelled_run_cancels_the_running_tool(client, start_worker, ad
         return {"done": True}
 
     async with start_worker(long):
-        run_id = await client.submit({"name": unique("cancel"), "steps": [{"id": "a", "tool": name, "params": {}}]})
+        run_id = str(weft.uuid7())
+        heard = await listen_results(admin, run_id)
+        await client.submit({"name": unique("cancel"), "steps": [{"id": "a", "tool": name, "params": {}}]}, run_id=run_id)
         await asyncio.wait_for(started.wait(), 30)
         await client.cancel(run_id, "no longer needed")
         record = await client.wait(run_id, timeout=30)
@@ -350,7 +358,7 @@ async def test_a_cancelled_run_cancels_the_running_tool(client, start_worker, ad
         assert outcome["flag"] is True
         # the worker answered CANCELLED and acked the task
         await eventually("the task acked", lambda: _no_pending(admin, name))
-        results = await results_of(admin, run_id)
+        results = await results_of(heard)
     assert len(results) == 1
     body = json.loads(results[0].data)
     assert body["outcome"]["err"]["code"] == "CANCELLED"
