@@ -205,7 +205,7 @@ if WEFT_TLS=1 "$deploy/local.sh" up 2>"$logs/up.log"; then
   nap="$(weft submit "$scratch/nap.json" 2>&1 | grep -oE '[0-9a-f]{8}-[0-9a-f-]{27}' | head -n 1)"
   if ui_get /api/runs | jq -e '.runs | length > 0' >/dev/null \
     && ui_get "/api/runs/$named" | jq -e '.record.status == "completed" and .graph != null' >/dev/null \
-    && { curl -sS --max-time 2 "http://127.0.0.1:$ui_port/api/runs/$named/live" || true; } | grep -q '^event: record' \
+    && { curl -sS --max-time 2 "http://127.0.0.1:$ui_port/api/runs/$named/live" 2>/dev/null || true; } | grep -q '^event: record' \
     && { curl -sS --max-time 1 "http://127.0.0.1:$ui_port/api/live" >/dev/null 2>&1 || true; } \
     && curl -fsS --max-time 5 -X POST -H 'content-type: application/json' -d '{"reason": "check"}' \
       "http://127.0.0.1:$ui_port/api/runs/$nap/cancel" >/dev/null \
