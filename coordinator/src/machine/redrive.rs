@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use weft_lang::plan::Kind;
 use weft_protocol::wire::{Attempt, Millis, RerunOf, RunRecord, StepStatus};
 
 use super::ids::InstId;
@@ -99,11 +98,10 @@ impl Run {
             state.attempt = before.attempts.iter().map(|a| a.attempt).max().unwrap_or(0);
             state.carried = state.attempt;
         }
-        let construct = !matches!(
-            self.def(i).kind,
-            Kind::Task { .. } | Kind::Wait(_) | Kind::Signal { .. } | Kind::SubWorkflow { .. } | Kind::Plan(_)
-        );
-        let Some(output) = before.output.clone().filter(|_| !construct) else { return false };
+        if self.def(i).is_construct() {
+            return false;
+        }
+        let Some(output) = before.output.clone() else { return false };
         let worker = before.attempts.last().and_then(|a| a.worker.clone()).unwrap_or_default();
         self.complete_inst(i, output, worker, now, out);
         true
